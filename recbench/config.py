@@ -1,0 +1,163 @@
+"""The one configuration object shared by the CLI and the Python API.
+
+``recbench run`` only parses options into a :class:`RunConfig`; ``recbench.api.run`` validates it
+and does the work.  Profiles bundle the settings that make a run tiny (``smoke``), meaningful on
+a 2-core laptop (``cpu``) or comparable with the paper (``paper``); any field set explicitly by the
+user overrides the profile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from recbench.errors import UserError
+from recbench.registry import did_you_mean
+
+MAX_NEGATIVES = 19  # 20 candidates = target + 19 negatives
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Size and schedule of a run; see README "Profiles" for the reasoning behind each value."""
+
+    name: str
+    summary: str
+    train_examples: int | None  # None = the whole training split
+    eval_examples: int | None  # None = the whole test split
+    sft_epochs: float
+    pref_epochs: float
+    batch_size: int
+    grad_accum: int
+    learning_rate: float
+    sft_learning_rate: float
+    lora_r: int
+    lora_alpha: int
+    max_prompt_tokens: int
+    n_neg: int
+    warmup_ratio: float = 0.05
+    generation: bool = True  # also evaluate in generation mode
+    max_new_tokens: int = 20
+    precision: str = "auto"
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        summary="tiny: a few steps on a handful of examples, for tests (about a minute)",
+        train_examples=16,
+        eval_examples=8,
+        sft_epochs=1,
+        pref_epochs=1,
+        batch_size=4,
+        grad_accum=1,
+        learning_rate=1e-4,
+        sft_learning_rate=3e-4,
+        lora_r=4,
+        lora_alpha=8,
+        max_prompt_tokens=512,
+        n_neg=3,
+        generation=True,
+        max_new_tokens=8,
+    ),
+    "cpu": Profile(
+        name="cpu",
+        summary="meaningful on a 2-core CPU in under an hour per loss",
+        train_examples=2048,
+        eval_examples=500,
+        sft_epochs=1,
+        pref_epochs=1,
+        batch_size=8,
+        grad_accum=1,
+        learning_rate=1e-4,
+        sft_learning_rate=3e-4,
+        lora_r=16,
+        lora_alpha=32,
+        max_prompt_tokens=512,
+        n_neg=3,
+    ),
+    "paper": Profile(
+        name="paper",
+        summary="the paper's settings (3 epochs, lr 1e-5, effective batch 128, 16-example "
+        "micro-batches); for GPUs",
+        train_examples=None,
+        eval_examples=None,
+        sft_epochs=3,
+        pref_epochs=3,
+        batch_size=16,
+        grad_accum=8,
+        learning_rate=1e-5,
+        sft_learning_rate=1e-4,
+        lora_r=16,
+        lora_alpha=32,
+        max_prompt_tokens=512,
+        n_neg=3,
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise UserError(
+            f"unknown profile '{name}'{did_you_mean(name, list(PROFILES))}; "
+            f"known: {', '.join(PROFILES)}"
+        )
+    return PROFILES[name]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run; recorded in full with its results so it can be repeated."""
+
+    dataset: str = "lastfm"
+    loss: str | None = "napo"
+    baseline: str | None = None
+    model: str = "smollm2-135m"
+    profile: str = "cpu"
+    seed: int = 0
+    n_neg: int | None = None
+    loss_params: dict[str, float | int | str | bool] = field(default_factory=dict)
+    train_examples: int | None = None
+    eval_examples: int | None = None
+    checkpoint: str | None = None  # baselines: "released" or a path
+    output_dir: Path | None = None
+    results: Path | None = None
+    resume: bool = False
+
+    def validate(self) -> RunConfig:
+        """Cheap checks before any heavy work; raises :class:`UserError` with one line."""
+        get_profile(self.profile)
+        if self.baseline is None and self.loss is None:
+            raise UserError("choose a loss (--loss KEY) or a baseline (--baseline NAME)")
+        if self.n_neg is not None and not 1 <= self.n_neg <= MAX_NEGATIVES:
+            raise UserError(
+                f"--n-neg {self.n_neg} out of range: each example has {MAX_NEGATIVES} negatives"
+            )
+        for name in ("train_examples", "eval_examples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        return self
+
+    @property
+    def method(self) -> str:
+        return self.baseline or self.loss or ""
+
+    def resolved(self) -> dict:
+        """Profile values with the user's overrides applied (what the run actually uses)."""
+        profile = get_profile(self.profile)
+        values = asdict(profile)
+        for name in ("n_neg", "train_examples", "eval_examples"):
+            if getattr(self, name) is not None:
+                values[name] = getattr(self, name)
+        return values
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key in ("output_dir", "results"):
+            if out[key] is not None:
+                out[key] = str(out[key])
+        return out
+
+    def with_updates(self, **changes: object) -> RunConfig:
+        return replace(self, **changes)

@@ -1,0 +1,58 @@
+"""Finding datasets by name: built-in ones shipped in the package, then the user's imports."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from recbench import paths
+from recbench.data.dataset import Dataset, load_spec
+from recbench.errors import UnknownNameError
+from recbench.registry import did_you_mean
+
+BUILTIN_ROOT = Path(__file__).parent / "files"
+
+# Datasets recbench can build or accept but does not ship; shown by `recbench data list`.
+NOT_SHIPPED = {
+    "goodreads": "not distributable here: import your copy with `recbench data import goodreads`",
+}
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.name for p in BUILTIN_ROOT.iterdir() if (p / "dataset.json").is_file())
+
+
+def imported_root() -> Path:
+    return paths.subdir("datasets")
+
+
+def imported_names() -> list[str]:
+    root = imported_root()
+    return sorted(p.name for p in root.iterdir() if (p / "dataset.json").is_file())
+
+
+def known_names() -> list[str]:
+    return builtin_names() + [n for n in imported_names() if n not in builtin_names()]
+
+
+@cache
+def _load(name: str, root: str, builtin: bool) -> Dataset:
+    directory = Path(root)
+    return Dataset(load_spec(directory), directory, builtin=builtin)
+
+
+def load_dataset(name: str) -> Dataset:
+    """The dataset called ``name`` (built-in first, then imported); files are read lazily."""
+    if name in builtin_names():
+        return _load(name, str(BUILTIN_ROOT / name), True)
+    if name in imported_names():
+        return _load(name, str(imported_root() / name), False)
+    known = known_names()
+    hint = did_you_mean(name, known + list(NOT_SHIPPED))
+    extra = f"; {NOT_SHIPPED[name]}" if name in NOT_SHIPPED else ""
+    raise UnknownNameError(f"unknown dataset '{name}'{hint}{extra}; known: {', '.join(known)}")
+
+
+def forget(name: str) -> None:
+    """Drop cached dataset objects (after an import replaced files)."""
+    _load.cache_clear()
