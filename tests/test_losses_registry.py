@@ -1,0 +1,221 @@
+"""Registry, specs, hyper-parameter validation and user-facing errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+import losses
+from recbench.errors import UnknownNameError, UserError
+
+KEYS = [
+    "dpo",
+    "simpo",
+    "sdpo",
+    "sims_dpo",
+    "alpha_dpo",
+    "napo",
+    "napo_official",
+    "napo_paper",
+    "sdpo_ns",
+    "napo_ln",
+    "napo_no_ns",
+    "napo_no_dyn",
+    "napo_no_ns_gamma",
+    "napo_no_ns_dyn",
+    "napo1",
+    "napo2",
+]
+
+
+def test_exact_key_set() -> None:
+    assert sorted(losses.loss_keys()) == sorted(KEYS)
+    assert [spec.key for spec in losses.list_specs()] == losses.loss_keys()
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_spec_is_complete_and_matches_module(key: str) -> None:
+    spec = losses.get_spec(key)
+    assert isinstance(spec, losses.LossSpec)
+    assert spec.key == key
+    assert spec.summary and "\n" not in spec.summary
+    assert len(spec.description.splitlines()) >= 2
+    assert "reference model" in spec.description.lower()
+    module = losses.get_loss(key)
+    assert isinstance(module, torch.nn.Module)
+    # the defaults shown are the defaults used
+    assert dataclasses.asdict(module.hparams) == spec.hparams
+    assert module.requires == spec.requires
+    assert module.uses_all_negatives == spec.uses_all_negatives
+    assert module.needs_reference == spec.needs_reference
+    assert {"chosen_logps", "rejected_logps"} <= spec.requires
+    assert set(spec.hparam_ranges) == set(spec.hparams) == set(spec.hparam_docs)
+    assert all(spec.hparam_docs.values())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.key = "other"  # type: ignore[misc]
+
+
+def test_suite_defaults_and_presets() -> None:
+    """Values from LOSSES.md section 0 and the presets of section 6."""
+    assert losses.get_spec("dpo").hparams == {
+        "beta": 1.0,
+        "label_smoothing": 0.0,
+        "dpo_pairs": "first",
+    }
+    assert losses.get_spec("simpo").hparams == {"beta": 1.0, "gamma": 1.0, "ln": True}
+    alpha = losses.get_spec("alpha_dpo").hparams
+    assert (alpha["beta"], alpha["gamma"], alpha["alpha"], alpha["momentum"]) == (
+        1.0,
+        1.0,
+        0.2,
+        0.9,
+    )
+    napo = losses.get_spec("napo").hparams
+    assert {k: napo[k] for k in ("beta", "gamma", "alpha", "rho", "momentum")} == {
+        "beta": 1.0,
+        "gamma": 1.0,
+        "alpha": 0.3,
+        "rho": 0.7,
+        "momentum": 0.9,
+    }
+    assert napo["detach_negatives"] == "none" and napo["k_floor"] == "robust"
+    assert napo["margin_mode"] == "official" and not napo["update_stats_in_eval"]
+    official = losses.get_spec("napo_official").hparams
+    assert official["detach_negatives"] == "all"
+    assert official["k_floor"] == "int"
+    assert official["sasrec_state"] == "padded_last"
+    assert official["update_stats_in_eval"] is True
+    paper = losses.get_spec("napo_paper").hparams
+    assert paper["margin_mode"] == "paper" and paper["ema_order"] == "use_then_update"
+    assert paper["detach_negatives"] == "none"
+    assert losses.get_spec("napo_no_ns").hparams["rho"] == 0.0
+    assert losses.get_spec("napo_no_dyn").hparams["alpha"] == 0.0
+    assert losses.get_spec("napo_ln").hparams["ln"] is True
+    assert losses.get_spec("sdpo_ns").hparams["reward"] == "ref_ratio"
+    assert losses.get_spec("napo2").hparams["alpha_a"] == 0.2
+    assert losses.get_spec("napo1").hparams["alpha"] == 0.2
+
+
+def test_reference_and_negatives_flags() -> None:
+    needs_ref = {k for k in KEYS if losses.get_spec(k).needs_reference}
+    assert needs_ref == {"dpo", "sdpo", "alpha_dpo", "sdpo_ns", "napo1", "napo2"}
+    first_only = {k for k in KEYS if not losses.get_spec(k).uses_all_negatives}
+    assert first_only == {"dpo", "simpo", "alpha_dpo", "napo1", "napo2"}
+    assert losses.get_loss("dpo", dpo_pairs="expand").uses_all_negatives
+
+
+def test_unknown_key_suggests() -> None:
+    with pytest.raises(UnknownNameError, match="did you mean 'napo'"):
+        losses.get_loss("napoo")
+    with pytest.raises(UnknownNameError, match="did you mean 'sims_dpo'"):
+        losses.get_spec("simsdpo")
+    assert issubclass(UnknownNameError, UserError)
+
+
+@pytest.mark.parametrize(
+    ("key", "hparams", "pattern"),
+    [
+        ("napo", {"rho": 1.5}, r"rho=1\.5 is out of range; expected a number in \[0, 1\]"),
+        ("napo", {"rho": -0.1}, r"rho.*\[0, 1\]"),
+        ("napo", {"momentum": 1.0}, r"momentum=1\.0 .*\[0, 1\)"),
+        ("alpha_dpo", {"momentum": -0.5}, r"momentum.*\[0, 1\)"),
+        ("dpo", {"beta": -1.0}, r"beta=-1\.0 .*\(0, inf\)"),
+        ("simpo", {"beta": 0.0}, r"beta=0\.0 .*\(0, inf\)"),
+        ("dpo", {"label_smoothing": 0.5}, r"label_smoothing=0\.5 .*\[0, 0\.5\)"),
+        ("napo", {"detach_negatives": "some"}, r"one of 'none', 'shared', 'all'"),
+        ("napo", {"ln": 1}, r"True or False"),
+        ("napo", {"beta": "1"}, r"beta='1' is invalid"),
+        ("napo", {"gamma": float("nan")}, r"gamma=nan is out of range"),
+        ("napo", {"rhoo": 0.5}, r"no hyper-parameter 'rhoo' \(did you mean 'rho'\?\)"),
+        ("napo_no_ns", {"rho": 0.7}, r"fixes rho=0\.0"),
+        ("napo_no_ns_gamma", {"gamma": 1.0}, r"fixes gamma=0\.0"),
+        ("sdpo_ns", {"reward": "policy"}, r"fixes reward='ref_ratio'"),
+    ],
+)
+def test_bad_hparams(key: str, hparams: dict, pattern: str) -> None:
+    with pytest.raises(UserError, match=pattern) as info:
+        losses.get_loss(key, **hparams)
+    message = str(info.value)
+    assert "\n" not in message and key in message
+
+
+def test_ints_accepted_for_floats_and_fixed_value_may_be_repeated() -> None:
+    module = losses.get_loss("napo", beta=2, rho=1)
+    assert module.hparams.beta == 2.0 and isinstance(module.hparams.beta, float)
+    assert losses.get_loss("napo_no_ns", rho=0.0).hparams.rho == 0.0
+
+
+def test_missing_field_is_named() -> None:
+    batch = losses.PreferenceBatch(chosen_logps=torch.zeros(4), rejected_logps=torch.zeros(4, 2))
+    with pytest.raises(
+        UserError, match="'napo' needs PreferenceBatch field\\(s\\) rejected_scores, seq_embeddings"
+    ):
+        losses.get_loss("napo")(batch)
+    with pytest.raises(UserError, match="ref_chosen_logps, ref_rejected_logps"):
+        losses.get_loss("dpo")(batch)
+    with pytest.raises(UserError, match="receiver_scores"):
+        losses.get_loss("napo_paper")(batch)
+    # fields a configuration does not need are not demanded
+    assert torch.isfinite(losses.get_loss("napo", rho=0.0, alpha=0.0)(batch).loss)
+
+
+def test_shape_errors() -> None:
+    with pytest.raises(UserError, match=r"rejected_logps must have shape \[b, n\]"):
+        losses.get_loss("sims_dpo")(
+            losses.PreferenceBatch(chosen_logps=torch.zeros(4), rejected_logps=torch.zeros(4))
+        )
+    with pytest.raises(UserError, match=r"ref_rejected_logps must have shape \[4, 2\]"):
+        losses.get_loss("dpo")(
+            losses.PreferenceBatch(
+                chosen_logps=torch.zeros(4),
+                rejected_logps=torch.zeros(4, 2),
+                ref_chosen_logps=torch.zeros(4),
+                ref_rejected_logps=torch.zeros(4, 3),
+            )
+        )
+    with pytest.raises(UserError, match="lengths must be positive"):
+        losses.get_loss("simpo")(
+            losses.PreferenceBatch(
+                chosen_logps=torch.zeros(2),
+                rejected_logps=torch.zeros(2, 1),
+                chosen_lengths=torch.tensor([1.0, 0.0]),
+                rejected_lengths=torch.ones(2, 1),
+            )
+        )
+    with pytest.raises(UserError, match=r"receiver_scores must lie in \[-1, 1\]"):
+        losses.get_loss("napo_paper")(
+            losses.PreferenceBatch(
+                chosen_logps=torch.zeros(3),
+                rejected_logps=torch.zeros(3, 1),
+                seq_embeddings=torch.randn(3, 2),
+                receiver_scores=torch.full((3, 3, 1), 4.0),
+            )
+        )
+
+
+def test_output_structure() -> None:
+    gen = torch.Generator().manual_seed(0)
+    batch = losses.PreferenceBatch(
+        chosen_logps=torch.randn(5, generator=gen).requires_grad_(True),
+        rejected_logps=torch.randn(5, 3, generator=gen).requires_grad_(True),
+        seq_embeddings=torch.randn(5, 4, generator=gen),
+        rejected_scores=torch.randn(5, 3, generator=gen),
+    )
+    out = losses.get_loss("napo")(batch)
+    assert isinstance(out, losses.LossOutput)
+    assert out.per_example.shape == (5,)
+    torch.testing.assert_close(out.loss, out.per_example.mean())
+    assert out.loss.requires_grad
+    for name in (
+        "gamma",
+        "K",
+        "pool_size",
+        "rewards/accuracy",
+        "rewards/chosen",
+        "rewards/rejected",
+    ):
+        assert name in out.metrics
+    assert out.metrics["K"] == 2 and float(out.metrics["pool_size"]) == 9.0
+    assert not any(isinstance(v, torch.Tensor) and v.requires_grad for v in out.metrics.values())
