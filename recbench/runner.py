@@ -6,8 +6,6 @@ a second, not a failed hour.
 
 from __future__ import annotations
 
-import time
-
 from recbench import models
 from recbench.config import RunConfig
 from recbench.data import load_dataset
@@ -27,26 +25,16 @@ def check_inputs(config: RunConfig) -> None:
     models.check_name(config.model)
 
 
-def execute(config: RunConfig) -> dict:
-    """For now: load the data and the model and summarise them (training lands next)."""
-    check_inputs(config)
-    settings = config.resolved()
-    started = time.perf_counter()
-    ds = load_dataset(config.dataset)
-    test = ds.examples("test")
-    model, tokenizer = models.load(config.model)
-    n_params = sum(p.numel() for p in model.parameters())
-    from recbench.api import prompt_for
+LLM_BASELINES = ("zero_shot", "sft")
 
-    prompt = prompt_for(ds, test[0], config.seed)
-    return {
-        "dataset": ds.name,
-        "train_examples": len(ds.examples("train")),
-        "test_examples": len(test),
-        "model": config.model,
-        "model_class": type(model).__name__,
-        "parameters": n_params,
-        "first_prompt_tokens": len(tokenizer(prompt)["input_ids"]),
-        "profile": settings["name"],
-        "seconds": round(time.perf_counter() - started, 2),
-    }
+
+def execute(config: RunConfig, progress: bool = True) -> dict:
+    """Run a loss (SFT then preference optimisation) or a baseline, and store its records."""
+    check_inputs(config)
+    if config.baseline is not None and config.baseline not in LLM_BASELINES:
+        import baselines
+
+        return baselines.run_baseline(config, progress=progress)
+    from recbench.pipeline import run_llm
+
+    return run_llm(config, progress=progress)

@@ -20,7 +20,9 @@ def recbench_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run ``recbench ARGS`` in a subprocess exactly as a user would (through ``main``)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
@@ -40,3 +42,16 @@ def cli(recbench_home):
         return run_cli(*args, env={"RECBENCH_HOME": str(recbench_home)}, **kwargs)
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def model_home(tmp_path_factory) -> Path:
+    """A cache shared by the tests that need the embedded model (fetched once per session).
+
+    CI sets RECBENCH_HOME to a directory inside the clone, so the model is fetched once per CI
+    run; locally a session directory is used unless RECBENCH_HOME is set.
+    """
+    configured = os.environ.get("RECBENCH_HOME")
+    home = Path(configured) if configured else tmp_path_factory.mktemp("model-home")
+    home.mkdir(parents=True, exist_ok=True)
+    return home

@@ -55,7 +55,10 @@ def test_lastfm_users_and_steam_sample_flagged():
 @pytest.mark.parametrize("name", ["lastfm", "steam"])
 def test_candidates_follow_the_protocol_rule(name):
     ds = load_dataset(name)
-    raw = [json.loads(line) for line in open(ds.root / ds.spec.splits["test"].file)]
+    raw = [
+        json.loads(line)
+        for line in (ds.root / ds.spec.splits["test"].file).read_text().splitlines()
+    ]
     kept = [r for r in raw if r["len_seq"] >= 3][:25]
     for row, example in zip(kept, ds.examples("test")[:25], strict=True):
         expected = protocol_candidates(row["seq"], ds.padding_id, row["next"], ds.num_items)
@@ -91,7 +94,7 @@ def test_negatives_are_seeded_distinct_non_target_candidates():
 def test_popularity_counts_unfiltered_training_targets():
     ds = load_dataset("lastfm")
     pop = ds.popularity()
-    raw = [json.loads(line)["next"] for line in open(ds.root / "train.jsonl")]
+    raw = [json.loads(line)["next"] for line in (ds.root / "train.jsonl").read_text().splitlines()]
     assert pop.sum() == len(raw) == 50800
     item = raw[100]
     assert pop[item] == raw.count(item)

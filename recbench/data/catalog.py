@@ -15,6 +15,10 @@ BUILTIN_ROOT = Path(__file__).parent / "files"
 # Datasets recbench can build or accept but does not ship; shown by `recbench data list`.
 NOT_SHIPPED = {
     "goodreads": "not distributable here: import your copy with `recbench data import goodreads`",
+    "movielens": (
+        "ML-100K, not shipped (GroupLens terms forbid redistribution): build it locally "
+        "with `recbench data build movielens`"
+    ),
 }
 
 
@@ -47,10 +51,11 @@ def load_dataset(name: str) -> Dataset:
         return _load(name, str(BUILTIN_ROOT / name), True)
     if name in imported_names():
         return _load(name, str(imported_root() / name), False)
+    if name in NOT_SHIPPED:  # known to recbench but not installed: say how to get it
+        raise UnknownNameError(f"dataset '{name}' is not installed: {NOT_SHIPPED[name]}")
     known = known_names()
     hint = did_you_mean(name, known + list(NOT_SHIPPED))
-    extra = f"; {NOT_SHIPPED[name]}" if name in NOT_SHIPPED else ""
-    raise UnknownNameError(f"unknown dataset '{name}'{hint}{extra}; known: {', '.join(known)}")
+    raise UnknownNameError(f"unknown dataset '{name}'{hint}; known: {', '.join(known)}")
 
 
 def forget(name: str) -> None:

@@ -1,0 +1,135 @@
+"""Evaluating an LLM recommender on the 20-candidate test examples, in both protocol modes.
+
+* ranking: every candidate's title (+EOS) is scored under the prompt with the packed scorer and
+  the arg-max is the recommendation; always valid, also gives NDCG@k.
+* generation (the papers' metric): greedy decoding of at most ``max_new_tokens`` tokens, judged
+  by the substring rule of :func:`recbench.metrics.judge_generation`.
+Both report popularity bias of the recommended item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from recbench import metrics
+from recbench.batches import PromptItem, batched, candidate_texts
+from recbench.data.dataset import Dataset
+from recbench.scoring import encode_pairs, score_responses
+
+
+@torch.no_grad()
+def rank_candidates(
+    model,
+    tokenizer,
+    ds: Dataset,
+    items: Sequence[PromptItem],
+    *,
+    batch_size: int = 4,
+    max_prompt_tokens: int | None = None,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Summed log-probability and token count of every candidate, each ``[N, 20]``."""
+    was_training = model.training
+    model.eval()
+    rows, lengths = [], []
+    for chunk in tqdm(batched(items, batch_size), desc="rank", disable=not progress, leave=False):
+        prompt_ids, response_ids = encode_pairs(
+            tokenizer,
+            [item.prompt for item in chunk],
+            [candidate_texts(ds, item.example) for item in chunk],
+            add_bos=False,
+            max_prompt_tokens=max_prompt_tokens,
+        )
+        scores = score_responses(model, prompt_ids, response_ids, pad_token_id=_pad(tokenizer))
+        rows.append(scores.logps.double().cpu().numpy())
+        lengths.append(scores.lengths.cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(rows, axis=0), np.concatenate(lengths, axis=0)
+
+
+def ranking_report(
+    ds: Dataset, items: Sequence[PromptItem], scores: np.ndarray, lengths: np.ndarray
+) -> dict:
+    """Ranking metrics of the summed log-probability (the protocol's score).
+
+    ``hr@1_per_token`` ranks by the mean log-probability per token instead, a diagnostic of how
+    much the summed score's preference for short titles costs.
+    """
+    target_pos = np.array([item.example.target_position for item in items])
+    out = metrics.ranking_metrics(scores, target_pos)
+    per_token = metrics.ranking_metrics(scores / np.maximum(lengths, 1), target_pos)
+    out["hr@1_per_token"] = per_token["hr@1"]
+    picks = [
+        item.example.candidates[int(i)] for item, i in zip(items, scores.argmax(1), strict=True)
+    ]
+    out.update(
+        metrics.popularity_bias(picks, [it.example.history for it in items], ds.popularity())
+    )
+    return out
+
+
+@torch.no_grad()
+def generate_answers(
+    model,
+    tokenizer,
+    items: Sequence[PromptItem],
+    *,
+    batch_size: int = 8,
+    max_new_tokens: int = 20,
+    max_prompt_tokens: int | None = None,
+    progress: bool = True,
+) -> list[str]:
+    """Greedy continuations of every prompt (only the new tokens, decoded)."""
+    was_training = model.training
+    model.eval()
+    pad = _pad(tokenizer)
+    answers: list[str] = []
+    for chunk in tqdm(
+        batched(items, batch_size), desc="generate", disable=not progress, leave=False
+    ):
+        prompt_ids, _ = encode_pairs(
+            tokenizer, [i.prompt for i in chunk], [[] for _ in chunk], add_bos=False,
+            max_prompt_tokens=max_prompt_tokens,
+        )  # fmt: skip
+        width = max(len(p) for p in prompt_ids)
+        input_ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompt_ids])
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])
+        device = next(model.parameters()).device
+        output = model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=pad,
+        )
+        new_tokens = output[:, width:]
+        answers.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+    model.train(was_training)
+    return answers
+
+
+def generation_report(ds: Dataset, items: Sequence[PromptItem], answers: Sequence[str]) -> dict:
+    selections = [
+        metrics.judge_generation(
+            text,
+            item.example.candidates,
+            [ds.item_names[i] for i in item.example.candidates],
+            item.example.target,
+        )
+        for item, text in zip(items, answers, strict=True)
+    ]
+    out = metrics.generation_metrics(selections)
+    out.update(
+        metrics.popularity_bias(
+            [s.item for s in selections], [it.example.history for it in items], ds.popularity()
+        )
+    )
+    return out
+
+
+def _pad(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

@@ -1,0 +1,210 @@
+"""``recbench compare``: every paper-style table and plot from the results store, reproducibly.
+
+Reports are meant to be committed next to the results they come from, so each file says how to
+regenerate it (the canonical ``recbench compare`` command line) and on which hardware its numbers
+were measured, and contains nothing else that changes between two runs (no dates, sorted rows,
+pinned plot metadata): running the same command twice gives byte-identical files.
+
+Numbers from different models or profiles are never pooled: when the filtered store holds several
+(model, profile) settings, each gets its own sub-directory of the output directory.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from recbench import results
+from recbench.errors import UserError
+from recbench.reports import plots, tables
+from recbench.reports.runs import Filters, choose_references, load_runs, settings_of
+
+FORMATS = ("md", "csv", "tex")
+# Plots drawn from each table (removed along with it when its data disappears).
+PLOTS_OF = {
+    "fig3ab_relative_to_sft": ("fig3a_popularity_bias", "fig3b_hr1_vs_sft"),
+    "fig3c_n_neg": ("fig3c_n_neg",),
+    "study_rho": ("study_rho",),
+    "study_alpha": ("study_alpha",),
+}
+STUDY_TITLES = {
+    "n_neg": "HR@1, peak memory and preference-stage time across n_neg",
+    "rho": "HR@1 and ValidRatio across the sharing ratio rho",
+    "alpha": "HR@1 and ValidRatio across the margin sensitivity alpha",
+}
+
+
+@dataclass
+class CompareReport:
+    """What ``compare`` did: files written, tables/plots skipped (with why), stale files removed."""
+
+    store: Path
+    directories: list[Path] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "store": str(self.store),
+            "directories": [str(p) for p in self.directories],
+            "written": [str(p) for p in self.written],
+            "skipped": [{"name": n, "reason": r} for n, r in self.skipped],
+            "removed": [str(p) for p in self.removed],
+        }
+
+
+def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"md,csv"`` -> ("md", "csv") in canonical order; unknown names are a user error."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    chosen = {item.strip().lower() for item in items if item.strip()}
+    unknown = sorted(chosen - set(FORMATS))
+    if unknown or not chosen:
+        raise UserError(
+            f"unknown table format '{','.join(unknown) or text}'; choose from {','.join(FORMATS)}"
+        )
+    return tuple(f for f in FORMATS if f in chosen)
+
+
+def command_line(
+    results_path: Path | None,
+    out: Path,
+    datasets: Sequence[str],
+    model: str | None,
+    profile: str | None,
+    formats: Sequence[str],
+    plots_enabled: bool,
+) -> str:
+    """The canonical command that regenerates a report (options in a fixed order)."""
+    parts = ["recbench", "compare"]
+    if results_path is not None:
+        parts += ["--results", str(results_path)]
+    parts += ["--out", str(out)]
+    for dataset in sorted(set(datasets)):
+        parts += ["--dataset", dataset]
+    if model is not None:
+        parts += ["--model", model]
+    if profile is not None:
+        parts += ["--profile", profile]
+    if tuple(formats) != FORMATS:
+        parts += ["--format", ",".join(formats)]
+    if not plots_enabled:
+        parts.append("--no-plots")
+    return shlex.join(parts)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_.") or "model"
+
+
+def _hardware(runs: pd.DataFrame) -> str:
+    return "; ".join(sorted(set(runs["hardware"]))) if not runs.empty else "unknown"
+
+
+def _write(path: Path, text: str) -> Path:
+    with open(path, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write(text)
+    return path
+
+
+def _remove_stale(paths: Iterable[Path], report: CompareReport) -> None:
+    for path in paths:
+        if path.is_file():
+            path.unlink()
+            report.removed.append(path)
+
+
+def compare(
+    results_path: Path | None = None,
+    out: Path = Path("reports"),
+    datasets: Sequence[str] = (),
+    model: str | None = None,
+    profile: str | None = None,
+    formats: str | Sequence[str] = FORMATS,
+    plots_enabled: bool = True,
+) -> CompareReport:
+    """Write the tables (and plots) for the filtered store into ``out``; see the module doc."""
+    chosen_formats = parse_formats(formats)
+    datasets = tuple(sorted({d.strip() for item in datasets for d in item.split(",") if d.strip()}))
+    store = Path(results_path) if results_path is not None else results.default_store()
+    runs = load_runs(store, Filters(datasets=datasets, model=model, profile=profile))
+    command = command_line(
+        results_path, out, datasets, model, profile, chosen_formats, plots_enabled
+    )
+    report = CompareReport(store=store)
+    settings = settings_of(runs)
+    for setting_model, setting_profile in settings:
+        directory = Path(out)
+        if len(settings) > 1:
+            directory = directory / f"{_slug(setting_profile)}-{_slug(setting_model)}"
+        subset = runs[(runs["model"] == setting_model) & (runs["profile"] == setting_profile)]
+        prefix = "" if len(settings) == 1 else f"{directory.name}/"
+        _write_setting(subset, directory, prefix, command, chosen_formats, plots_enabled, report)
+    return report
+
+
+def _write_setting(
+    runs: pd.DataFrame,
+    directory: Path,
+    prefix: str,
+    command: str,
+    formats: Sequence[str],
+    plots_enabled: bool,
+    report: CompareReport,
+) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    report.directories.append(directory)
+    refs = choose_references(runs)
+    model, profile = str(runs["model"].iloc[0]), str(runs["profile"].iloc[0])
+    builders: list[tuple[str, Callable[[], tables.Table | str]]] = [
+        ("table2_main", lambda: tables.main_table(refs)),
+        ("table3_ablations", lambda: tables.ablation_table(refs)),
+        ("fig3ab_relative_to_sft", lambda: tables.relative_to_sft_table(refs)),
+        ("fig3c_n_neg", lambda: tables.study_table(runs, refs, "n_neg")),
+        ("study_rho", lambda: tables.study_table(runs, refs, "rho")),
+        ("study_alpha", lambda: tables.study_table(runs, refs, "alpha")),
+        ("table5_training_time", lambda: tables.time_table(refs)),
+    ]
+    for name, build in builders:
+        built = build()
+        plot_names = PLOTS_OF.get(name, ())
+        if isinstance(built, str):
+            report.skipped.append((prefix + name, built))
+            stale = [directory / f"{name}.{fmt}" for fmt in formats]
+            if plots_enabled:
+                stale += [
+                    directory / f"{p}.{ext}" for p in plot_names for ext in (*plots.FORMATS, "txt")
+                ]
+            _remove_stale(stale, report)
+            continue
+        header = [
+            f"generated by: {command}",
+            f"setting: model={model}, profile={profile}",
+            f"hardware: {_hardware(built.runs)}",
+        ]
+        for fmt in formats:
+            text = tables.WRITERS[fmt](built, header)
+            report.written.append(_write(directory / f"{name}.{fmt}", text))
+        if plots_enabled and plot_names:
+            figures = _figures(name, built)
+            drawn = {figure.name for figure in figures}
+            for figure in figures:
+                report.written += plots.render(figure, directory, header)
+            for missing in plot_names:
+                if missing not in drawn:
+                    report.skipped.append((prefix + missing, "no finite values to plot"))
+                    _remove_stale(
+                        [directory / f"{missing}.{ext}" for ext in (*plots.FORMATS, "txt")], report
+                    )
+
+
+def _figures(name: str, table: tables.Table) -> list[plots.Plot]:
+    if name == "fig3ab_relative_to_sft":
+        return plots.relative_plots(table.data)
+    parameter = name.removeprefix("study_") if name.startswith("study_") else "n_neg"
+    return [plots.study_plot(table.data, parameter, name, STUDY_TITLES[parameter])]

@@ -1,0 +1,268 @@
+"""From long-format result records to one row per run, and the configuration each table shows.
+
+The store holds one record per (run, metric).  Reports need the opposite shape: one row per run
+with its metrics side by side, exactly one run per (dataset, method, hyper-parameters, seed) (the
+latest, when a point was run twice), and, for every method, one *reference* hyper-parameter
+configuration, so that a sweep over rho does not leak five NAPO variants into the main table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from recbench import results
+from recbench.errors import UserError
+from recbench.registry import did_you_mean
+
+# Run-level columns (everything else in a runs frame is a "mode:metric" column).
+RUN_COLUMNS = (
+    "run_id",
+    "time",
+    "dataset",
+    "method",
+    "family",
+    "model",
+    "profile",
+    "seed",
+    "hparams",
+    "hkey",
+    "hardware",
+)
+TRAIN_TIME_PARTS = ("cost:sft_seconds", "cost:preference_seconds")
+TRAIN_TIME = "cost:train_seconds"  # derived: SFT + preference stage (or a baseline's own total)
+
+
+def _normal(value: object) -> object:
+    """Numbers compare by value (3 == 3.0) and print without spurious ".0"."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    as_float = float(value)
+    return int(as_float) if as_float.is_integer() else as_float
+
+
+def hparams_key(hparams: Mapping[str, object] | None) -> str:
+    """A canonical string for a hyper-parameter dict (the identity of a configuration)."""
+    return json.dumps({k: _normal(v) for k, v in (hparams or {}).items()}, sort_keys=True)
+
+
+def compatible(
+    hparams: Mapping[str, object], reference: Mapping[str, object], ignore: Iterable[str] = ()
+) -> bool:
+    """True when every hyper-parameter the two dicts share (except ``ignore``) is equal.
+
+    Keys present on one side only are not held against a run: records written by another
+    version may carry fewer or more hyper-parameters, and rerunning or dropping them over that
+    would be worse than comparing what both sides state.
+    """
+    skip = set(ignore)
+    return all(
+        _normal(hparams[k]) == _normal(reference[k])
+        for k in hparams.keys() & reference.keys()
+        if k not in skip
+    )
+
+
+def describe_hardware(hardware: Mapping[str, object] | None) -> str:
+    """One line naming the machine a record came from (sorted keys: deterministic)."""
+    if not hardware:
+        return "unknown"
+    return ", ".join(f"{k}={hardware[k]}" for k in sorted(hardware))
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which records a report covers (empty = everything in the store)."""
+
+    datasets: tuple[str, ...] = ()
+    model: str | None = None
+    profile: str | None = None
+
+
+def _check_values(what: str, wanted: Sequence[str], present: Iterable[object]) -> None:
+    known = sorted({str(v) for v in present})
+    for value in wanted:
+        if value not in known:
+            raise UserError(
+                f"no results for {what} '{value}'{did_you_mean(value, known)}; "
+                f"the store has: {', '.join(known) or 'nothing'}"
+            )
+
+
+def load_runs(store: Path, filters: Filters) -> pd.DataFrame:
+    """Read, filter and reshape the store into one row per run (latest run per point).
+
+    Raises a one-line :class:`UserError` when the store is empty or a filter matches nothing,
+    so a typo in ``--dataset`` never yields an empty report.
+    """
+    records = results.read_records(store)
+    if not records:
+        raise UserError(
+            f"the results store {store} is empty or missing; "
+            "fill it with `recbench run` or `recbench sweep`"
+        )
+    _check_values("dataset", filters.datasets, (r.get("dataset") for r in records))
+    if filters.model is not None:
+        _check_values("model", [filters.model], (r.get("model") for r in records))
+    if filters.profile is not None:
+        _check_values("profile", [filters.profile], (r.get("profile") for r in records))
+    chosen = [
+        r
+        for r in records
+        if (not filters.datasets or r.get("dataset") in filters.datasets)
+        and (filters.model is None or r.get("model") == filters.model)
+        and (filters.profile is None or r.get("profile") == filters.profile)
+    ]
+    if not chosen:
+        raise UserError("no results match the filters (--dataset/--model/--profile) together")
+    return _to_runs(chosen)
+
+
+def _to_runs(records: list[dict]) -> pd.DataFrame:
+    runs: dict[str, dict] = {}
+    ordered = sorted(records, key=lambda r: (str(r.get("time") or ""), str(r.get("run_id"))))
+    for record in ordered:
+        run_id = str(record.get("run_id"))
+        row = runs.get(run_id)
+        if row is None:
+            hparams = dict(record.get("hparams") or {})
+            seed = record.get("seed")
+            row = runs[run_id] = {
+                "run_id": run_id,
+                "time": str(record.get("time") or ""),
+                "dataset": str(record.get("dataset")),
+                "method": str(record.get("method")),
+                "family": str(record.get("family")),
+                "model": str(record.get("model")),
+                "profile": str(record.get("profile")),
+                "seed": int(seed) if seed is not None else -1,
+                "hparams": hparams,
+                "hkey": hparams_key(hparams),
+                "hardware": describe_hardware(record.get("hardware")),
+            }
+        value = record.get("value")
+        row[f"{record.get('mode')}:{record.get('metric')}"] = (
+            math.nan if value is None else float(value)
+        )
+    frame = pd.DataFrame(list(runs.values()))
+    metric_columns = sorted(c for c in frame.columns if c not in RUN_COLUMNS)
+    frame = frame.reindex(columns=list(RUN_COLUMNS) + metric_columns)
+    parts = [c for c in TRAIN_TIME_PARTS if c in frame.columns]
+    if parts:
+        total = frame[parts].sum(axis=1, min_count=1)
+        if TRAIN_TIME in frame.columns:  # a baseline that records its own training total
+            total = total.fillna(frame[TRAIN_TIME])
+        frame[TRAIN_TIME] = total
+    point = ["dataset", "method", "model", "profile", "hkey", "seed"]
+    frame = frame.sort_values(["time", "run_id"]).drop_duplicates(point, keep="last")
+    return frame.sort_values(point + ["run_id"]).reset_index(drop=True)
+
+
+def settings_of(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """The distinct (model, profile) pairs: numbers from different pairs are never pooled."""
+    pairs = runs[["model", "profile"]].drop_duplicates().itertuples(index=False)
+    return sorted((str(m), str(p)) for m, p in pairs)
+
+
+# ------------------------------------------------------------------------- reference choice
+def registry_defaults(method: str, profile: str) -> dict[str, object] | None:
+    """The hyper-parameters a plain ``recbench run --loss METHOD`` records, or None if unknown."""
+    from recbench.config import get_profile
+
+    try:
+        import losses
+
+        defaults = dict(losses.get_spec(method).hparams)
+    except (ImportError, KeyError, UserError):
+        return None
+    try:
+        defaults["n_neg"] = get_profile(profile).n_neg
+    except UserError:
+        pass
+    return defaults
+
+
+@dataclass
+class References:
+    """For each (dataset, method): the reference hyper-parameters and the runs that have them."""
+
+    hparams: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
+    notes: dict[tuple[str, str], str] = field(default_factory=dict)
+    runs: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def _pick(groups: pd.DataFrame) -> str:
+    """The configuration with the most seeds (ties: the smallest key, for determinism)."""
+    counts = groups.groupby("hkey")["seed"].nunique()
+    best = counts.max()
+    return min(counts[counts == best].index)
+
+
+def choose_references(runs: pd.DataFrame) -> References:
+    """Pick, per (dataset, method), the configuration the headline tables report.
+
+    Losses report their registered defaults (with the profile's n_neg), which is what a plain
+    ``recbench run`` produces; when no run has them, the most-seeded configuration is shown with
+    a note naming how it differs.  Other methods (baselines) report their most-seeded
+    configuration.
+    """
+    out = References()
+    kept = []
+    for (dataset, method), group in runs.groupby(["dataset", "method"], sort=True):
+        family = str(group["family"].iloc[0])
+        profile = str(group["profile"].iloc[0])
+        expected = registry_defaults(method, profile) if family == "loss" else None
+        chosen: str | None = None
+        if expected is not None:
+            matching = group[[compatible(h, expected) for h in group["hparams"]]]
+            if len(matching):
+                chosen = _pick(matching)
+        if chosen is None:
+            chosen = _pick(group)
+            if expected is not None:
+                hparams = group[group["hkey"] == chosen]["hparams"].iloc[0]
+                differ = sorted(
+                    f"{k}={_normal(hparams[k])}"
+                    for k in hparams.keys() & expected.keys()
+                    if _normal(hparams[k]) != _normal(expected[k])
+                )
+                out.notes[(dataset, method)] = (
+                    f"{method} on {dataset}: no run at the default hyper-parameters; "
+                    f"shown: {', '.join(differ)}"
+                )
+            elif group["hkey"].nunique() > 1:
+                out.notes[(dataset, method)] = (
+                    f"{method} on {dataset}: {group['hkey'].nunique()} configurations in the "
+                    "store; shown: the one with the most seeds"
+                )
+        selected = group[group["hkey"] == chosen]
+        out.hparams[(dataset, method)] = (
+            expected if expected is not None else dict(selected["hparams"].iloc[0])
+        )
+        kept.append(selected)
+    out.runs = pd.concat(kept, ignore_index=True) if kept else runs.iloc[0:0]
+    return out
+
+
+def one_factor(runs: pd.DataFrame, refs: References, parameter: str) -> pd.DataFrame:
+    """Runs that differ from their method's reference in ``parameter`` only (a 1-D study).
+
+    A grid sweep (n_neg x rho x seed) thus yields a clean rho curve at the default n_neg and a
+    clean n_neg curve at the default rho, never a mixture.  Adds a ``value`` column.
+    """
+    rows = []
+    for index, row in runs.iterrows():
+        reference = refs.hparams.get((row["dataset"], row["method"]))
+        hparams = row["hparams"]
+        if reference is None or parameter not in hparams:
+            continue
+        if compatible(hparams, reference, ignore=[parameter]):
+            rows.append(index)
+    selected = runs.loc[rows].copy()
+    selected["value"] = [_normal(h[parameter]) for h in selected["hparams"]]
+    return selected

@@ -1,0 +1,292 @@
+"""One training loop for every stage and every loss: SFT and preference optimisation with LoRA.
+
+The loop is deliberately small and explicit, so that what it does on one laptop core is exactly
+what it does on several GPUs:
+
+* accelerate provides the device, the process group and mixed-precision autocast; gradients of
+  the (few) LoRA parameters are averaged across processes by hand after each backward, so the
+  scorer can call the unwrapped model directly (no DDP wrapper between it and the decoder).
+* Each global micro-batch is split rank-major across processes; batch-coupled losses (NAPO's
+  sharing and margin, alpha-DPO's statistics) see the global micro-batch through
+  ``losses.gather_batch``, so one process and several give the same loss.
+* Batch order is a seeded permutation per epoch and nothing else in the loop draws random
+  numbers (LoRA dropout is 0, Llama has no dropout), so a resumed run replays exactly the steps
+  an uninterrupted run would have taken.
+* Checkpoints (trainable weights as safetensors, optimizer and scheduler state, the loss's
+  running buffers, the step) are written to a temporary directory and renamed into place, so a
+  kill at any moment leaves either the previous or the new checkpoint, never half of one.
+* A non-finite loss stops the stage with a clear error and leaves the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from recbench.errors import UserError
+
+StepFn = Callable[[list], tuple[torch.Tensor, dict[str, float]]]
+
+
+class TrainingDivergedError(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    name: str
+    epochs: float
+    learning_rate: float
+    batch_size: int  # per process
+    grad_accum: int
+    warmup_ratio: float
+    seed: int
+    precision: str = "fp32"  # fp32 or bf16 (autocast)
+    checkpoint_every: int = 10  # optimizer steps
+    max_grad_norm: float = 1.0
+
+
+def add_lora(model, r: int, alpha: int, seed: int):
+    """Wrap ``model`` with a LoRA adapter on every linear layer of the decoder (seeded init)."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=0.0,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    return {
+        n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad
+    }
+
+
+def load_trainable_state(model, path: Path) -> None:
+    state = load_file(str(path))
+    params = dict(model.named_parameters())
+    missing = [name for name in state if name not in params]
+    if missing:
+        raise UserError(f"{path} does not match the model (unknown tensor {missing[0]})")
+    with torch.no_grad():
+        for name, tensor in state.items():
+            params[name].copy_(tensor.to(params[name].device))
+
+
+class Stage:
+    """Runs one training stage in ``directory``, resumable, with JSON Lines metrics."""
+
+    def __init__(self, directory: Path, settings: StageSettings, accelerator) -> None:
+        self.dir = Path(directory)
+        self.settings = settings
+        self.accelerator = accelerator
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def final_weights(self) -> Path:
+        return self.dir / "final" / "adapter.safetensors"
+
+    def is_done(self) -> bool:
+        return (self.dir / "final" / "done.json").is_file()
+
+    def _order(self, n_items: int, epoch: int) -> list[int]:
+        order = list(range(n_items))
+        random.Random(f"order:{self.settings.seed}:{self.settings.name}:{epoch}").shuffle(order)
+        return order
+
+    def micro_batches(self, n_items: int) -> list[list[int]]:
+        """Global micro-batches (lists of item indices) over all epochs, in training order."""
+        world = self.accelerator.num_processes
+        size = self.settings.batch_size * world
+        whole = math.floor(self.settings.epochs)
+        frac = self.settings.epochs - whole
+        batches: list[list[int]] = []
+        for epoch in range(math.ceil(self.settings.epochs)):
+            order = self._order(n_items, epoch)
+            if epoch == whole and frac > 0:
+                order = order[: max(size, round(frac * n_items))]
+            batches += [order[i : i + size] for i in range(0, len(order) - size + 1, size)]
+        if not batches:
+            raise UserError(
+                f"{self.settings.name}: {n_items} training examples cannot fill one batch of "
+                f"{size}; use more examples or a smaller batch"
+            )
+        return batches
+
+    def local_rows(self, batch: list[int]) -> list[int]:
+        per = self.settings.batch_size
+        rank = self.accelerator.process_index
+        return batch[rank * per : (rank + 1) * per]
+
+    # ------------------------------------------------------------------ checkpointing
+    def _save(self, model, optimizer, scheduler, extra: dict, step: int, where: str) -> None:
+        if not self.accelerator.is_main_process:
+            self.accelerator.wait_for_everyone()
+            return
+        target = self.dir / where
+        tmp = self.dir / (where + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file(trainable_state(model), str(tmp / "adapter.safetensors"))
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save({k: v.state_dict() for k, v in extra.items()}, tmp / "modules.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step}) + "\n")
+        if where == "final":
+            (tmp / "done.json").write_text(json.dumps(asdict(self.settings)) + "\n")
+        old = self.dir / (where + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+
+    def _load(self, model, optimizer, scheduler, extra: dict, where: str) -> int:
+        source = self.dir / where
+        load_trainable_state(model, source / "adapter.safetensors")
+        if optimizer is not None and (source / "optimizer.pt").is_file():
+            optimizer.load_state_dict(torch.load(source / "optimizer.pt", weights_only=True))
+            scheduler.load_state_dict(torch.load(source / "scheduler.pt", weights_only=True))
+        modules = torch.load(source / "modules.pt", weights_only=True)
+        for key, module in extra.items():
+            if key in modules:
+                module.load_state_dict(modules[key])
+        return int(json.loads((source / "state.json").read_text())["step"])
+
+    def load_final(self, model, extra: dict | None = None) -> None:
+        self._load(model, None, None, extra or {}, "final")
+
+    # ------------------------------------------------------------------------ training
+    def fit(
+        self,
+        model,
+        n_items: int,
+        step_fn: Callable[[list[int]], tuple[torch.Tensor, dict[str, float]]],
+        *,
+        extra: dict | None = None,
+        resume: bool = False,
+        progress: bool = True,
+    ) -> dict:
+        """Train until the stage is done; ``step_fn(local_item_indices)`` returns the loss.
+
+        ``extra`` maps names to modules whose state is checkpointed with the weights (the loss
+        and its running buffers).  Returns a summary (steps, seconds, last metrics).
+        """
+        from transformers import get_cosine_schedule_with_warmup
+
+        extra = extra or {}
+        if self.is_done():
+            self.load_final(model, extra)
+            return json.loads((self.dir / "final" / "summary.json").read_text())
+        settings = self.settings
+        batches = self.micro_batches(n_items)
+        total_steps = max(1, len(batches) // settings.grad_accum)
+        batches = batches[: total_steps * settings.grad_accum]
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
+        scheduler = get_cosine_schedule_with_warmup(
+            optimizer, math.ceil(settings.warmup_ratio * total_steps), total_steps
+        )
+        step = 0
+        if (self.dir / "checkpoint").is_dir():
+            if resume:
+                step = self._load(model, optimizer, scheduler, extra, "checkpoint")
+            else:
+                shutil.rmtree(self.dir / "checkpoint")
+        log_path = self.dir / "metrics.jsonl"
+        self._truncate_log(log_path, step)
+        started = time.perf_counter()
+        model.train()
+        for module in extra.values():
+            module.train()
+        bar = tqdm(total=total_steps, initial=step, desc=settings.name, disable=not progress)
+        last: dict[str, float] = {}
+        autocast = self._autocast()
+        while step < total_steps:
+            sums: dict[str, float] = {}
+            for micro in range(settings.grad_accum):
+                batch = batches[step * settings.grad_accum + micro]
+                with autocast:
+                    loss, info = step_fn(self.local_rows(batch))
+                if not torch.isfinite(loss.detach()).all():
+                    raise TrainingDivergedError(
+                        f"{settings.name}: non-finite loss at optimizer step {step + 1}; "
+                        f"the last good checkpoint is kept in {self.dir / 'checkpoint'}"
+                    )
+                (loss / settings.grad_accum).backward()
+                for key, value in {"loss": float(loss.detach()), **info}.items():
+                    sums[key] = sums.get(key, 0.0) + float(value) / settings.grad_accum
+            self._average_gradients(params)
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            last = {**sums, "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0]}
+            if self.accelerator.is_main_process:
+                with open(log_path, "a") as log:
+                    log.write(json.dumps({"step": step, **last}) + "\n")
+            bar.update(1)
+            bar.set_postfix(loss=f"{last['loss']:.4f}")
+            if step % settings.checkpoint_every == 0 and step < total_steps:
+                self._save(model, optimizer, scheduler, extra, step, "checkpoint")
+        bar.close()
+        summary = {
+            "steps": total_steps,
+            "micro_batches": len(batches),
+            "examples_seen": len(batches) * settings.batch_size * self.accelerator.num_processes,
+            "seconds": time.perf_counter() - started,
+            "last": last,
+        }
+        self._save(model, None, None, extra, step, "final")
+        if self.accelerator.is_main_process:
+            (self.dir / "final" / "summary.json").write_text(json.dumps(summary) + "\n")
+            shutil.rmtree(self.dir / "checkpoint", ignore_errors=True)
+        return summary
+
+    @staticmethod
+    def _truncate_log(path: Path, step: int) -> None:
+        """Keep only the log lines of steps the checkpoint covers (a kill may leave later ones)."""
+        if not path.is_file():
+            return
+        kept = [
+            line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["step"] <= step
+        ]  # fmt: skip
+        path.write_text("".join(line + "\n" for line in kept))
+
+    def _autocast(self):
+        device_type = self.accelerator.device.type
+        enabled = self.settings.precision == "bf16"
+        return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=enabled)
+
+    def _average_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
+        world = self.accelerator.num_processes
+        if world == 1:
+            return
+        import torch.distributed as dist
+
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+            p.grad /= world

@@ -1,0 +1,209 @@
+"""``recbench sweep``: grid expansion, skipping stored points, carrying on after failures.
+
+``recbench.api.run`` is replaced by a fake that records the configs it gets and appends the
+records a real run would write, so the whole sweep logic runs in milliseconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import losses
+from recbench import api, results
+from recbench.cli import app
+from recbench.config import RunConfig
+from recbench.errors import UserError
+from recbench.sweep import SweepSpec, expand, is_done, parse_param_lists, run_sweep
+
+
+def recorded_hparams(config: RunConfig) -> dict:
+    """What a real run records: the loss defaults, the overrides and the n_neg it used."""
+    return {
+        **losses.get_spec(config.method).hparams,
+        **config.loss_params,
+        "n_neg": config.resolved()["n_neg"],
+    }
+
+
+def store_run(store: Path, config: RunConfig, hparams: dict | None = None, **fields) -> None:
+    run = {
+        "run_id": f"fake-{len(results.read_records(store))}",
+        "dataset": config.dataset,
+        "method": config.method,
+        "family": "loss",
+        "model": config.model,
+        "seed": config.seed,
+        "profile": config.profile,
+        "hparams": recorded_hparams(config) if hparams is None else hparams,
+        "hardware": {"machine": "test"},
+        "versions": {"python": "test"},
+        **fields,
+    }
+    records = results.make_records(run, {"hr@1": 0.5, "n_examples": 10}, split="test",
+                                   mode="generation")  # fmt: skip
+    results.append_records(records, store)
+
+
+@pytest.fixture()
+def fake_run(monkeypatch, recbench_home):
+    """Replace api.run: remember each config, store its records, fail where told to."""
+    calls: list[RunConfig] = []
+    failing: list[dict] = []
+
+    def run(config: RunConfig) -> dict:
+        calls.append(config)
+        for condition in failing:
+            if all(config.loss_params.get(k, getattr(config, k, None)) == v
+                   for k, v in condition.items()):  # fmt: skip
+                raise RuntimeError("out of memory\nsecond line")
+        store_run(config.results, config)
+        return {"run_id": "fake"}
+
+    monkeypatch.setattr(api, "run", run)
+    return calls, failing
+
+
+def spec(tmp_path: Path, **changes) -> SweepSpec:
+    base = {"losses": ("napo",), "datasets": ("lastfm",), "seeds": (0, 1), "n_negs": (1, 3),
+            "params": {"rho": [0.1, 0.3]}, "profile": "cpu",
+            "results": tmp_path / "results.jsonl"}  # fmt: skip
+    return SweepSpec(**{**base, **changes})
+
+
+def test_grid_expansion_is_the_full_product_seed_major(tmp_path, recbench_home):
+    points = expand(spec(tmp_path))
+    assert len(points) == 2 * 2 * 2
+    assert [(p.config.seed, p.config.n_neg, p.config.loss_params["rho"]) for p in points] == [
+        (0, 1, 0.1), (0, 1, 0.3), (0, 3, 0.1), (0, 3, 0.3),
+        (1, 1, 0.1), (1, 1, 0.3), (1, 3, 0.1), (1, 3, 0.3),
+    ]  # fmt: skip
+    first = points[0]
+    assert first.swept == {"n_neg": 1, "rho": 0.1}
+    assert first.config.method == "napo" and first.config.results == tmp_path / "results.jsonl"
+    assert first.expected["alpha"] == losses.get_spec("napo").hparams["alpha"]
+    assert first.describe() == "lastfm napo seed=0 n_neg=1 rho=0.1"
+
+
+def test_default_n_neg_comes_from_the_profile(tmp_path, recbench_home):
+    points = expand(spec(tmp_path, n_negs=(), seeds=(0,), params={}))
+    assert len(points) == 1
+    assert points[0].config.n_neg is None and points[0].swept == {}
+    assert points[0].expected["n_neg"] == 3  # the cpu profile's
+
+
+def test_stored_points_are_matched_on_every_identity_field(tmp_path, recbench_home):
+    store = tmp_path / "results.jsonl"
+    point = expand(spec(tmp_path, seeds=(0,), n_negs=(7,), params={"rho": [0.3]}))[0]
+    assert not is_done(point, [])
+    others = [
+        point.config.with_updates(seed=1),
+        point.config.with_updates(model="other/model"),
+        point.config.with_updates(profile="smoke"),
+        point.config.with_updates(dataset="steam"),
+        point.config.with_updates(loss="sdpo_ns"),
+        point.config.with_updates(n_neg=3),
+        point.config.with_updates(loss_params={"rho": 0.5}),
+    ]
+    for other in others:
+        store_run(store, other)
+    # same swept values but a non-default alpha: a different point
+    store_run(store, point.config, hparams={**recorded_hparams(point.config), "alpha": 0.9})
+    # same hyper-parameters, trained on fewer examples than the cpu profile's 2048
+    store_run(store, point.config, settings={"train_examples": 100, "eval_examples": 500})
+    assert not is_done(point, results.read_records(store))
+    store_run(store, point.config)
+    assert is_done(point, results.read_records(store))
+
+
+def test_sweep_runs_missing_points_and_skips_stored_ones(tmp_path, fake_run):
+    calls, _ = fake_run
+    store = tmp_path / "results.jsonl"
+    already = expand(spec(tmp_path))[2]  # seed 0, n_neg 3, rho 0.1
+    store_run(store, already.config)
+
+    outcome = run_sweep(spec(tmp_path))
+    assert len(calls) == 7
+    assert already.config not in calls
+    assert outcome.count("done") == 1 and outcome.count("ran") == 7
+    assert [o.status for o in outcome.outcomes][2] == "done"
+
+    again = run_sweep(spec(tmp_path))  # the same command resumes: nothing left to run
+    assert len(calls) == 7 and again.count("done") == 8
+
+
+def test_a_failed_point_is_reported_and_the_sweep_goes_on(tmp_path, fake_run):
+    calls, failing = fake_run
+    failing.append({"n_neg": 3, "rho": 0.3, "seed": 0})
+    lines: list[str] = []
+    outcome = run_sweep(spec(tmp_path), report=lines.append)
+    assert len(calls) == 8
+    assert [o.point.describe() for o in outcome.failed] == ["lastfm napo seed=0 n_neg=3 rho=0.3"]
+    assert outcome.failed[0].detail == "RuntimeError: out of memory"
+    assert "Traceback" in outcome.failed[0].traceback
+    assert outcome.count("ran") == 7
+    assert any("FAILED" in line for line in lines)
+    # the failed point stays to do; the next sweep retries only it
+    failing.clear()
+    rerun = run_sweep(spec(tmp_path))
+    assert len(calls) == 9 and rerun.count("ran") == 1
+
+
+def test_dry_run_lists_points_and_runs_nothing(tmp_path, fake_run):
+    calls, _ = fake_run
+    store_run(tmp_path / "results.jsonl", expand(spec(tmp_path))[0].config)
+    lines: list[str] = []
+    outcome = run_sweep(spec(tmp_path), dry_run=True, report=lines.append)
+    assert calls == []
+    assert outcome.count("done") == 1 and outcome.count("todo") == 7
+    assert (
+        lines[0] == "[1/8] lastfm napo seed=0 n_neg=1 rho=0.1: done (already in the results store)"
+    )
+    assert lines[1] == "[2/8] lastfm napo seed=0 n_neg=1 rho=0.3: to run"
+
+
+def test_cli_sweep_builds_the_grid(tmp_path, fake_run):
+    calls, failing = fake_run
+    store = tmp_path / "results.jsonl"
+    args = ["sweep", "--loss", "napo", "--dataset", "lastfm", "--profile", "smoke",
+            "--n-neg", "1,3", "--alpha", "0.1,0.3", "--param", "beta=0.5,1",
+            "--seed", "0", "--results", str(store)]  # fmt: skip
+    dry = CliRunner().invoke(app, [*args, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "8 points: 0 done, 8 todo, 0 ran, 0 failed" in dry.output and calls == []
+
+    failing.append({"n_neg": 1, "alpha": 0.1, "beta": 0.5})
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert {(c.n_neg, c.loss_params["alpha"], c.loss_params["beta"]) for c in calls} == {
+        (n, a, b) for n in (1, 3) for a in (0.1, 0.3) for b in (0.5, 1)}  # fmt: skip
+    assert all(c.profile == "smoke" and c.results == store for c in calls)
+    assert "failed: lastfm napo seed=0 n_neg=1 alpha=0.1 beta=0.5: RuntimeError" in result.output
+
+
+def test_param_lists_parse_types():
+    assert parse_param_lists(["beta=0.5,1", "ln=true", "margin-mode=paper"]) == {
+        "beta": [0.5, 1], "ln": [True], "margin_mode": ["paper"]}  # fmt: skip
+    with pytest.raises(UserError, match="KEY=VALUE"):
+        parse_param_lists(["beta"])
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--n-neg", "1,20"), "n-neg 20 out of range"),
+        (("--n-neg", "1,x"), "--n-neg: cannot read 'x'"),
+        (("--loss", "napoo"), "did you mean 'napo'"),
+        (("--dataset", "lastfn"), "did you mean 'lastfm'"),
+        (("--rho", "1.5"), "rho"),
+        (("--param", "bogus=1"), "bogus"),
+    ],
+)
+def test_sweep_input_mistakes_are_one_line_errors(cli, tmp_path, args, needle):
+    result = cli("sweep", "--profile", "smoke", "--results", str(tmp_path / "r.jsonl"), *args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert not (tmp_path / "r.jsonl").exists()
