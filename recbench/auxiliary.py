@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -49,28 +50,85 @@ class AuxiliarySignals:
         return out
 
 
+AUX_CHOICES = ("default", "released", "trained")
+
+
+def choice_for(ds: Dataset, config: RunConfig) -> str:
+    """Which SASRec a run uses: "released", "trained" or a checkpoint path.
+
+    ``default`` means the released SASRec for steam (whose training split is only a sample) and
+    recbench's own trained SASRec elsewhere.
+    """
+    choice = config.resolved().get("aux_checkpoint") or "default"
+    if choice == "default":
+        return "released" if ds.name == "steam" else "trained"
+    return choice
+
+
+def _checked(model, choice: str, ds: Dataset) -> None:
+    """A SASRec over this dataset's items, or a one-line error (never a shape crash later)."""
+    if getattr(model, "kind", "sasrec") != "sasrec" or not hasattr(model, "represent"):
+        kind = getattr(model, "kind", type(model).__name__)
+        raise UserError(
+            f"--aux-checkpoint {choice} holds a {kind} model; NAPO's signals need a SASRec"
+        )
+    if model.num_items != ds.num_items:
+        raise UserError(
+            f"--aux-checkpoint {choice}: auxiliary SASRec has {model.num_items} items but "
+            f"{ds.name} has {ds.num_items}"
+        )
+
+
+def _load(choice: str, ds: Dataset):
+    """Load a released or file SASRec (both cheap: a few MB, no training)."""
+    from baselines.weights import WEIGHTS_FILE, load_released, load_weights
+
+    if choice == "released":
+        return load_released("sasrec", ds.name)
+    path = Path(choice).expanduser()
+    if not path.exists():
+        raise UserError(
+            f"--aux-checkpoint {choice}: no such file or directory (use "
+            f"{', '.join(AUX_CHOICES)} or a directory holding {WEIGHTS_FILE})"
+        )
+    try:
+        return load_weights(path)
+    except UserError:
+        raise
+    except (ValueError, KeyError) as exc:  # a foreign settings file or tensor layout
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise UserError(
+            f"--aux-checkpoint {choice}: not a readable SASRec checkpoint "
+            f"({type(exc).__name__}: {first})"
+        ) from None
+
+
+def check_for_run(ds: Dataset, loss_module, config: RunConfig) -> None:
+    """Fail before any LLM is loaded when a loss needs SASRec signals it cannot get.
+
+    Released and file checkpoints are loaded and checked here (milliseconds); "trained" is
+    trained on first use by :func:`for_run` and needs nothing from the user.
+    """
+    if not loss_module.requires & AUX_FIELDS:
+        return
+    choice = choice_for(ds, config)
+    if choice == "trained":
+        return
+    model, _ = _load(choice, ds)
+    _checked(model, choice, ds)
+
+
 def for_run(ds: Dataset, loss_module, config: RunConfig) -> AuxiliarySignals:
     """The SASRec a run uses: ``config.aux_checkpoint`` or the dataset's default."""
-    from baselines.weights import load_released, load_weights
-
-    choice = config.resolved().get("aux_checkpoint") or "default"
+    choice = choice_for(ds, config)
     state = getattr(loss_module.hparams, "sasrec_state", "last")
-    if choice == "default":
-        choice = "released" if ds.name == "steam" else "trained"
-    if choice == "released":
-        model, info = load_released("sasrec", ds.name)
-    elif choice == "trained":
+    if choice == "trained":
         from baselines.auxiliary import trained_sasrec
 
         model, info = trained_sasrec(ds.name)
     else:
-        model, info = load_weights(choice)
-    if getattr(model, "kind", "sasrec") != "sasrec" or not hasattr(model, "represent"):
-        raise UserError(f"auxiliary checkpoint {choice} is not a SASRec model")
-    if model.num_items != ds.num_items:
-        raise UserError(
-            f"auxiliary SASRec has {model.num_items} items but {ds.name} has {ds.num_items}"
-        )
+        model, info = _load(choice, ds)
+    _checked(model, choice, ds)
     model.eval()
     return AuxiliarySignals(
         model=model, state=state, description=f"{choice}:{info.get('sha256', '')[:12]}"

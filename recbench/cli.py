@@ -183,12 +183,16 @@ def losses_command(
 
 
 # ------------------------------------------------------------------------------------ run
-def _parse_params(items: list[str]) -> dict[str, float | int | str | bool]:
+Value = float | int | str | bool
+
+
+def _parse_params(items: list[str], option: str = "--param") -> dict[str, Value]:
+    """``KEY=VALUE`` items as typed values; ``option`` names the flag in error messages."""
     out: dict[str, float | int | str | bool] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise UserError(f"--param expects KEY=VALUE, got '{item}'")
+            raise UserError(f"{option} expects KEY=VALUE, got '{item}'")
         value: float | int | str | bool = raw
         if raw.lower() in {"true", "false"}:
             value = raw.lower() == "true"
@@ -285,7 +289,7 @@ def run_command(
         eval_examples=eval_examples,
         checkpoint=checkpoint,
         aux_checkpoint=aux_checkpoint,
-        overrides=_parse_params(set_ or []),
+        overrides=_parse_params(set_ or [], "--set"),
         output_dir=output_dir,
         results=results,
         resume=resume,

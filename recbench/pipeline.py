@@ -47,6 +47,10 @@ def _precision(requested: str) -> str:
     return "fp32"
 
 
+#: RunConfig fields that say where a run is stored or how it is started, not what it computes.
+RUN_LOCATION_FIELDS = ("output_dir", "results", "resume")
+
+
 class LLMRun:
     """State shared by the stages of one LLM run."""
 
@@ -80,7 +84,10 @@ class LLMRun:
                 "precision": self.precision,
             }
         )  # fmt: skip
-        self.run_key = _digest({"config": config.to_dict(), "sft": self.sft_key})
+        # where a run is stored, and whether it is being resumed, do not change what it computes:
+        # a resumed run must find its own directory and keep its run id
+        identity = {k: v for k, v in config.to_dict().items() if k not in RUN_LOCATION_FIELDS}
+        self.run_key = _digest({"config": identity, "sft": self.sft_key})
         default_dir = paths.home() / "runs" / f"{config.dataset}-{config.method}-{self.run_key}"
         self.run_dir = Path(config.output_dir) if config.output_dir else default_dir
         self.timings: dict[str, float] = {}
@@ -272,7 +279,7 @@ def run_llm(config: RunConfig, progress: bool = True) -> dict:
     run_id = (
         sft_id if config.baseline == "sft" else f"{config.dataset}-{config.method}-{run.run_key}"
     )
-    if run.accelerator.is_main_process and _already_recorded(store, run_id):
+    if run.accelerator.is_main_process and already_recorded(store, run_id):
         return {"run_id": run_id, "skipped": "already in the results store"}
     output: dict = {"run_id": run_id, "run_dir": str(run.run_dir)}
     all_records = []
@@ -281,7 +288,7 @@ def run_llm(config: RunConfig, progress: bool = True) -> dict:
         all_records += run.records("zero_shot", "llm_baseline", {}, evaluation, run_id)
     else:
         output["sft"] = run.sft()
-        if not _already_recorded(store, sft_id):
+        if not already_recorded(store, sft_id):
             evaluation = run.evaluate()
             all_records += run.records("sft", "llm_baseline", {}, evaluation, sft_id)
             output["sft_eval"] = evaluation
@@ -303,5 +310,6 @@ def run_llm(config: RunConfig, progress: bool = True) -> dict:
     return output
 
 
-def _already_recorded(store, run_id: str) -> bool:
+def already_recorded(store, run_id: str) -> bool:
+    """Whether the results store already holds records of ``run_id`` (a finished run)."""
     return any(r.get("run_id") == run_id for r in results.read_records(store))

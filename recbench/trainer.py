@@ -228,15 +228,16 @@ class Stage:
                 with autocast:
                     loss, info = step_fn(self.local_rows(batch))
                 if not torch.isfinite(loss.detach()).all():
-                    raise TrainingDivergedError(
-                        f"{settings.name}: non-finite loss at optimizer step {step + 1}; "
-                        f"the last good checkpoint is kept in {self.dir / 'checkpoint'}"
-                    )
+                    raise self._diverged("loss", step + 1)
                 (loss / settings.grad_accum).backward()
                 for key, value in {"loss": float(loss.detach()), **info}.items():
                     sums[key] = sums.get(key, 0.0) + float(value) / settings.grad_accum
             self._average_gradients(params)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+            if not torch.isfinite(grad_norm):
+                # a finite loss can still have NaN/inf gradients; stepping would poison the
+                # weights and the next checkpoint, so stop before the optimizer touches them
+                raise self._diverged("gradient", step + 1)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -262,6 +263,21 @@ class Stage:
             (self.dir / "final" / "summary.json").write_text(json.dumps(summary) + "\n")
             shutil.rmtree(self.dir / "checkpoint", ignore_errors=True)
         return summary
+
+    def _diverged(self, what: str, step: int) -> TrainingDivergedError:
+        """The one-line error for a NaN/inf, naming the checkpoint a ``--resume`` would use."""
+        state = self.dir / "checkpoint" / "state.json"
+        if state.is_file():
+            good = int(json.loads(state.read_text())["step"])
+            kept = f"the last good checkpoint (step {good}) is kept in {state.parent}"
+        else:
+            kept = (
+                f"no checkpoint was written yet (one every {self.settings.checkpoint_every} steps)"
+            )
+        return TrainingDivergedError(
+            f"{self.settings.name}: non-finite {what} at optimizer step {step}; {kept}; "
+            "lower the learning rate or check the loss's hyper-parameters"
+        )
 
     @staticmethod
     def _truncate_log(path: Path, step: int) -> None:

@@ -416,6 +416,23 @@ def test_several_profiles_are_never_pooled(store, tmp_path):
     assert only_cpu.directories == [tmp_path / "cpu"]
 
 
+def test_sequential_baselines_join_the_llm_setting_of_their_profile(store, tmp_path):
+    """A sequential run's model is its checkpoint: it is listed with the profile's LLM runs
+    instead of forming a setting of its own; alone in a profile, it is its own setting."""
+    ranking = {"hr@1": 0.33, "pop_bias": 0.1}
+    _run(store, "lastfm", "morec", "sequential", 0, {}, None, ranking, model="trained:abc")
+    _run(store, "lastfm", "gru4rec", "sequential", 0, {}, None, ranking, model="trained:def",
+         profile="smoke")  # fmt: skip
+    out = tmp_path / "reports"
+    report = compare(store, out, plots_enabled=False)
+    assert sorted(p.name for p in report.directories) == ["cpu-smollm2-135m", "smoke-trained_def"]
+    cpu = read_csv(out / "cpu-smollm2-135m" / "table2_main.csv")
+    assert row(cpu, dataset="lastfm", method="morec")["hr1_mean"] == pytest.approx(0.33)
+    assert "model=smollm2-135m" in (out / "cpu-smollm2-135m" / "table2_main.md").read_text()
+    smoke = read_csv(out / "smoke-trained_def" / "table2_main.csv")
+    assert list(smoke["method"]) == ["gru4rec"]
+
+
 def test_two_runs_are_byte_identical_including_plots(store, tmp_path):
     out = tmp_path / "reports"
     first = compare(store, out)

@@ -22,7 +22,13 @@ import pandas as pd
 from recbench import results
 from recbench.errors import UserError
 from recbench.reports import plots, tables
-from recbench.reports.runs import Filters, choose_references, load_runs, settings_of
+from recbench.reports.runs import (
+    Filters,
+    choose_references,
+    load_runs,
+    runs_of_setting,
+    settings_of,
+)
 
 FORMATS = ("md", "csv", "tex")
 # Plots drawn from each table (removed along with it when its data disappears).
@@ -142,7 +148,7 @@ def compare(
         directory = Path(out)
         if len(settings) > 1:
             directory = directory / f"{_slug(setting_profile)}-{_slug(setting_model)}"
-        subset = runs[(runs["model"] == setting_model) & (runs["profile"] == setting_profile)]
+        subset = runs_of_setting(runs, setting_model, setting_profile)
         prefix = "" if len(settings) == 1 else f"{directory.name}/"
         _write_setting(subset, directory, prefix, command, chosen_formats, plots_enabled, report)
     return report
@@ -160,7 +166,9 @@ def _write_setting(
     directory.mkdir(parents=True, exist_ok=True)
     report.directories.append(directory)
     refs = choose_references(runs)
-    model, profile = str(runs["model"].iloc[0]), str(runs["profile"].iloc[0])
+    llm_runs = runs[runs["family"] != "sequential"]
+    named = llm_runs if len(llm_runs) else runs
+    model, profile = str(named["model"].iloc[0]), str(named["profile"].iloc[0])
     builders: list[tuple[str, Callable[[], tables.Table | str]]] = [
         ("table2_main", lambda: tables.main_table(refs)),
         ("table3_ablations", lambda: tables.ablation_table(refs)),

@@ -163,10 +163,32 @@ def _to_runs(records: list[dict]) -> pd.DataFrame:
     return frame.sort_values(point + ["run_id"]).reset_index(drop=True)
 
 
+SEQUENTIAL = "sequential"
+
+
 def settings_of(runs: pd.DataFrame) -> list[tuple[str, str]]:
-    """The distinct (model, profile) pairs: numbers from different pairs are never pooled."""
-    pairs = runs[["model", "profile"]].drop_duplicates().itertuples(index=False)
-    return sorted((str(m), str(p)) for m, p in pairs)
+    """The distinct (model, profile) pairs: numbers from different pairs are never pooled.
+
+    The model of a sequential baseline is its own checkpoint, not an LLM, so sequential runs do
+    not form a setting of their own where LLM runs of the same profile exist: they are listed
+    next to every LLM of that profile (see :func:`runs_of_setting`), as the paper's tables do.
+    """
+    llm = runs[runs["family"] != SEQUENTIAL]
+    pairs = {(str(m), str(p)) for m, p in llm[["model", "profile"]].itertuples(index=False)}
+    llm_profiles = {p for _, p in pairs}
+    sequential = runs[(runs["family"] == SEQUENTIAL) & ~runs["profile"].isin(llm_profiles)]
+    pairs |= {(str(m), str(p)) for m, p in sequential[["model", "profile"]].itertuples(index=False)}
+    return sorted(pairs)
+
+
+def runs_of_setting(runs: pd.DataFrame, model: str, profile: str) -> pd.DataFrame:
+    """The runs of one setting: its model's, plus the profile's sequential baselines."""
+    same_profile = runs["profile"] == profile
+    own = runs["model"] == model
+    is_llm_setting = bool(((runs["family"] != SEQUENTIAL) & own & same_profile).any())
+    if is_llm_setting:
+        own = own | (runs["family"] == SEQUENTIAL)
+    return runs[own & same_profile]
 
 
 # ------------------------------------------------------------------------- reference choice

@@ -1,0 +1,223 @@
+"""LLaRA (Liao et al., SIGIR 2024) under recbench's protocol: ``recbench run --baseline llara``.
+
+LLaRA represents each item in the prompt twice: by its title, and by one extra token whose
+embedding is a sequential recommender's item embedding mapped into the LLM's embedding space
+by a trained projector.  The LLM is fine-tuned with LoRA on the next-item response together with
+the projector, with a curriculum that starts from text-only prompts and moves to hybrid ones.
+
+Kept from LLaRA
+    * the hybrid item representation for every history and candidate item (title, then one
+      item token), the item token being ``projector(SASRec item embedding)`` -- SASRec's input
+      embedding table, which is what LLaRA's ``cacu_x`` returns;
+    * the projector's shape: Linear(64 -> hidden), GELU, Linear(hidden -> hidden);
+    * a frozen SASRec, LoRA on every linear layer of the LLM, the language-modelling loss on
+      the target title, and hybrid prompts for every evaluation prompt;
+    * the curriculum: the probability of a hybrid prompt grows linearly with the training step.
+
+Simplified or changed
+    * the LLM is recbench's model (SmolLM2-135M by default) instead of Llama2-7B, and the
+      prompts, candidates, response format, metrics, data subset and optimiser settings are
+      recbench's (the SFT stage's: ``sft_epochs``, ``sft_learning_rate``, LoRA rank), so LLaRA
+      differs from TALLRec/SFT only by its item tokens and the curriculum;
+    * the curriculum reaches probability 1 after half of the optimizer steps
+      (``CURRICULUM_RAMP``; LLaRA's code rises over the whole run), so the second half trains
+      on the evaluation format; the draw is per example from a seeded generator (LLaRA draws
+      once per batch from the global RNG), which keeps runs and ``--resume`` deterministic;
+    * LLaRA's text-only prompts keep a placeholder token after each title; here they are the
+      plain recbench prompt (exactly the SFT stage's token ids), and the projector simply gets
+      no gradient from them;
+    * the projector's output bias starts at the mean token embedding (``attach_hybrid``);
+      LLaRA's default initialisation is affordable over thousands of 7B steps, not over the
+      128 steps of the ``cpu`` profile;
+    * the SASRec is the one NAPO uses (``aux_checkpoint``: recbench-trained for lastfm, the
+      released checkpoint for steam, the packaged release in the ``smoke`` profile);
+    * item tokens count towards ``max_prompt_tokens`` (left truncation, like every prompt).
+The training objective is the SFT stage's (mean per-token NLL of title + EOS); ranking and
+generation are evaluated on exactly ``LLMRun.eval_items``.  Model pieces and the curriculum are
+in ``llara_model.py``, the hybrid token ids in ``llara_prompts.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from baselines.llara_model import (
+    CURRICULUM_RAMP,
+    CurriculumClock,
+    HybridEmbedding,
+    attach_hybrid,
+    hybrid_probability,
+    use_hybrid,
+)
+from baselines.llara_prompts import HybridEncoder
+from recbench import paths, results
+from recbench.batches import PromptItem, batched, candidate_texts
+from recbench.config import RunConfig
+from recbench.data.dataset import Dataset
+from recbench.errors import UserError
+from recbench.evaluation import generation_report, ranking_report
+from recbench.pipeline import LLMRun
+from recbench.scoring import score_responses
+from recbench.trainer import Stage, add_lora
+
+METHOD = "llara"
+# run identity: everything that changes the numbers, nothing that only says where they go
+_NOT_IDENTITY = ("output_dir", "results", "resume")
+
+
+def load_sasrec(ds: Dataset, choice: str) -> tuple[torch.nn.Module, str]:
+    """The frozen SASRec behind the item tokens and its identity (``origin:sha256``)."""
+    from baselines.auxiliary import default_checkpoint, trained_sasrec
+    from baselines.weights import load_released, load_weights
+
+    if choice in ("default", ""):
+        choice = default_checkpoint(ds)
+    if choice == "released":
+        model, info = load_released("sasrec", ds.name)
+    elif choice == "trained":
+        model, info = trained_sasrec(ds)
+    else:
+        model, info = load_weights(choice)
+    if getattr(model, "kind", "") != "sasrec":
+        kind = getattr(model, "kind", type(model).__name__)
+        raise UserError(f"llara needs a SASRec checkpoint, but {choice} holds a {kind}")
+    if model.num_items != ds.num_items:
+        raise UserError(f"SASRec {choice} has {model.num_items} items but {ds.name} has "
+                        f"{ds.num_items}")  # fmt: skip
+    origin = choice if choice in ("released", "trained") else "file"
+    return model.eval(), f"{origin}:{info.get('sha256', '')[:12]}"
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+# ------------------------------------------------------------------------------- training
+def train(llm: LLMRun, encoder: HybridEncoder, stage_dir: Path) -> dict:
+    """LoRA + projector on the target title, text-only prompts giving way to hybrid ones."""
+    s, seed = llm.settings, llm.config.seed
+    stage = Stage(
+        stage_dir,
+        llm.stage_settings(METHOD, s["sft_epochs"], s["sft_learning_rate"]),
+        llm.accelerator,
+    )
+    total_steps = max(1, len(stage.micro_batches(len(llm.train_items))) // s["grad_accum"])
+    clock = CurriculumClock()
+
+    def step(rows: list[int]):
+        at = clock.tick() // s["grad_accum"]
+        probability = hybrid_probability(at, total_steps)
+        items = [llm.train_items[i] for i in rows]
+        flags = [use_hybrid(seed, at, it.example.key, probability) for it in items]
+        prompt_ids = encoder.prompts(items, flags)
+        response_ids = encoder.responses([[it.chosen] for it in items])
+        scores = score_responses(llm.model, prompt_ids, response_ids, pad_token_id=llm.pad)
+        per_token = scores.logps[:, 0] / scores.lengths[:, 0]
+        info = {"hybrid_probability": probability, "hybrid_fraction": float(np.mean(flags))}
+        return -per_token.mean(), info
+
+    summary = stage.fit(
+        llm.model,
+        len(llm.train_items),
+        step,
+        extra={"curriculum": clock},
+        resume=llm.config.resume,
+        progress=llm.progress,
+    )
+    llm.timings["train_seconds"] = summary["seconds"]
+    return summary
+
+
+# ----------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def rank_hybrid(
+    llm: LLMRun, encoder: HybridEncoder, items: list[PromptItem]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Summed log-probability and length of all 20 candidates under hybrid prompts."""
+    size = max(1, llm.settings["batch_size"] // 2)
+    rows, lengths = [], []
+    for chunk in tqdm(batched(items, size), desc="rank", disable=not llm.progress, leave=False):
+        prompt_ids = encoder.prompts(chunk, [True] * len(chunk))
+        response_ids = encoder.responses([candidate_texts(llm.ds, it.example) for it in chunk])
+        scores = score_responses(llm.model, prompt_ids, response_ids, pad_token_id=llm.pad)
+        rows.append(scores.logps.double().cpu().numpy())
+        lengths.append(scores.lengths.cpu().numpy())
+    return np.concatenate(rows), np.concatenate(lengths)
+
+
+@torch.no_grad()
+def generate_hybrid(llm: LLMRun, encoder: HybridEncoder, items: list[PromptItem]) -> list[str]:
+    """Greedy answers to hybrid prompts (left-padded batches, only the new tokens decoded)."""
+    s, pad = llm.settings, llm.pad
+    device = llm.accelerator.device
+    answers: list[str] = []
+    for chunk in tqdm(
+        batched(items, s["batch_size"]), desc="generate", disable=not llm.progress, leave=False
+    ):
+        prompt_ids = encoder.prompts(chunk, [True] * len(chunk))
+        width = max(len(p) for p in prompt_ids)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids], device=device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])
+        output = llm.model.generate(
+            input_ids=ids, attention_mask=mask.to(device), do_sample=False,
+            max_new_tokens=s["max_new_tokens"], pad_token_id=pad,
+        )  # fmt: skip
+        answers += llm.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
+    return answers
+
+
+def evaluate(llm: LLMRun, encoder: HybridEncoder) -> dict[str, dict]:
+    """Both protocol modes on ``llm.eval_items``, every prompt hybrid."""
+    llm.model.eval()
+    started = time.perf_counter()
+    scores, lengths = rank_hybrid(llm, encoder, llm.eval_items)
+    out = {"ranking": ranking_report(llm.ds, llm.eval_items, scores, lengths)}
+    llm.timings["eval_ranking_seconds"] = time.perf_counter() - started
+    if llm.settings["generation"]:
+        started = time.perf_counter()
+        answers = generate_hybrid(llm, encoder, llm.eval_items)
+        out["generation"] = generation_report(llm.ds, llm.eval_items, answers)
+        llm.timings["eval_generation_seconds"] = time.perf_counter() - started
+        llm._write_answers(answers)
+    return out
+
+
+# ------------------------------------------------------------------------------------ run
+def run(config: RunConfig, progress: bool = True) -> dict:
+    """``recbench run --baseline llara``: train, evaluate, append the records; the summary."""
+    llm = LLMRun(config, progress=progress)
+    s = llm.settings
+    sasrec, sasrec_id = load_sasrec(llm.ds, str(s["aux_checkpoint"]))
+    identity = {k: v for k, v in config.to_dict().items() if k not in _NOT_IDENTITY}
+    key = _digest({"config": identity, "settings": s, "precision": llm.precision,
+                   "sasrec": sasrec_id, "ramp": CURRICULUM_RAMP})  # fmt: skip
+    run_id = f"{config.dataset}-{METHOD}-{key}"
+    llm.run_dir = Path(config.output_dir) if config.output_dir else paths.home() / "runs" / run_id
+    store = config.results
+    if llm.accelerator.is_main_process and any(
+        r.get("run_id") == run_id for r in results.read_records(store)
+    ):
+        return {"run_id": run_id, "skipped": "already in the results store"}
+
+    llm.model = add_lora(llm.model, s["lora_r"], s["lora_alpha"], config.seed)
+    table = sasrec.item_embeddings.weight.detach().float()
+    hybrid: HybridEmbedding = attach_hybrid(llm.model, table, config.seed)
+    encoder = HybridEncoder(llm.tokenizer, llm.ds, hybrid.vocab_size, s["max_prompt_tokens"])
+    output: dict = {"run_id": run_id, "run_dir": str(llm.run_dir)}
+    output["train"] = train(llm, encoder, llm.run_dir / "train")
+    evaluation = evaluate(llm, encoder)
+    hparams = {"sasrec": sasrec_id, "curriculum_ramp": CURRICULUM_RAMP,
+               "projector": "linear-gelu-linear"}  # fmt: skip
+    records = llm.records(METHOD, "llm_baseline", hparams, evaluation, run_id)
+    output["evaluation"] = evaluation
+    if llm.accelerator.is_main_process:
+        output["results"] = str(results.append_records(records, store))
+    output["timings"] = llm.timings
+    return output

@@ -1,0 +1,174 @@
+"""Markdown tables and a figure from the n_neg benchmark's CSVs (``benchmarks/bench_nneg.py``).
+
+    python benchmarks/nneg_report.py benchmarks/results/nneg-*.csv --out reports/bench-nneg
+
+For every CSV: ``<stem>.md`` (scorer packed vs plain, training step per loss with NAPO's
+equivalent negatives, evaluation throughput, recbench vs TRL) and ``<stem>.png/svg`` (memory and
+time across n_neg), each headed by this command and the hardware the CSV records.  Output is
+byte-identical for the same CSVs (figures through :func:`recbench.reports.plots.render`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from recbench.reports import plots
+
+
+def _wide(df: pd.DataFrame) -> pd.DataFrame:
+    keys = ["shape", "kind", "variant", "n_neg"]
+    wide = df.pivot_table(index=keys, columns="metric", values="value", aggfunc="first")
+    return wide.reset_index()
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "–" if pd.isna(value) else f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def markdown(df: pd.DataFrame, header: list[str]) -> str:
+    wide = _wide(df)
+    first = df.iloc[0]
+    out = [f"<!-- {line} -->" for line in header]
+    out += [
+        "",
+        f"### n_neg benchmark: {first['hardware']}",
+        "",
+        (
+            f"Micro-batch of {first['batch']} lastfm training examples, {first['precision']}, "
+            f"LoRA r={first['lora_r']}, median of {first['reps']} timed calls after one warm-up; "
+            "memory = peak during the calls minus memory before (the step's own memory)."
+        ),
+    ]
+    for shape, part in wide.groupby("shape", sort=False):
+        out += ["", f"#### {shape}", ""]
+        scorer = part[part["kind"] == "scorer"]
+        if len(scorer):
+            rows = []
+            for n, cell in scorer.groupby("n_neg"):
+                packed = cell[cell["variant"] == "packed"].iloc[0]
+                plain = cell[cell["variant"] == "plain"].iloc[0]
+                rows.append([
+                    str(n), _fmt(packed["seconds"]), _fmt(plain["seconds"]),
+                    _fmt(plain["seconds"] / packed["seconds"], 1) + "x",
+                    _fmt(packed["step_memory_mb"], 0), _fmt(plain["step_memory_mb"], 0),
+                    _fmt(plain["step_memory_mb"] / packed["step_memory_mb"], 1) + "x",
+                ])  # fmt: skip
+            out += ["Scorer forward + backward, packed vs plain:", ""]
+            out += _table(["n_neg", "packed s", "plain s", "plain / packed time", "packed MB",
+                           "plain MB", "plain / packed memory"], rows)  # fmt: skip
+            base = scorer[(scorer["variant"] == "packed") & (scorer["n_neg"] == 1)]
+            top = scorer[(scorer["variant"] == "packed") & (scorer["n_neg"] == 15)]
+            if len(base) and len(top):
+                b, t = base.iloc[0], top.iloc[0]
+                ratio = (
+                    f"Packed at n_neg=15 relative to n_neg=1: time "
+                    f"{t['seconds'] / b['seconds']:.2f}x, memory "
+                    f"{t['step_memory_mb'] / b['step_memory_mb']:.2f}x."
+                )
+                out += ["", ratio]
+        steps = part[part["kind"] == "step"]
+        if len(steps):
+            rows = []
+            for (loss, n), cell in steps.groupby(["variant", "n_neg"], sort=False):
+                c = cell.iloc[0]
+                rows.append([loss, str(n), str(int(c["negatives_used"])),
+                             str(int(c["equivalent_negatives"])), _fmt(c["seconds"]),
+                             _fmt(c["step_memory_mb"], 0)])  # fmt: skip
+            out += ["", "One preference optimizer step (scorer + loss + backward + AdamW):", ""]
+            out += _table(["loss", "n_neg", "negatives scored", "equivalent negatives n(1+K)",
+                           "seconds", "step MB"], rows)  # fmt: skip
+        evals = part[part["kind"] == "eval"]
+        if len(evals):
+            rows = [[v, _fmt(c["examples_per_second"], 2), _fmt(c["step_memory_mb"], 0)]
+                    for v, c in evals.set_index("variant").iterrows()]  # fmt: skip
+            out += ["", "Evaluation throughput (20 candidates; generation: greedy, 20 new tokens):",
+                    ""]  # fmt: skip
+            out += _table(["mode", "examples / s", "peak MB over memory before"], rows)
+        trl = part[part["kind"] == "trl"].set_index("variant")
+        if "recbench" in trl.index:
+            r = trl.loc["recbench"]
+            rows = []
+            for variant in ("trl", "trl-gc"):
+                if variant in trl.index:
+                    t = trl.loc[variant]
+                    rows.append([variant, _fmt(t["seconds"]), _fmt(t["step_memory_mb"], 0),
+                                 _fmt(t["seconds"] / r["seconds"], 2) + "x",
+                                 _fmt(t["step_memory_mb"] / r["step_memory_mb"], 2) + "x"])  # fmt: skip
+            rows.insert(0, ["recbench", _fmt(r["seconds"]), _fmt(r["step_memory_mb"], 0), "1x",
+                            "1x"])  # fmt: skip
+            title = (
+                "One DPO step, recbench vs TRL DPOTrainer (same model, batch, LoRA; "
+                "trl-gc = TRL's default gradient checkpointing):"
+            )
+            out += ["", title, ""]
+            out += _table(["trainer", "seconds", "step MB", "time vs recbench",
+                           "memory vs recbench"], rows)  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
+def figure(df: pd.DataFrame, stem: str) -> plots.Plot:
+    wide = _wide(df)
+    scorer = wide[wide["kind"] == "scorer"]
+    steps = wide[(wide["kind"] == "step") & wide["variant"].isin(["dpo", "sdpo", "napo"])]
+
+    def draw(fig) -> None:
+        import seaborn as sns
+
+        left, right = fig.subplots(1, 2)
+        sns.lineplot(data=scorer, x="n_neg", y="step_memory_mb", hue="shape", style="variant",
+                     markers=True, ax=left, errorbar=None)  # fmt: skip
+        left.set(yscale="log", xlabel="negatives per example", ylabel="scorer step memory (MB)",
+                 title="packed vs plain scorer")  # fmt: skip
+        sns.lineplot(data=steps, x="n_neg", y="step_memory_mb", hue="shape", style="variant",
+                     markers=True, ax=right, errorbar=None)  # fmt: skip
+        right.set(yscale="log", xlabel="negatives per example", ylabel="training step memory (MB)",
+                  title="DPO / S-DPO / NAPO step")  # fmt: skip
+
+    return plots.Plot(
+        name=stem,
+        title=f"Memory across n_neg ({df['hardware'].iloc[0]})",
+        caption=(
+            "Left: forward+backward memory of the candidate scorer, packed (prompt once) vs "
+            "plain (one sequence per response). Right: memory of one preference step; DPO "
+            "scores one negative whatever n_neg is; NAPO shares negatives in the batch at the "
+            "cost of S-DPO (its pool is n(1+K), see the table)."
+        ),
+        draw=draw,
+        size=(10.0, 4.0),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("csvs", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench-nneg")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    shown = [p.as_posix() for p in args.csvs]
+    out_shown = args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out
+    command = f"python benchmarks/nneg_report.py {' '.join(shown)} --out {out_shown}"
+    for path in args.csvs:
+        df = pd.read_csv(path)
+        df = df[df["metric"] != "failed"]
+        header = [f"generated by: {command}", f"from: {path.as_posix()}",
+                  f"hardware: {df['hardware'].iloc[0]}"]  # fmt: skip
+        (args.out / f"{path.stem}.md").write_text(markdown(df, header), encoding="utf-8")
+        plots.render(figure(df, path.stem), args.out, header)
+        print(f"wrote {args.out / path.stem}.md/.png/.svg")
+
+
+if __name__ == "__main__":
+    main()
