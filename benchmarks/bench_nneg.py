@@ -418,7 +418,8 @@ def run_isolated(case: Case) -> dict[str, float]:
         capture_output=True, text=True, check=False, cwd=ROOT,
     )  # fmt: skip
     if result.returncode != 0:
-        raise RuntimeError(f"{case}: {result.stderr[-2000:]}")
+        killed = " (killed: out of memory?)" if result.returncode < 0 else ""
+        raise RuntimeError(f"exit code {result.returncode}{killed}: {result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
