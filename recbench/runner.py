@@ -25,6 +25,11 @@ def check_inputs(config: RunConfig) -> None:
     ds = load_dataset(config.dataset)  # unknown names raise here
     if config.baseline is not None:
         check_baseline(config.baseline)
+    if config.checkpoint is not None and config.baseline not in _sequential_names():
+        raise UserError(
+            "--checkpoint selects a sequential baseline's weights (gru4rec, caser, sasrec); "
+            f"{config.method} does not take one"
+        )
     if config.loss is not None:
         try:
             import losses
@@ -36,6 +41,12 @@ def check_inputs(config: RunConfig) -> None:
 
             check_for_run(ds, loss_module, config)
     models.check_name(config.model)
+
+
+def _sequential_names() -> list[str]:
+    from baselines import BASELINES
+
+    return list(BASELINES.names())
 
 
 def baseline_names() -> list[str]:

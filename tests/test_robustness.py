@@ -139,6 +139,11 @@ BAD_RUN_INPUTS = [
     case(("--loss", "napo", "--dataset", "lastfm", "--aux-checkpoint",
           str(CHECKPOINTS / "sasrec_steam.safetensors")),
          "auxiliary SASRec has 3581 items but lastfm has 4606", id="aux-wrong-dataset"),
+    # an option the chosen method does not use is refused, not silently ignored
+    case(("--baseline", "llara", "--checkpoint", "released"),
+         "llara does not take one", id="checkpoint-for-llm-baseline"),
+    case(("--loss", "napo", "--checkpoint", "released"),
+         "napo does not take one", id="checkpoint-for-loss"),
     # names used as file names cannot leave their directory
     case(("--dataset", "../lastfm"), "unknown dataset '../lastfm'", "did you mean 'lastfm'",
          id="dataset-path-traversal"),
