@@ -4,7 +4,8 @@
 # linear layers, bf16, prompts up to 512 tokens, 300 test examples); the reference point is the
 # SFT run of benchmarks/cpu_profile_study.sh.  SFT factors are scored in ranking mode only
 # (generation=false) to save time; the listwise run (SimS-DPO over all 19 negatives, from the
-# cached SFT stage) is scored in both modes.  Store: reports/results/lastfm-cpu-factors.jsonl.
+# cached SFT stage) and NAPO on the lr 3e-3 SFT stage (napo-lr3e-3, run on demand) are scored
+# in both modes.  Store: reports/results/lastfm-cpu-factors.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STORE=${STORE:-reports/results/lastfm-cpu-factors.jsonl}
@@ -18,6 +19,7 @@ for step in ${STEPS:-lr3e-3 listwise examples2048 lr3e-4 prompt256}; do
     examples2048) factor --train-examples 2048 ;;
     prompt256) factor --set max_prompt_tokens=256 ;;
     listwise) "${RUN[@]}" --loss sims_dpo --n-neg 19 ;;
+    napo-lr3e-3) "${RUN[@]}" --loss napo --set sft_learning_rate=3e-3 ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done
