@@ -21,7 +21,6 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -91,26 +90,26 @@ def _hint_k(params: dict[str, Any]) -> int:
 
 def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     """``recbench run --baseline chatrec``: hinted prompts, base model, both evaluation modes."""
-    from recbench.auxiliary import for_run
+    from recbench.auxiliary import load_sasrec
 
     if config.checkpoint is not None:
         raise UserError("chatrec's recommender is chosen with --aux-checkpoint, not --checkpoint")
     k = _hint_k(config.loss_params)
     # NAPO's choice of SASRec (checked before the LLM loads); no loss, so the "last" state
-    recommender = for_run(load_dataset(config.dataset), SimpleNamespace(hparams=None), config)
+    recommender, recommender_id = load_sasrec(load_dataset(config.dataset), config)
     llm = LLMRun(config, progress=progress)
-    key = json.dumps([llm.run_key, k, recommender.description])
+    key = json.dumps([llm.run_key, k, recommender_id])
     run_id = f"{config.dataset}-{METHOD}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     main = llm.accelerator.is_main_process
     if main and already_recorded(config.results, run_id):
         return {"run_id": run_id, "skipped": "already in the results store"}
     started = time.perf_counter()
-    llm.eval_items, scores = with_hints(llm.ds, llm.eval_items, recommender.model, k)
+    llm.eval_items, scores = with_hints(llm.ds, llm.eval_items, recommender, k)
     llm.timings["recommender_seconds"] = time.perf_counter() - started
     evaluation = llm.evaluate()
     target = np.array([it.example.target_position for it in llm.eval_items])
     evaluation["hint"] = ranking_metrics(scores, target, ks=(k,))
-    hparams = {"k": k, "recommender": recommender.description}
+    hparams = {"k": k, "recommender": recommender_id}
     records = llm.records(METHOD, FAMILY, hparams, evaluation, run_id)
     output: dict[str, Any] = {"run_id": run_id, "run_dir": str(llm.run_dir)}
     if main:

@@ -58,41 +58,15 @@ from baselines.llara_model import (
 )
 from baselines.llara_prompts import HybridEncoder
 from recbench import paths, results
+from recbench.auxiliary import load_sasrec
 from recbench.batches import PromptItem, batched, candidate_texts
 from recbench.config import RunConfig
-from recbench.data.dataset import Dataset
-from recbench.errors import UserError
 from recbench.evaluation import generation_report, ranking_report
-from recbench.pipeline import LLMRun
+from recbench.pipeline import RUN_LOCATION_FIELDS, LLMRun, already_recorded
 from recbench.scoring import score_responses
 from recbench.trainer import Stage, add_lora
 
 METHOD = "llara"
-# run identity: everything that changes the numbers, nothing that only says where they go
-_NOT_IDENTITY = ("output_dir", "results", "resume")
-
-
-def load_sasrec(ds: Dataset, choice: str) -> tuple[torch.nn.Module, str]:
-    """The frozen SASRec behind the item tokens and its identity (``origin:sha256``)."""
-    from baselines.auxiliary import default_checkpoint, trained_sasrec
-    from baselines.weights import load_released, load_weights
-
-    if choice in ("default", ""):
-        choice = default_checkpoint(ds)
-    if choice == "released":
-        model, info = load_released("sasrec", ds.name)
-    elif choice == "trained":
-        model, info = trained_sasrec(ds)
-    else:
-        model, info = load_weights(choice)
-    if getattr(model, "kind", "") != "sasrec":
-        kind = getattr(model, "kind", type(model).__name__)
-        raise UserError(f"llara needs a SASRec checkpoint, but {choice} holds a {kind}")
-    if model.num_items != ds.num_items:
-        raise UserError(f"SASRec {choice} has {model.num_items} items but {ds.name} has "
-                        f"{ds.num_items}")  # fmt: skip
-    origin = choice if choice in ("released", "trained") else "file"
-    return model.eval(), f"{origin}:{info.get('sha256', '')[:12]}"
 
 
 def _digest(value: object) -> str:
@@ -194,16 +168,14 @@ def run(config: RunConfig, progress: bool = True) -> dict:
     """``recbench run --baseline llara``: train, evaluate, append the records; the summary."""
     llm = LLMRun(config, progress=progress)
     s = llm.settings
-    sasrec, sasrec_id = load_sasrec(llm.ds, str(s["aux_checkpoint"]))
-    identity = {k: v for k, v in config.to_dict().items() if k not in _NOT_IDENTITY}
+    sasrec, sasrec_id = load_sasrec(llm.ds, config)
+    identity = {k: v for k, v in config.to_dict().items() if k not in RUN_LOCATION_FIELDS}
     key = _digest({"config": identity, "settings": s, "precision": llm.precision,
                    "sasrec": sasrec_id, "ramp": CURRICULUM_RAMP})  # fmt: skip
     run_id = f"{config.dataset}-{METHOD}-{key}"
     llm.run_dir = Path(config.output_dir) if config.output_dir else paths.home() / "runs" / run_id
     store = config.results
-    if llm.accelerator.is_main_process and any(
-        r.get("run_id") == run_id for r in results.read_records(store)
-    ):
+    if llm.accelerator.is_main_process and already_recorded(store, run_id):
         return {"run_id": run_id, "skipped": "already in the results store"}
 
     llm.model = add_lora(llm.model, s["lora_r"], s["lora_alpha"], config.seed)

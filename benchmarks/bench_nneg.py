@@ -465,6 +465,12 @@ def records(case: Case, values: dict[str, float], env: dict[str, str]) -> list[d
     return [{**base, "metric": m, "value": v, **env, "time": stamp} for m, v in values.items()]
 
 
+def _release(models: dict[str, Any], device: str) -> None:
+    models.clear()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
 def run_grid(cases: list[Case], out: Path, isolate: bool) -> None:
     import pandas as pd
     from tqdm.auto import tqdm
@@ -478,18 +484,17 @@ def run_grid(cases: list[Case], out: Path, isolate: bool) -> None:
             if isolate:
                 values = run_isolated(case)
             else:
-                if case.shape not in models:  # one model per shape; the adapter is reset
-                    models.clear()
-                    torch.cuda.empty_cache() if case.device == "cuda" else None
+                if case.shape not in models:  # one model per shape, built once
+                    _release(models, case.device)
                     models[case.shape] = build_model(case)
                 values = run_case(case, models[case.shape], tokenizer)
+                if case.kind == "trl":  # TRL got the adapter merged away: rebuild next time
+                    _release(models, case.device)
         except Exception as error:  # noqa: BLE001 - a failed case is recorded, the grid goes on
             print(f"FAILED {case.kind}/{case.variant} {case.shape} n={case.n_neg}: {error}",
                   file=sys.stderr)  # fmt: skip
             values = {"failed": 1.0}
-            if case.device == "cuda":
-                models.clear()  # an out-of-memory case must not starve the next one
-                torch.cuda.empty_cache()
+            _release(models, case.device)  # an out-of-memory case must not starve the next one
         rows += records(case, values, env)
         out.parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows).to_csv(out, index=False)  # rewritten after each case: nothing lost

@@ -56,12 +56,14 @@ AUX_CHOICES = ("default", "released", "trained")
 def choice_for(ds: Dataset, config: RunConfig) -> str:
     """Which SASRec a run uses: "released", "trained" or a checkpoint path.
 
-    ``default`` means the released SASRec for steam (whose training split is only a sample) and
-    recbench's own trained SASRec elsewhere.
+    ``default`` is :func:`baselines.auxiliary.default_checkpoint`: the released SASRec where the
+    training split is only a sample (steam), recbench's own trained SASRec elsewhere.
     """
     choice = config.resolved().get("aux_checkpoint") or "default"
     if choice == "default":
-        return "released" if ds.name == "steam" else "trained"
+        from baselines.auxiliary import default_checkpoint
+
+        return default_checkpoint(ds)
     return choice
 
 
@@ -70,7 +72,7 @@ def _checked(model, choice: str, ds: Dataset) -> None:
     if getattr(model, "kind", "sasrec") != "sasrec" or not hasattr(model, "represent"):
         kind = getattr(model, "kind", type(model).__name__)
         raise UserError(
-            f"--aux-checkpoint {choice} holds a {kind} model; NAPO's signals need a SASRec"
+            f"--aux-checkpoint {choice} holds a {kind} model; NAPO, ChatRec and LLaRA need a SASRec"
         )
     if model.num_items != ds.num_items:
         raise UserError(
@@ -103,25 +105,28 @@ def _load(choice: str, ds: Dataset):
         ) from None
 
 
-def check_for_run(ds: Dataset, loss_module, config: RunConfig) -> None:
-    """Fail before any LLM is loaded when a loss needs SASRec signals it cannot get.
+def check_sasrec(ds: Dataset, config: RunConfig) -> None:
+    """Fail before any LLM is loaded when the run's SASRec cannot be had.
 
     Released and file checkpoints are loaded and checked here (milliseconds); "trained" is
-    trained on first use by :func:`for_run` and needs nothing from the user.
+    trained on first use by :func:`load_sasrec` and needs nothing from the user.
     """
-    if not loss_module.requires & AUX_FIELDS:
-        return
     choice = choice_for(ds, config)
-    if choice == "trained":
-        return
-    model, _ = _load(choice, ds)
-    _checked(model, choice, ds)
+    if choice != "trained":
+        model, _ = _load(choice, ds)
+        _checked(model, choice, ds)
 
 
-def for_run(ds: Dataset, loss_module, config: RunConfig) -> AuxiliarySignals:
-    """The SASRec a run uses: ``config.aux_checkpoint`` or the dataset's default."""
+def check_for_run(ds: Dataset, loss_module, config: RunConfig) -> None:
+    """:func:`check_sasrec` for a loss that needs SASRec signals; nothing for the others."""
+    if loss_module.requires & AUX_FIELDS:
+        check_sasrec(ds, config)
+
+
+def load_sasrec(ds: Dataset, config: RunConfig) -> tuple[torch.nn.Module, str]:
+    """The frozen SASRec of a run (NAPO's signals, ChatRec's suggestions, LLaRA's item tokens)
+    in evaluation mode, and its identity ``choice:sha256-prefix`` for run keys and records."""
     choice = choice_for(ds, config)
-    state = getattr(loss_module.hparams, "sasrec_state", "last")
     if choice == "trained":
         from baselines.auxiliary import trained_sasrec
 
@@ -129,7 +134,11 @@ def for_run(ds: Dataset, loss_module, config: RunConfig) -> AuxiliarySignals:
     else:
         model, info = _load(choice, ds)
     _checked(model, choice, ds)
-    model.eval()
-    return AuxiliarySignals(
-        model=model, state=state, description=f"{choice}:{info.get('sha256', '')[:12]}"
-    )
+    return model.eval(), f"{choice}:{info.get('sha256', '')[:12]}"
+
+
+def for_run(ds: Dataset, loss_module, config: RunConfig) -> AuxiliarySignals:
+    """NAPO's signals: the run's SASRec read in the state the loss asks for."""
+    model, description = load_sasrec(ds, config)
+    state = getattr(loss_module.hparams, "sasrec_state", "last")
+    return AuxiliarySignals(model=model, state=state, description=description)

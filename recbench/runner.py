@@ -40,6 +40,10 @@ def check_inputs(config: RunConfig) -> None:
             from recbench.auxiliary import check_for_run
 
             check_for_run(ds, loss_module, config)
+    if config.baseline in SASREC_BASELINES:
+        from recbench.auxiliary import check_sasrec
+
+        check_sasrec(ds, config)
     models.check_name(config.model)
 
 
@@ -55,9 +59,7 @@ def baseline_names() -> list[str]:
     Module baselines are named from :data:`MODULE_BASELINES` without importing them (they may
     be heavy, or not written yet).
     """
-    from baselines import BASELINES
-
-    return [*BASELINES.names(), *LLM_BASELINES, *MODULE_BASELINES]
+    return [*_sequential_names(), *LLM_BASELINES, *MODULE_BASELINES]
 
 
 def check_baseline(name: str) -> None:
@@ -82,6 +84,8 @@ MODULE_BASELINES = {
     "morec": "baselines.morec",
     "chatrec": "baselines.chatrec",
 }
+#: Module baselines built on the run's SASRec (``--aux-checkpoint``), checked before any work.
+SASREC_BASELINES = frozenset({"chatrec", "llara"})
 
 
 def execute(config: RunConfig, progress: bool = True) -> dict:

@@ -139,6 +139,9 @@ BAD_RUN_INPUTS = [
     case(("--loss", "napo", "--dataset", "lastfm", "--aux-checkpoint",
           str(CHECKPOINTS / "sasrec_steam.safetensors")),
          "auxiliary SASRec has 3581 items but lastfm has 4606", id="aux-wrong-dataset"),
+    case(("--baseline", "chatrec", "--aux-checkpoint", "/nonexistent/sasrec"),
+         "--aux-checkpoint /nonexistent/sasrec: no such file or directory",
+         id="aux-missing-dir-for-chatrec"),
     # an option the chosen method does not use is refused, not silently ignored
     case(("--baseline", "llara", "--checkpoint", "released"),
          "llara does not take one", id="checkpoint-for-llm-baseline"),
