@@ -25,11 +25,9 @@ model trained on 1,000 rows would give meaningless similarities.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +42,7 @@ from baselines.models import SASRec
 from baselines.registry import BASELINES
 from baselines.runner import resolve_checkpoint, train_baseline
 from baselines.weights import CHECKPOINT_DIR, WEIGHTS_FILE, load_weights, released_name
-from recbench import paths
+from recbench import locks, paths
 from recbench.data import load_dataset
 from recbench.data.dataset import Dataset
 from recbench.errors import ModelError, UserError
@@ -120,16 +118,17 @@ def default_checkpoint(ds: Dataset) -> str:
     return "trained"
 
 
-@contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """An exclusive lock so that concurrent runs train / build a cache only once."""
-    handle = open(directory / ".lock", "a")  # noqa: SIM115 - held for the block
+def _load_cached(directory: Path) -> tuple[SASRec | None, dict[str, Any]]:
+    """The kept trained SASRec, or None when absent or damaged (then it is trained again)."""
+    if not (directory / WEIGHTS_FILE).is_file():
+        return None, {}
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        handle.close()
+        return load_weights(directory)
+    except Exception as exc:  # noqa: BLE001 - a torn or foreign file is retrained, not fatal
+        warnings.warn(
+            f"retraining the damaged auxiliary SASRec in {directory} ({exc})", stacklevel=3
+        )
+        return None, {}
 
 
 def trained_model_dir(dataset: str) -> Path:
@@ -147,10 +146,9 @@ def trained_sasrec(dataset: str | Dataset, progress: bool = True) -> tuple[SASRe
     """
     ds = load_dataset(dataset) if isinstance(dataset, str) else dataset
     directory = trained_model_dir(ds.name)
-    with _locked(directory):
-        if (directory / WEIGHTS_FILE).is_file():
-            model, settings = load_weights(directory)
-        else:
+    with locks.exclusive(directory, f"the auxiliary SASRec of {ds.name}"):
+        model, settings = _load_cached(directory)
+        if model is None:
             model, settings = train_baseline(
                 "sasrec", ds, seed=TRAINED_SEED, out_dir=directory, progress=progress
             )
@@ -238,7 +236,7 @@ def load_auxiliary(
     split_sha = ds.split_spec(split).sha256  # also rejects unknown splits
     chosen = default_checkpoint(ds) if checkpoint is None else checkpoint
     cache_dir = paths.subdir("aux", paths.safe_name(ds.name, "dataset"))
-    with _locked(cache_dir):
+    with locks.exclusive(cache_dir, f"the SASRec signals of {ds.name}"):
         model, identity = _sasrec_for(ds, chosen, progress)
         origin, digest = identity.split(":")
         path = cache_dir / f"{split}-{state}-{origin}-{digest}.safetensors"

@@ -27,14 +27,14 @@ import numpy as np
 import torch
 
 from baselines.evaluation import CandidateSet, candidate_scores
-from recbench import results
+from recbench.auxiliary import load_sasrec
 from recbench.batches import PromptItem
 from recbench.config import MAX_NEGATIVES
 from recbench.data import load_dataset
 from recbench.data.dataset import Dataset
 from recbench.errors import UserError
 from recbench.metrics import ranking_metrics
-from recbench.pipeline import LLMRun, already_recorded
+from recbench.pipeline import LLMRun
 
 if TYPE_CHECKING:
     from recbench.config import RunConfig
@@ -90,8 +90,6 @@ def _hint_k(params: dict[str, Any]) -> int:
 
 def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     """``recbench run --baseline chatrec``: hinted prompts, base model, both evaluation modes."""
-    from recbench.auxiliary import load_sasrec
-
     if config.checkpoint is not None:
         raise UserError("chatrec's recommender is chosen with --aux-checkpoint, not --checkpoint")
     k = _hint_k(config.loss_params)
@@ -100,20 +98,15 @@ def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     llm = LLMRun(config, progress=progress)
     key = json.dumps([llm.run_key, k, recommender_id])
     run_id = f"{config.dataset}-{METHOD}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-    main = llm.accelerator.is_main_process
-    if main and already_recorded(config.results, run_id):
-        return {"run_id": run_id, "skipped": "already in the results store"}
-    started = time.perf_counter()
-    llm.eval_items, scores = with_hints(llm.ds, llm.eval_items, recommender, k)
-    llm.timings["recommender_seconds"] = time.perf_counter() - started
-    evaluation = llm.evaluate()
-    target = np.array([it.example.target_position for it in llm.eval_items])
-    evaluation["hint"] = ranking_metrics(scores, target, ks=(k,))
-    hparams = {"k": k, "recommender": recommender_id}
-    records = llm.records(METHOD, FAMILY, hparams, evaluation, run_id)
-    output: dict[str, Any] = {"run_id": run_id, "run_dir": str(llm.run_dir)}
-    if main:
-        output["results"] = str(results.append_records(records, config.results))
-    output["evaluation"] = evaluation
-    output["timings"] = llm.timings
-    return output
+
+    def work(output: dict[str, Any]) -> list[dict]:
+        started = time.perf_counter()
+        llm.eval_items, scores = with_hints(llm.ds, llm.eval_items, recommender, k)
+        llm.timings["recommender_seconds"] = time.perf_counter() - started
+        evaluation = output["evaluation"] = llm.evaluate()
+        target = np.array([it.example.target_position for it in llm.eval_items])
+        evaluation["hint"] = ranking_metrics(scores, target, ks=(k,))
+        hparams = {"k": k, "recommender": recommender_id}
+        return llm.records(METHOD, FAMILY, hparams, evaluation, run_id)
+
+    return llm.execute(run_id, work)

@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -57,12 +58,12 @@ from baselines.llara_model import (
     use_hybrid,
 )
 from baselines.llara_prompts import HybridEncoder
-from recbench import paths, results
+from recbench import paths
 from recbench.auxiliary import load_sasrec
 from recbench.batches import PromptItem, batched, candidate_texts
 from recbench.config import RunConfig
 from recbench.evaluation import generation_report, ranking_report
-from recbench.pipeline import RUN_LOCATION_FIELDS, LLMRun, already_recorded
+from recbench.pipeline import RUN_LOCATION_FIELDS, LLMRun
 from recbench.scoring import score_responses
 from recbench.trainer import Stage, add_lora
 
@@ -79,14 +80,14 @@ def train(llm: LLMRun, encoder: HybridEncoder, stage_dir: Path) -> dict:
     s, seed = llm.settings, llm.config.seed
     stage = Stage(
         stage_dir,
-        llm.stage_settings(METHOD, s["sft_epochs"], s["sft_learning_rate"]),
+        llm.stage_settings(METHOD, s.sft_epochs, s.sft_learning_rate),
         llm.accelerator,
     )
-    total_steps = max(1, len(stage.micro_batches(len(llm.train_items))) // s["grad_accum"])
+    total_steps = max(1, len(stage.micro_batches(len(llm.train_items))) // s.grad_accum)
     clock = CurriculumClock()
 
     def step(rows: list[int]):
-        at = clock.tick() // s["grad_accum"]
+        at = clock.tick() // s.grad_accum
         probability = hybrid_probability(at, total_steps)
         items = [llm.train_items[i] for i in rows]
         flags = [use_hybrid(seed, at, it.example.key, probability) for it in items]
@@ -115,7 +116,7 @@ def rank_hybrid(
     llm: LLMRun, encoder: HybridEncoder, items: list[PromptItem]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Summed log-probability and length of all 20 candidates under hybrid prompts."""
-    size = max(1, llm.settings["batch_size"] // 2)
+    size = max(1, llm.settings.batch_size // 2)
     rows, lengths = [], []
     for chunk in tqdm(batched(items, size), desc="rank", disable=not llm.progress, leave=False):
         prompt_ids = encoder.prompts(chunk, [True] * len(chunk))
@@ -133,7 +134,7 @@ def generate_hybrid(llm: LLMRun, encoder: HybridEncoder, items: list[PromptItem]
     device = llm.accelerator.device
     answers: list[str] = []
     for chunk in tqdm(
-        batched(items, s["batch_size"]), desc="generate", disable=not llm.progress, leave=False
+        batched(items, s.batch_size), desc="generate", disable=not llm.progress, leave=False
     ):
         prompt_ids = encoder.prompts(chunk, [True] * len(chunk))
         width = max(len(p) for p in prompt_ids)
@@ -141,7 +142,7 @@ def generate_hybrid(llm: LLMRun, encoder: HybridEncoder, items: list[PromptItem]
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])
         output = llm.model.generate(
             input_ids=ids, attention_mask=mask.to(device), do_sample=False,
-            max_new_tokens=s["max_new_tokens"], pad_token_id=pad,
+            max_new_tokens=s.max_new_tokens, pad_token_id=pad,
         )  # fmt: skip
         answers += llm.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
     return answers
@@ -154,7 +155,7 @@ def evaluate(llm: LLMRun, encoder: HybridEncoder) -> dict[str, dict]:
     scores, lengths = rank_hybrid(llm, encoder, llm.eval_items)
     out = {"ranking": ranking_report(llm.ds, llm.eval_items, scores, lengths)}
     llm.timings["eval_ranking_seconds"] = time.perf_counter() - started
-    if llm.settings["generation"]:
+    if llm.settings.generation:
         started = time.perf_counter()
         answers = generate_hybrid(llm, encoder, llm.eval_items)
         out["generation"] = generation_report(llm.ds, llm.eval_items, answers)
@@ -170,26 +171,20 @@ def run(config: RunConfig, progress: bool = True) -> dict:
     s = llm.settings
     sasrec, sasrec_id = load_sasrec(llm.ds, config)
     identity = {k: v for k, v in config.to_dict().items() if k not in RUN_LOCATION_FIELDS}
-    key = _digest({"config": identity, "settings": s, "precision": llm.precision,
+    key = _digest({"config": identity, "settings": asdict(s), "precision": llm.precision,
                    "sasrec": sasrec_id, "ramp": CURRICULUM_RAMP})  # fmt: skip
     run_id = f"{config.dataset}-{METHOD}-{key}"
     llm.run_dir = Path(config.output_dir) if config.output_dir else paths.home() / "runs" / run_id
-    store = config.results
-    if llm.accelerator.is_main_process and already_recorded(store, run_id):
-        return {"run_id": run_id, "skipped": "already in the results store"}
 
-    llm.model = add_lora(llm.model, s["lora_r"], s["lora_alpha"], config.seed)
-    table = sasrec.item_embeddings.weight.detach().float()
-    hybrid: HybridEmbedding = attach_hybrid(llm.model, table, config.seed)
-    encoder = HybridEncoder(llm.tokenizer, llm.ds, hybrid.vocab_size, s["max_prompt_tokens"])
-    output: dict = {"run_id": run_id, "run_dir": str(llm.run_dir)}
-    output["train"] = train(llm, encoder, llm.run_dir / "train")
-    evaluation = evaluate(llm, encoder)
-    hparams = {"sasrec": sasrec_id, "curriculum_ramp": CURRICULUM_RAMP,
-               "projector": "linear-gelu-linear"}  # fmt: skip
-    records = llm.records(METHOD, "llm_baseline", hparams, evaluation, run_id)
-    output["evaluation"] = evaluation
-    if llm.accelerator.is_main_process:
-        output["results"] = str(results.append_records(records, store))
-    output["timings"] = llm.timings
-    return output
+    def work(output: dict) -> list[dict]:
+        llm.model = add_lora(llm.model, s.lora_r, s.lora_alpha, config.seed)
+        table = sasrec.item_embeddings.weight.detach().float()
+        hybrid: HybridEmbedding = attach_hybrid(llm.model, table, config.seed)
+        encoder = HybridEncoder(llm.tokenizer, llm.ds, hybrid.vocab_size, s.max_prompt_tokens)
+        output["train"] = train(llm, encoder, llm.run_dir / "train")
+        evaluation = output["evaluation"] = evaluate(llm, encoder)
+        hparams = {"sasrec": sasrec_id, "curriculum_ramp": CURRICULUM_RAMP,
+                   "projector": "linear-gelu-linear"}  # fmt: skip
+        return llm.records(METHOD, "llm_baseline", hparams, evaluation, run_id)
+
+    return llm.execute(run_id, work)

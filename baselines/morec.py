@@ -45,10 +45,10 @@ from torch.nn import functional as F
 from baselines.evaluation import CandidateSet, evaluate_model
 from baselines.models import STATE_SIZE, SASRec
 from baselines.registry import BASELINES
-from baselines.runner import EVAL_SEED, FAMILY, SMOKE_PROFILE, default_out_dir
+from baselines.runner import EVAL_SEED, FAMILY, default_out_dir
 from baselines.training import TrainingRows, fit
 from baselines.weights import file_sha256, save_weights
-from recbench import paths, results
+from recbench import paths, results, rundir
 from recbench.batches import pick_examples
 from recbench.data import load_dataset
 from recbench.data.dataset import Dataset
@@ -231,14 +231,15 @@ def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
         raise UserError("morec trains its own model; --checkpoint is not supported")
     if config.loss_params:
         raise UserError(f"morec takes no --param (got {', '.join(config.loss_params)})")
-    values = config.resolved()
+    settings = config.settings
+    rundir.claim_output_dir(config)
     ds = load_dataset(config.dataset)
     spec = BASELINES.get("sasrec")  # same sizes and optimisation as the ID-based SASRec
     train_rows = config.train_examples
     overrides: dict[str, Any] = {"progress": progress}
-    if config.profile == SMOKE_PROFILE:
-        train_rows = train_rows or values.get("train_examples")
-        overrides.update(epochs=1, max_steps_per_epoch=2)
+    if settings.baseline_train_steps is not None:
+        train_rows = train_rows or settings.train_examples
+        overrides.update(epochs=1, max_steps_per_epoch=settings.baseline_train_steps)
     train_config = spec.train_config(**overrides)
     if ds.split_spec("train").layout == "sample":
         warnings.warn(
@@ -263,7 +264,7 @@ def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     weights = save_weights(model, out_dir, {"dataset": ds.name, "seed": config.seed,
                                             "result": outcome.to_dict()})  # fmt: skip
     sha = file_sha256(weights)
-    examples = pick_examples(ds.examples("test"), values.get("eval_examples"), EVAL_SEED)
+    examples = pick_examples(ds.examples("test"), settings.eval_examples, EVAL_SEED)
     started = time.perf_counter()
     metrics = evaluate_model(model, CandidateSet.from_examples(examples), ds.popularity())
     eval_seconds = time.perf_counter() - started
@@ -273,7 +274,7 @@ def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
         "model": f"trained:{sha[:12]}", "seed": config.seed, "profile": config.profile,
         "hparams": {"model": model.config(), "train": train_config.to_dict(),
                     "text_encoder": f"{ENCODER} ({PACKAGE}=={VERSION})"},
-        "settings": {"config": config.to_dict(), "eval_examples": values.get("eval_examples"),
+        "settings": {"config": config.to_dict(), "eval_examples": settings.eval_examples,
                      "weights": str(weights), "sha256": sha, "train_rows": len(rows),
                      "best_epoch": outcome.best_epoch, "val_hr@1": outcome.best_val_hr1},
     }  # fmt: skip

@@ -31,7 +31,7 @@ from baselines.weights import (
     released_name,
     save_weights,
 )
-from recbench import paths, results
+from recbench import paths, results, rundir
 from recbench.batches import pick_examples
 from recbench.data import load_dataset
 from recbench.data.dataset import Dataset
@@ -295,9 +295,6 @@ def run_sequential(
     ).metrics
 
 
-SMOKE_PROFILE = "smoke"
-
-
 def run_baseline(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     """``recbench run --baseline NAME``: run from a :class:`~recbench.config.RunConfig`.
 
@@ -305,18 +302,20 @@ def run_baseline(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     examples are the profile's ``eval_examples`` subset, the very examples the LLM methods of the
     same profile are scored on.  A profile's ``train_examples`` is a budget for LLM fine-tuning
     and does not shrink a baseline's training data (the published baselines use the whole
-    training split); only an explicit ``--train-examples`` does, and the smoke profile, whose
-    purpose is a seconds-long end-to-end check, trains one short epoch on its few examples.
+    training split); only an explicit ``--train-examples`` does, and a profile with
+    ``baseline_train_steps`` (smoke: a seconds-long end-to-end check) trains one short epoch on
+    its few examples.
     Returns the summary the CLI prints: run id, ``evaluation`` by mode, timings, results path.
     """
     if config.baseline is None:
         raise UserError("no baseline given (--baseline NAME)")
-    values = config.resolved()
+    settings = config.settings
+    rundir.claim_output_dir(config)
     train_rows = config.train_examples
     train_overrides: dict[str, Any] = {}
-    if config.profile == SMOKE_PROFILE and config.checkpoint is None:
-        train_rows = train_rows or values.get("train_examples")
-        train_overrides = {"epochs": 1, "max_steps_per_epoch": 2}
+    if settings.baseline_train_steps is not None and config.checkpoint is None:
+        train_rows = train_rows or settings.train_examples
+        train_overrides = {"epochs": 1, "max_steps_per_epoch": settings.baseline_train_steps}
     run = execute_baseline(
         config.baseline,
         config.dataset,
@@ -325,7 +324,7 @@ def run_baseline(config: RunConfig, progress: bool = True) -> dict[str, Any]:
         out_dir=config.output_dir,
         train_overrides=train_overrides or None,
         train_rows=train_rows,
-        max_examples=values.get("eval_examples"),
+        max_examples=settings.eval_examples,
         progress=progress,
         store=config.results,
         profile=config.profile,

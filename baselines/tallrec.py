@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from recbench import results
 from recbench.errors import UserError
-from recbench.pipeline import LLMRun, already_recorded
+from recbench.pipeline import LLMRun
 
 if TYPE_CHECKING:
     from recbench.config import RunConfig
@@ -36,17 +35,13 @@ def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     llm = LLMRun(config, progress=progress)
     # keyed by the SFT stage like the ``sft`` baseline: the same training gives the same run
     run_id = f"{config.dataset}-{METHOD}-{llm.sft_key}-{config.profile}"
-    main = llm.accelerator.is_main_process
-    if main and already_recorded(config.results, run_id):
-        return {"run_id": run_id, "skipped": "already in the results store"}
-    output: dict[str, Any] = {"run_id": run_id, "run_dir": str(llm.run_dir), "sft": llm.sft()}
-    evaluation = llm.evaluate()
-    s = llm.settings
-    hparams = {"lora_r": s["lora_r"], "lora_alpha": s["lora_alpha"],
-               "learning_rate": s["sft_learning_rate"], "epochs": s["sft_epochs"]}  # fmt: skip
-    records = llm.records(METHOD, FAMILY, hparams, evaluation, run_id)
-    if main:
-        output["results"] = str(results.append_records(records, config.results))
-    output["evaluation"] = evaluation
-    output["timings"] = llm.timings
-    return output
+
+    def work(output: dict[str, Any]) -> list[dict]:
+        output["sft"] = llm.sft()
+        evaluation = output["evaluation"] = llm.evaluate()
+        s = llm.settings
+        hparams = {"lora_r": s.lora_r, "lora_alpha": s.lora_alpha,
+                   "learning_rate": s.sft_learning_rate, "epochs": s.sft_epochs}  # fmt: skip
+        return llm.records(METHOD, FAMILY, hparams, evaluation, run_id)
+
+    return llm.execute(run_id, work)

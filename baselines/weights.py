@@ -142,8 +142,8 @@ def load_released(kind: str, dataset: str) -> tuple[SequentialRecommender, dict]
 def save_weights(model: SequentialRecommender, directory: Path, extra: dict | None = None) -> Path:
     """Write ``model.safetensors`` and ``model.json`` (kind, config, ``extra``) to ``directory``.
 
-    Files are written under temporary names and renamed, so a crash never leaves a weights file
-    that does not match its settings.
+    Files are written under temporary names and renamed (settings, then weights), so a crash
+    never leaves a weights file that does not match its settings.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -155,6 +155,10 @@ def save_weights(model: SequentialRecommender, directory: Path, extra: dict | No
     save_file(state, str(tmp_weights))
     settings["sha256"] = file_sha256(tmp_weights)
     tmp_settings.write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n", "utf-8")
-    tmp_weights.replace(weights)
+    # settings first, weights last: the weights file is what marks a saved model, so a kill
+    # between the two renames leaves no weights beside settings that do not describe them
+    if weights.exists():
+        weights.unlink()
     tmp_settings.replace(directory / SETTINGS_FILE)
+    tmp_weights.replace(weights)
     return weights

@@ -12,10 +12,14 @@ Run it with either of::
 
 The file name does not match pytest's ``test_*.py`` pattern, so ``pytest`` / ``pytest tests``
 never collect it (nor does ``pytest benchmarks`` unless ``python_files`` includes ``bench_*.py``);
-it runs when named explicitly.  The model comes from one place,
-:func:`bench_model_path` (env ``RECBENCH_BENCH_MODEL``, default ``/tmp/smolplain``: a plain
-transformers checkpoint with model and tokenizer); everything is skipped if it is absent.
-``RECBENCH_BENCH_THREADS`` (default 2) sets torch's thread count.
+it runs when named explicitly.  The model comes from one place, :func:`bench_model_path`:
+env ``RECBENCH_BENCH_MODEL``, resolved like ``recbench run --model`` by
+:func:`recbench.models.resolve` (default ``smollm2-135m``, the embedded model, fetched and
+converted into ``$RECBENCH_HOME`` on first use; or a local checkpoint directory with model and
+tokenizer; or a hub id in the local Hugging Face cache).  An unusable model fails with
+recbench's one-line error; everything is skipped if the resolved path holds no ``config.json``
+(a hub id the hub knows but that is not in the local cache).  ``RECBENCH_BENCH_THREADS``
+(default 2) sets torch's thread count.
 
 Timings need an otherwise idle machine.  The packed step is a few thousand kernels of about a
 millisecond each; when another process occupies a core, every kernel can wait a scheduler time

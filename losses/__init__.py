@@ -13,32 +13,52 @@ to the stable primitive in :mod:`losses.stable`; batch-coupled pieces live in
 state) and :mod:`losses.distributed` (global micro-batch and the gradient rule).
 
 Adding a loss = one file + one test: write ``losses/<name>.py`` with a hyper-parameter
-dataclass (fields made with :func:`losses.hparams.hp`) and a :class:`PreferenceLoss` subclass
-decorated with ``@register_loss("<key>", summary=..., description=...)``; add its import to the
-list below (registration happens when the module is imported, nowhere else); add
-``tests/test_losses_<name>.py``.
+dataclass (fields made with :func:`hp`) and a :class:`PreferenceLoss` subclass decorated with
+``@register_loss("<key>", summary=..., description=..., family=..., order=...)``, and add
+``tests/test_losses_<name>.py`` (and the key to ``tests/golden/loss_keys.txt``).  Every module of
+this package is imported below, so registration needs no import list; ``order`` sets the listing
+order.  Outside the package, the same file is a plugin: ``recbench run --plugin my_loss.py``
+(see :mod:`recbench.plugins`).
 """
 
 from __future__ import annotations
 
-# Loss modules: importing them registers their keys; the order here is the listing order.
-# isort: off
-from losses import dpo  # noqa: F401
-from losses import simpo  # noqa: F401
-from losses import softmax_dpo  # noqa: F401
-from losses import alpha_dpo  # noqa: F401
-from losses import napo  # noqa: F401
-from losses import napo_appendix_b  # noqa: F401
+import importlib
+import pkgutil
 
-# isort: on
-from losses.base import PreferenceLoss
+from losses.base import BASE_FIELDS, LENGTH_FIELDS, REFERENCE_FIELDS, PreferenceLoss
 from losses.batch import LossOutput, PreferenceBatch
 from losses.distributed import gather_batch, gather_with_grad, local_rows
-from losses.registry import LossSpec, get_loss, get_spec, list_specs, loss_keys, register_loss
+from losses.hparams import hp
+from losses.registry import (
+    LOSS_FAMILIES,
+    LossSpec,
+    get_loss,
+    get_spec,
+    list_specs,
+    loss_keys,
+    loss_origin,
+    register_loss,
+)
 from losses.sharing import Neighbours, find_neighbours, num_shared_neighbours
 from losses.stable import lse_with_zero
 
+
+def _import_loss_modules() -> None:
+    """Import every module of the package: the loss modules register their keys as they are
+    imported; the infrastructure modules (base, batch, registry, ...) register nothing."""
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_loss_modules()
+
 __all__ = [
+    "BASE_FIELDS",
+    "LENGTH_FIELDS",
+    "LOSS_FAMILIES",
+    "REFERENCE_FIELDS",
     "LossOutput",
     "LossSpec",
     "Neighbours",
@@ -49,9 +69,11 @@ __all__ = [
     "gather_with_grad",
     "get_loss",
     "get_spec",
+    "hp",
     "list_specs",
     "local_rows",
     "loss_keys",
+    "loss_origin",
     "lse_with_zero",
     "num_shared_neighbours",
     "register_loss",

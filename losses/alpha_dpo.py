@@ -32,6 +32,8 @@ class AlphaDPOHParams:
 
 @register_loss(
     "alpha_dpo",
+    family="pairwise",
+    order=50,
     summary="alpha-DPO: SimPO reward with a per-example margin from the z-scored ref-policy gap",
     description="""
 g = (l+/|y+| - l-/|y-|) - (l+_ref/|y+| - l-_ref/|y-|);  mu, sigma <- EMA(mean g, std g) (m = 0.9,

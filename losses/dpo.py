@@ -28,6 +28,8 @@ class DPOHParams:
 
 @register_loss(
     "dpo",
+    family="pairwise",
+    order=10,
     summary="DPO: logistic loss on the policy-vs-reference log-ratio gap of one pair",
     description="""
 L = (1-eps)*softplus(-h) + eps*softplus(h),  h = beta*[(l+ - l+_ref) - (l- - l-_ref)].

@@ -239,6 +239,8 @@ Reference model: no.  Length normalisation: no.
 
 register_loss(
     "napo",
+    family="napo",
+    order=60,
     summary="NAPO: softmax over own + neighbours' negatives with a batch-level dynamic margin",
     description=_NAPO_TEXT
     + """Margin (official form): S_B = mean owner score over all pools;
@@ -251,6 +253,8 @@ code (margin semantics), suite fixes for gradients, ties, floor and distributed 
 
 register_loss(
     "napo_official",
+    family="napo",
+    order=61,
     summary="NAPO as the released code runs it: no gradient through negatives, int() K",
     description=_NAPO_TEXT
     + """Preset of 'napo' with detach_negatives='all' (only the chosen log-prob gets gradient),
@@ -268,6 +272,8 @@ gamma is computed once on the global micro-batch.
 
 register_loss(
     "napo_paper",
+    family="napo",
+    order=62,
     summary="NAPO with the paper's margin: receiver-paired confidences, use-then-update R0",
     description=_NAPO_TEXT
     + """Margin (paper Eqs. 15-17): conf = (1 - S~(s_u, y))/2 with receiver_scores in [-1, 1];
@@ -279,6 +285,8 @@ R0 starts at the first batch's C_B.  Full gradients.  State buffer R0 (NaN until
 
 register_loss(
     "sdpo_ns",
+    family="ablation",
+    order=70,
     summary="S-DPO + NS: S-DPO (reference log-ratios) over NAPO's shared negative pool, no margin",
     description=_NAPO_TEXT.replace("Reference model: no.", "Reference model: yes.")
     + """Scores are beta*(l - l_ref) for the chosen item and every pooled negative (each under its
@@ -290,6 +298,8 @@ owner's prompt); gamma = 0.  Table-3 ablation, defined by analogy (not in the re
 
 register_loss(
     "napo_ln",
+    family="ablation",
+    order=71,
     summary="NAPO w/ Length Norm: NAPO on l/|y| scores (each response by its own length)",
     description=_NAPO_TEXT.replace("Length normalisation: no.", "Length normalisation: yes.")
     + "Margin as 'napo'.  Table-3 ablation.\n",
@@ -299,6 +309,8 @@ register_loss(
 
 register_loss(
     "napo_no_ns",
+    family="ablation",
+    order=72,
     summary="NAPO w/o NS: own negatives only (K = 0), dynamic margin from own negatives",
     description="""
 L_u = LSE(0, gamma + beta*(l-_uj - l+_u), j = 1..n); gamma as 'napo' with S_B the mean owner
@@ -311,6 +323,8 @@ Table-3 ablation (official code batch_shared=False).
 
 register_loss(
     "napo_no_dyn",
+    family="ablation",
+    order=73,
     summary="NAPO w/o Dynamic gamma: shared pool with the fixed margin gamma0",
     description=_NAPO_TEXT + "Margin: gamma = gamma0 (alpha = 0); no state.  Table-3 ablation.\n",
     defaults={"alpha": 0.0},
@@ -319,6 +333,8 @@ register_loss(
 
 register_loss(
     "napo_no_ns_gamma",
+    family="ablation",
+    order=74,
     summary="NAPO w/o NS & gamma: own negatives, no margin (identical to SimS-DPO)",
     description="""
 L_u = LSE(0, beta*(l-_uj - l+_u), j = 1..n): K = 0, gamma = 0.  Reference model: no.
@@ -330,6 +346,8 @@ Negatives: all n own.  Table-3 ablation; equals 'sims_dpo'.
 
 register_loss(
     "napo_no_ns_dyn",
+    family="ablation",
+    order=75,
     summary="NAPO w/o NS & Dynamic gamma: own negatives with the fixed margin gamma0",
     description="""
 L_u = LSE(0, gamma0 + beta*(l-_uj - l+_u), j = 1..n): K = 0, alpha = 0.  Reference model: no.

@@ -86,6 +86,8 @@ class _AlphaMarginMixin(NAPOBase):
 
 @register_loss(
     "napo1",
+    family="napo",
+    order=80,
     summary="NAPO-1: shared n=1 pool with alpha-DPO's per-example z-scored margin",
     description="""
 L_u = LSE(0, gamma_u + beta*(l-_k - l+_u) for k in P_u), P_u = own first negative + first
@@ -113,6 +115,8 @@ class NAPO1Loss(_AlphaMarginMixin):
 
 @register_loss(
     "napo2",
+    family="napo",
+    order=81,
     summary="NAPO-2: shared n=1 pool, margin = mean of NAPO's gamma and alpha-DPO's margin",
     description="""
 As 'napo1' but gamma_u = (gamma_NAPO + gamma0 + alpha_a*beta*M*_u)/2, where gamma_NAPO is NAPO's

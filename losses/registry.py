@@ -4,6 +4,16 @@ A registry entry (:class:`LossSpec`) is a loss class plus a preset of default hy
 so presets and ablations (``napo_official``, ``napo_no_ns``...) are registrations of the same class
 with different defaults, not copies of code.  Hyper-parameters named in ``fixed`` define the
 entry and cannot be changed through it.
+
+Listing order (``recbench losses``, :func:`loss_keys`, the parametrised tests) comes from the
+registration's ``order`` (then the key), and ``family`` groups the entries:
+
+* ``pairwise``: one chosen vs one rejected response (DPO, SimPO, alpha-DPO);
+* ``softmax``: the chosen response against all own negatives (S-DPO, SimS-DPO);
+* ``napo``: NAPO, its presets and its appendix-B variants;
+* ``ablation``: Table-3 ablations of NAPO;
+* ``other``: the default, e.g. for a plugin's loss (whose default order, :data:`PLUGIN_ORDER`,
+  puts it after the built-in losses).
 """
 
 from __future__ import annotations
@@ -14,11 +24,15 @@ from typing import TypeVar
 
 from losses.base import REFERENCE_FIELDS, PreferenceLoss
 from losses.hparams import build_hparams, check_overrides, fields_of, valid_range
-from recbench.registry import Registry
+from recbench.registry import Plugin, Registry
 
 L = TypeVar("L", bound=type[PreferenceLoss])
 
-_LOSSES: Registry[LossSpec] = Registry("loss")
+LOSS_FAMILIES = ("pairwise", "softmax", "napo", "ablation", "other")
+#: Default ``order`` of a registration: after every built-in loss (those use 10-999).
+PLUGIN_ORDER = 1000
+
+_LOSSES: Registry[LossSpec] = Registry("loss", sort_key=lambda key, spec: (spec.order, key))
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,8 @@ class LossSpec:
     hparam_ranges: dict[str, str] = field(default_factory=dict)
     hparam_docs: dict[str, str] = field(default_factory=dict)
     loss_class: type[PreferenceLoss] | None = field(default=None, repr=False, compare=False)
+    family: str = "other"
+    order: float = PLUGIN_ORDER
 
     def build(self, **hparams: object) -> PreferenceLoss:
         """Instantiate the loss with these defaults overridden by ``hparams`` (validated)."""
@@ -58,12 +74,15 @@ def register_loss(
     description: str,
     defaults: Mapping[str, object] | None = None,
     fixed: frozenset[str] | set[str] | tuple[str, ...] = (),
+    family: str = "other",
+    order: float = PLUGIN_ORDER,
 ) -> Callable[[L], L]:
     """Class decorator registering a loss (or a preset of it) under ``key``.
 
     ``defaults`` overrides the class's hyper-parameter defaults for this key; ``fixed`` lists the
     overridden names that users may not change.  ``summary`` is one line, ``description`` a few
-    lines (formula, reference model, negatives, margin, source).
+    lines (formula, reference model, negatives, margin, source).  ``family`` is one of
+    :data:`LOSS_FAMILIES`; ``order`` places the key in listings (ties: by key).
     """
     overrides = dict(defaults or {})
     fixed_set = frozenset(fixed)
@@ -71,6 +90,10 @@ def register_loss(
         raise ValueError(f"loss '{key}': summary must be one line")
     if not fixed_set <= set(overrides):
         raise ValueError(f"loss '{key}': fixed names must also be given in defaults")
+    if family not in LOSS_FAMILIES:
+        raise ValueError(f"loss '{key}': family must be one of {', '.join(LOSS_FAMILIES)}")
+    if isinstance(order, bool) or not isinstance(order, int | float):
+        raise TypeError(f"loss '{key}': order must be a number, got {order!r}")
 
     def wrap(cls: L) -> L:
         check_overrides(key, cls.HParams, overrides)
@@ -91,6 +114,8 @@ def register_loss(
             hparam_ranges={name: valid_range(f) for name, f in fields.items()},
             hparam_docs={name: f.metadata.get("doc", "") for name, f in fields.items()},
             loss_class=cls,
+            family=family,
+            order=order,
         )
         _LOSSES.add(key, spec)
         return cls
@@ -104,12 +129,18 @@ def get_spec(key: str) -> LossSpec:
 
 
 def list_specs() -> list[LossSpec]:
-    """All registered losses, in registration order."""
+    """All registered losses, in listing order (``order``, then key)."""
     return [_LOSSES.get(name) for name in _LOSSES.names()]
 
 
 def loss_keys() -> list[str]:
+    """Every registered key, in listing order (``order``, then key)."""
     return _LOSSES.names()
+
+
+def loss_origin(key: str) -> Plugin | None:
+    """The plugin that registered ``key``, or None for a loss built into recbench."""
+    return _LOSSES.origin(key)
 
 
 def get_loss(key: str, **hparams: object) -> PreferenceLoss:

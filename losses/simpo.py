@@ -22,6 +22,8 @@ class SimPOHParams:
 
 @register_loss(
     "simpo",
+    family="pairwise",
+    order=20,
     summary="SimPO: reference-free pairwise loss on length-normalised log-probs with margin",
     description="""
 L = softplus(-[beta*(l+/|y+| - l-/|y-|) - gamma0]).

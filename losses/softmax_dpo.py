@@ -52,6 +52,8 @@ class _SoftmaxDPOBase(PreferenceLoss):
 
 @register_loss(
     "sdpo",
+    family="softmax",
+    order=30,
     summary="S-DPO: softmax DPO of the chosen item against all n own negatives",
     description="""
 L = LSE(0, d_1..d_n),  d_j = beta*[(l-_j - l-_j,ref) - (l+ - l+_ref)]  (= -log sigma(-LSE_j d_j)).
@@ -66,6 +68,8 @@ class SDPOLoss(_SoftmaxDPOBase):
 
 @register_loss(
     "sims_dpo",
+    family="softmax",
+    order=40,
     summary="SimS-DPO: reference-free S-DPO on summed policy log-probs (= NAPO w/o NS & gamma)",
     description="""
 L = LSE(0, d_1..d_n),  d_j = beta*(l-_j - l+).

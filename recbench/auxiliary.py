@@ -8,7 +8,7 @@ frozen SASRec rather than stored: nothing can go stale, and any checkpoint works
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,17 +53,48 @@ class AuxiliarySignals:
 AUX_CHOICES = ("default", "released", "trained")
 
 
+@dataclass(frozen=True)
+class SasrecSource:
+    """Where the core gets a SASRec from: provided by the ``baselines`` plugin.
+
+    The core needs a frozen SASRec (NAPO's signals, ChatRec's suggestions, LLaRA's item
+    tokens) but does not import ``baselines``; that package hands it these functions when it is
+    loaded (:func:`provide_sasrec`), like any plugin registering what it offers.
+    """
+
+    default_checkpoint: Callable[[Dataset], str]  # "released" or "trained" for a dataset
+    load_released: Callable[[Dataset], tuple[torch.nn.Module, dict]]
+    load_file: Callable[[Path], tuple[torch.nn.Module, dict]]  # a saved checkpoint directory
+    trained: Callable[[Dataset], tuple[torch.nn.Module, dict]]  # recbench's own, cached
+    weights_file: str  # the file a checkpoint directory holds
+
+
+_SOURCE: list[SasrecSource] = []
+
+
+def provide_sasrec(source: SasrecSource) -> None:
+    """Called by the plugin that implements SASRec (``baselines``) when it is loaded."""
+    _SOURCE[:] = [source]
+
+
+def _source() -> SasrecSource:
+    if not _SOURCE:
+        raise UserError(
+            "no SASRec is available: the 'baselines' plugin of recbench is not installed "
+            "(reinstall recbench with `pip install -e .`)"
+        )
+    return _SOURCE[0]
+
+
 def choice_for(ds: Dataset, config: RunConfig) -> str:
     """Which SASRec a run uses: "released", "trained" or a checkpoint path.
 
-    ``default`` is :func:`baselines.auxiliary.default_checkpoint`: the released SASRec where the
-    training split is only a sample (steam), recbench's own trained SASRec elsewhere.
+    ``default`` is the source's choice: the released SASRec where the training split is only a
+    sample (steam), recbench's own trained SASRec elsewhere.
     """
-    choice = config.resolved().get("aux_checkpoint") or "default"
+    choice = config.settings.aux_checkpoint or "default"
     if choice == "default":
-        from baselines.auxiliary import default_checkpoint
-
-        return default_checkpoint(ds)
+        return _source().default_checkpoint(ds)
     return choice
 
 
@@ -83,18 +114,17 @@ def _checked(model, choice: str, ds: Dataset) -> None:
 
 def _load(choice: str, ds: Dataset):
     """Load a released or file SASRec (both cheap: a few MB, no training)."""
-    from baselines.weights import WEIGHTS_FILE, load_released, load_weights
-
+    source = _source()
     if choice == "released":
-        return load_released("sasrec", ds.name)
+        return source.load_released(ds)
     path = Path(choice).expanduser()
     if not path.exists():
         raise UserError(
             f"--aux-checkpoint {choice}: no such file or directory (use "
-            f"{', '.join(AUX_CHOICES)} or a directory holding {WEIGHTS_FILE})"
+            f"{', '.join(AUX_CHOICES)} or a directory holding {source.weights_file})"
         )
     try:
-        return load_weights(path)
+        return source.load_file(path)
     except UserError:
         raise
     except (ValueError, KeyError) as exc:  # a foreign settings file or tensor layout
@@ -128,9 +158,7 @@ def load_sasrec(ds: Dataset, config: RunConfig) -> tuple[torch.nn.Module, str]:
     in evaluation mode, and its identity ``choice:sha256-prefix`` for run keys and records."""
     choice = choice_for(ds, config)
     if choice == "trained":
-        from baselines.auxiliary import trained_sasrec
-
-        model, info = trained_sasrec(ds.name)
+        model, info = _source().trained(ds)
     else:
         model, info = _load(choice, ds)
     _checked(model, choice, ds)

@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
-from recbench import api
-from recbench.config import PROFILES, RunConfig
+from recbench import api, plugins
+from recbench.config import DEFAULT_LOSS, PROFILES, RunConfig, check_output_path, check_seed
 from recbench.errors import UserError
 
 app = typer.Typer(
@@ -93,6 +93,9 @@ def data_show(
     seed: Annotated[int, typer.Option(help="Seed of the template draw.")] = 0,
 ) -> None:
     """Print the prompts, candidates and targets of the first examples of a split."""
+    if count < 1:
+        raise UserError(f"--count must be at least 1, got {count}")
+    check_seed(seed)
     for example in api.show_examples(name, split, count, seed):
         typer.echo(f"[{example['key']}] {example['prompt']}")
         typer.echo(f"  target: {example['target']}\n")
@@ -159,22 +162,43 @@ def model_fetch(
     typer.echo(f"{name}: ready at {path}")
 
 
+#: ``--plugin`` of run, sweep, losses and compare (loaded first, after $RECBENCH_PLUGINS).
+PluginOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--plugin",
+        metavar="PATH_OR_MODULE",
+        help="Load a plugin first: a .py file or a module name that registers losses or methods "
+        "(repeatable; also $RECBENCH_PLUGINS and the 'recbench.plugins' entry points).",
+        show_default=False,
+    ),
+]
+
+
 # --------------------------------------------------------------------------------- losses
 @app.command("losses")
 def losses_command(
     key: Annotated[str | None, typer.Argument(help="Show one loss in detail.")] = None,
+    plugin: PluginOption = None,
 ) -> None:
     """List the registered losses with their hyper-parameters (or detail one: `losses KEY`)."""
+    plugins.load_plugins(plugin or [])
     import losses
 
     if key is None:
         for spec in losses.list_specs():
             params = ", ".join(f"{k}={v}" for k, v in spec.hparams.items())
-            typer.echo(f"{spec.key:<17} {spec.summary}")
+            origin = losses.loss_origin(spec.key)
+            suffix = f"  [plugin: {origin.name}]" if origin is not None else ""
+            typer.echo(f"{spec.key:<17} {spec.summary}{suffix}")
             typer.echo(f"{'':<17} {params}")
         return
     spec = losses.get_spec(key)
     typer.echo(f"{spec.key}: {spec.summary}\n")
+    origin = losses.loss_origin(key)
+    if origin is not None:
+        where = f"{origin.origin}; {origin.path}, sha256 {origin.sha256}"
+        typer.echo(f"plugin: {origin.name} ({where})\n")
     typer.echo(spec.description.strip() + "\n")
     typer.echo("hyper-parameters (defaults):")
     for name, value in spec.hparams.items():
@@ -184,15 +208,21 @@ def losses_command(
 
 # ------------------------------------------------------------------------------------ run
 Value = float | int | str | bool
+#: The loss ``recbench run`` trains when neither --loss nor --baseline is given.
 
 
 def _parse_params(items: list[str], option: str = "--param") -> dict[str, Value]:
     """``KEY=VALUE`` items as typed values; ``option`` names the flag in error messages."""
     out: dict[str, float | int | str | bool] = {}
+    given: dict[str, str] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise UserError(f"{option} expects KEY=VALUE, got '{item}'")
+        name = key.replace("-", "_")
+        if name in given:
+            raise UserError(f"{name} given twice: {option} {given[name]} and {option} {item}")
+        given[name] = item
         value: float | int | str | bool = raw
         if raw.lower() in {"true", "false"}:
             value = raw.lower() == "true"
@@ -203,15 +233,21 @@ def _parse_params(items: list[str], option: str = "--param") -> dict[str, Value]
                     break
                 except ValueError:
                     continue
-        out[key.replace("-", "_")] = value
+        out[name] = value
     return out
 
 
 @app.command("run")
 def run_command(
-    loss: Annotated[str, typer.Option(help="Loss key (see `recbench losses`).")] = "napo",
+    loss: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Loss key (see `recbench losses`; default {DEFAULT_LOSS}).", show_default=False
+        ),
+    ] = None,
     baseline: Annotated[
-        str | None, typer.Option(help="Run a baseline instead of a loss (e.g. sasrec).")
+        str | None,
+        typer.Option(help="Run a baseline instead of a loss (e.g. sasrec); not with --loss."),
     ] = None,
     dataset: Annotated[str, typer.Option(help="Dataset name (see `recbench data list`).")] = (
         "lastfm"
@@ -270,15 +306,27 @@ def run_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the full summary as JSON.")
     ] = False,
+    plugin: PluginOption = None,
 ) -> None:
     """Train (SFT, then preference optimisation with --loss) and evaluate; store the results."""
+    plugins.load_plugins(plugin or [])
+    if loss is not None and baseline is not None:
+        raise UserError(
+            f"--loss {loss} and --baseline {baseline} exclude each other: a run trains a loss "
+            "or runs a baseline; give one"
+        )
     params = _parse_params(param or [])
     for key, value in {"beta": beta, "gamma": gamma, "alpha": alpha, "rho": rho}.items():
-        if value is not None:
-            params[key] = value
+        if value is None:
+            continue
+        if key in params:
+            raise UserError(
+                f"{key} given twice: --{key} {value} and --param {key}={params[key]}; keep one"
+            )
+        params[key] = value
     config = RunConfig(
         dataset=dataset,
-        loss=None if baseline else loss,
+        loss=None if baseline else (loss or DEFAULT_LOSS),
         baseline=baseline,
         model=model,
         profile=profile,
@@ -301,25 +349,37 @@ def run_command(
     _print_run_summary(summary)
 
 
+#: Metrics the run summary prints (the results store holds them all).
+SHOWN_METRICS = ("hr@1", "valid_ratio", "ndcg@10", "pop_bias")
+
+
 def _print_run_summary(summary: dict) -> None:
     typer.echo(f"run {summary.get('run_id', '')}")
     if "skipped" in summary:
         typer.echo(f"  skipped: {summary['skipped']}")
         return
-    for stage in ("sft_eval", "evaluation"):
-        for mode, values in (summary.get(stage) or {}).items():
+    # every method's test metrics: the SFT stage's (when evaluated) and the run's own
+    stages = [("sft", summary.get("sft_eval")), ("final", summary.get("evaluation"))]
+    if not any(evaluation for _, evaluation in stages):
+        typer.echo("  no test metrics in this run's summary")
+    for label, evaluation in stages:
+        for mode, values in (evaluation or {}).items():
             shown = ", ".join(
-                f"{k}={v:.4f}" for k, v in values.items() if k in {"hr@1", "valid_ratio",
-                                                                   "ndcg@10", "pop_bias"}
+                f"{k}={v:.4f}" for k, v in values.items()
+                if k in SHOWN_METRICS and isinstance(v, int | float)
             )  # fmt: skip
-            label = "sft" if stage == "sft_eval" else "final"
             typer.echo(f"  {label:<5} {mode:<10} {shown}  (n={int(values.get('n_examples', 0))})")
-    timings = summary.get("timings") or {}
-    if timings:
-        typer.echo("  seconds: " + ", ".join(f"{k.removesuffix('_seconds')}={v:.1f}"
-                                             for k, v in timings.items()))  # fmt: skip
+    seconds = {
+        k.removesuffix("_seconds"): v
+        for k, v in (summary.get("timings") or {}).items()
+        if k.endswith("_seconds") and isinstance(v, int | float)
+    }
+    if seconds:
+        typer.echo("  seconds: " + ", ".join(f"{k}={v:.1f}" for k, v in seconds.items()))
     if summary.get("results"):
         typer.echo(f"  results appended to {summary['results']}")
+    if summary.get("note"):
+        typer.echo(f"  note: {summary['note']}")
 
 
 # -------------------------------------------------------------------------------- compare
@@ -340,8 +400,11 @@ def compare_command(
         str, typer.Option("--format", help="Table formats, comma-separated: md, csv, tex.")
     ] = "md,csv,tex",
     plots: Annotated[bool, typer.Option(help="Also draw the plots (PNG and SVG).")] = True,
+    plugin: PluginOption = None,
 ) -> None:
     """Paper-style tables (Markdown, CSV, LaTeX) and plots from the results store."""
+    plugins.load_plugins(plugin or [])
+    check_output_path("--out", out, "dir")
     report = api.compare(
         results=results,
         out=out,
@@ -391,8 +454,10 @@ def sweep_command(
     dry_run: Annotated[
         bool, typer.Option(help="List the points and which are already done; run nothing.")
     ] = False,
+    plugin: PluginOption = None,
 ) -> None:
     """Run a grid of `recbench run` settings, skipping points already in the results store."""
+    plugins.load_plugins(plugin or [])  # the points run in this process
     from recbench import sweep as sweeps
 
     params: dict[str, list] = {}
@@ -403,10 +468,13 @@ def sweep_command(
         if name in params:
             raise UserError(f"{name} given twice (as --{name} and as --param)")
         params[name] = values
+    seeds = tuple(sweeps.parse_list(seed, "seed", int))
+    for value in seeds:  # the grid's checks validate one seed per setting
+        check_seed(value)
     spec = sweeps.SweepSpec(
         losses=tuple(sweeps.parse_list(loss, "loss", str)),
         datasets=tuple(sweeps.parse_list(dataset, "dataset", str)),
-        seeds=tuple(sweeps.parse_list(seed, "seed", int)),
+        seeds=seeds,
         n_negs=tuple(sweeps.parse_list(n_neg, "n-neg", int)),
         params=params,
         model=model,
@@ -429,13 +497,26 @@ def sweep_command(
 def main() -> None:
     """Console entry point: user errors become one line and exit code 2."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except typer.TyperException as exc:  # typer's parsing: a bad value, an unknown option
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `recbench` or `recbench data` alone
+            typer.echo(ctx.get_help() if ctx else str(exc))
+            sys.exit(0)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
     except UserError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,20 @@ user overrides the profile.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from recbench.errors import UserError
 from recbench.registry import did_you_mean
 
+DEFAULT_LOSS = "napo"  # what `recbench run` trains when it is given neither --loss nor --baseline
 MAX_NEGATIVES = 19  # 20 candidates = target + 19 negatives
+#: Seeds are non-negative and fit in 32 bits, the widest range every seeded library accepts
+#: (numpy refuses negative seeds; its legacy generator refuses seeds of 2**32 and more).
+MAX_SEED = 2**32 - 1
+#: Profile settings that also have an option of their own on ``recbench run``.
+_OWN_OPTIONS = ("n_neg", "train_examples", "eval_examples", "aux_checkpoint")
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,12 @@ class Profile:
     # otherwise), "released", "trained" or a checkpoint directory.
     aux_checkpoint: str = "default"
     checkpoint_every: int = 10  # optimizer steps between resumable checkpoints
+    # sequential baselines and MoRec: None trains them fully (the published protocol); a number
+    # trains one epoch of at most that many steps on the profile's training examples, an
+    # end-to-end check of seconds
+    baseline_train_steps: int | None = None
+    # what a run of this profile can and cannot show, printed with its results
+    caveat: str = ""
 
 
 PROFILES: dict[str, Profile] = {
@@ -66,6 +79,11 @@ PROFILES: dict[str, Profile] = {
         max_new_tokens=8,
         aux_checkpoint="released",
         checkpoint_every=1,
+        # no warm-up: with two steps, a warm-up step would train at learning rate 0
+        warmup_ratio=0.0,
+        baseline_train_steps=2,
+        caveat="a smoke run checks that every stage runs end to end (two optimizer steps "
+        "each, 4 test examples); its metrics measure nothing about the method",
     ),
     "cpu": Profile(
         name="cpu",
@@ -104,6 +122,38 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+def check_seed(seed: int, option: str = "--seed") -> None:
+    """Seeds are integers in ``[0, MAX_SEED]``; anything else is refused with one line."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"{option} must be an integer in [0, {MAX_SEED}], got {seed!r}")
+
+
+def check_output_path(option: str, path: Path | str, kind: str = "file") -> None:
+    """Refuse an output path that could only fail when written (a file where a directory must
+    be, or the reverse; a parent that is a file; a read-only place); creates nothing.
+
+    ``kind`` is ``"file"`` or ``"dir"``: what ``path`` itself must be, once it exists.
+    """
+    target = Path(path).expanduser()
+    if target.exists():
+        if kind == "dir" and not target.is_dir():
+            raise UserError(f"{option} {path} exists and is not a directory")
+        if kind == "file" and target.is_dir():
+            raise UserError(
+                f"{option} {path} is a directory; give a file such as "
+                f"{Path(path) / 'results.jsonl'}"
+            )
+        probe = target
+    else:
+        probe = target.parent
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if probe.exists() and not probe.is_dir():
+            raise UserError(f"{option} {path} cannot be created: {probe} is a file")
+    if not os.access(probe, os.W_OK):
+        raise UserError(f"{option} {path} is not writable ({probe} is read-only)")
+
+
 def get_profile(name: str) -> Profile:
     if name not in PROFILES:
         raise UserError(
@@ -118,7 +168,7 @@ class RunConfig:
     """Everything that defines a run; recorded in full with its results so it can be repeated."""
 
     dataset: str = "lastfm"
-    loss: str | None = "napo"
+    loss: str | None = DEFAULT_LOSS
     baseline: str | None = None
     model: str = "smollm2-135m"
     profile: str = "cpu"
@@ -132,18 +182,39 @@ class RunConfig:
     overrides: dict[str, float | int | str | bool] = field(default_factory=dict)  # profile fields
     output_dir: Path | None = None
     results: Path | None = None
-    resume: bool = False
+    resume: bool | str = False  # True: continue an interrupted run (--resume); "auto": if any
+
+    def __post_init__(self) -> None:
+        # ``loss`` defaults to napo for a run that names nothing; a baseline run has no loss
+        # (the CLI refuses --loss with --baseline; the API drops the default here)
+        if self.baseline is not None and self.loss == DEFAULT_LOSS:
+            object.__setattr__(self, "loss", None)
 
     def validate(self) -> RunConfig:
         """Cheap checks before any heavy work; raises :class:`UserError` with one line."""
         get_profile(self.profile)
         if self.baseline is None and self.loss is None:
             raise UserError("choose a loss (--loss KEY) or a baseline (--baseline NAME)")
+        self._check_numbers()
         values = self.resolved()  # checks --set names and types
         for name, value in values.items():
             _check_setting(self._option(name), name, value)
         self._check_paths()
         return self
+
+    def _check_numbers(self) -> None:
+        """Types and ranges of the numeric fields, and settings given twice in two ways."""
+        for name in ("seed", "n_neg", "train_examples", "eval_examples"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise UserError(f"--{name.replace('_', '-')} expects an integer, got {value!r}")
+        check_seed(self.seed)
+        for name in _OWN_OPTIONS:
+            if getattr(self, name) is not None and name in self.overrides:
+                raise UserError(
+                    f"{name} given twice: --{name.replace('_', '-')} {getattr(self, name)} "
+                    f"and --set {name}={self.overrides[name]}; keep one"
+                )
 
     def _option(self, name: str) -> str:
         """How the user set ``name``: its own option (``--n-neg``) or ``--set name``."""
@@ -153,33 +224,43 @@ class RunConfig:
 
     def _check_paths(self) -> None:
         """Paths that would only fail when the run ends (after hours of training)."""
-        if self.results is not None and Path(self.results).expanduser().is_dir():
-            raise UserError(
-                f"--results {self.results} is a directory; give a file such as "
-                f"{Path(self.results) / 'results.jsonl'}"
-            )
+        if self.results is not None:
+            check_output_path("--results", self.results, "file")
+            store = Path(self.results).expanduser()
+            if store.suffix != ".jsonl" and store.is_file() and store.stat().st_size:
+                raise UserError(
+                    f"--results {self.results} exists and is not a results store (a .jsonl "
+                    "file); records are only appended to a new file or a .jsonl store"
+                )
         if self.output_dir is not None:
-            out = Path(self.output_dir).expanduser()
-            if out.exists() and not out.is_dir():
-                raise UserError(f"--output-dir {self.output_dir} exists and is not a directory")
+            check_output_path("--output-dir", self.output_dir, "dir")
 
     @property
     def method(self) -> str:
         return self.baseline or self.loss or ""
+
+    @property
+    def settings(self) -> Profile:
+        """The profile with the user's overrides applied: what the run uses, typed and frozen.
+
+        This is what the work reads (``config.settings.n_neg``); :meth:`resolved` is the same
+        as a plain dict, for records and messages.
+        """
+        return Profile(**self.resolved())
 
     def resolved(self) -> dict:
         """Profile values with the user's overrides applied (what the run actually uses)."""
         profile = get_profile(self.profile)
         values = asdict(profile)
         for name, value in self.overrides.items():
-            if name not in values or name in {"name", "summary"}:
-                known = [k for k in values if k not in {"name", "summary"}]
+            if name not in values or name in _DESCRIPTIVE:
+                known = [k for k in values if k not in _DESCRIPTIVE]
                 raise UserError(
                     f"--set: unknown profile setting '{name}'{did_you_mean(name, known)}; "
                     f"known: {', '.join(known)}"
                 )
             values[name] = _coerce_setting(name, value)
-        for name in ("n_neg", "train_examples", "eval_examples", "aux_checkpoint"):
+        for name in _OWN_OPTIONS:
             if getattr(self, name) is not None:
                 values[name] = getattr(self, name)
         return values
@@ -195,6 +276,8 @@ class RunConfig:
         return replace(self, **changes)
 
 
+#: Profile fields that describe it and change nothing in a run (not settable with --set).
+_DESCRIPTIVE = frozenset({"name", "summary", "caveat"})
 #: Settings that must be positive integers (0 or a negative would crash or silently do nothing).
 _POSITIVE_INTS = frozenset(
     {

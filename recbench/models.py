@@ -6,6 +6,14 @@ checks its sha256, dequantises the GGUF once through transformers' GGUF support 
 fp32 ``LlamaForCausalLM`` checkpoint in the cache.  The conversion matters: a model loaded from
 GGUF stays marked as quantised and cannot be trained, and re-reading the GGUF takes ~15 s while
 the converted checkpoint loads in well under a second with identical logits.
+
+A local directory must hold ``config.json`` and safetensors weights: pickle weights
+(``pytorch_model.bin``) are refused, since loading a pickle runs its code, and every safetensors
+header is read (not the tensors) before any work starts, so a corrupt or truncated download fails
+in the input checks with one line.  A Hugging Face hub id is taken from the local Hugging Face
+cache when it is there (no network at all); otherwise the hub is asked once, with a short timeout
+and no retries, so an unknown id or an unreachable hub fails in seconds, before anything is
+trained; only then is the model downloaded.
 """
 
 from __future__ import annotations
@@ -16,8 +24,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from recbench import paths
@@ -52,6 +62,10 @@ EMBEDDED: dict[str, EmbeddedModel] = {
 }
 DEFAULT_MODEL = "smollm2-135m"
 _MARKER = "recbench-model.json"
+#: Seconds the one request that checks a hub id may take (no retries).
+HUB_TIMEOUT_S = 10.0
+#: Weight files that are pickles: loading one runs arbitrary code, so recbench refuses them.
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
 def _how_to_get(spec: EmbeddedModel) -> str:
@@ -161,11 +175,121 @@ def prepare_embedded(name: str = DEFAULT_MODEL, force: bool = False) -> Path:
     return out
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_directory(path: Path) -> None:
+    """A local model directory: readable ``config.json`` and sound safetensors weights.
+
+    Reads only the JSON and the safetensors headers (milliseconds, whatever the model's size).
+    """
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelError(f"model directory {path} has no config.json")
+    try:
+        parsed = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError included
+        raise ModelError(f"{config} is not a readable model config ({_first_line(exc)})") from None
+    if not isinstance(parsed, dict):
+        raise ModelError(f"{config} is not a readable model config (not a JSON object)")
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+        if pickles:
+            raise ModelError(
+                f"model directory {path} has only pickle weights ({pickles[0]}), which recbench "
+                "refuses (loading a pickle runs its code); convert them once to safetensors "
+                "where you trust the file (transformers' save_pretrained) and retry"
+            )
+        raise ModelError(f"model directory {path} has no weights (model.safetensors)")
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ModelError(
+                f"{index} is not a readable shard index ({_first_line(exc)})"
+            ) from None
+        missing = sorted(s for s in shards if not (path / str(s)).is_file())
+        if missing:
+            raise ModelError(f"model directory {path} lacks the weight shard {missing[0]}")
+    from safetensors import SafetensorError, safe_open
+
+    for file in weights:
+        try:
+            with safe_open(str(file), framework="numpy"):
+                pass
+        except (SafetensorError, OSError) as exc:
+            raise ModelError(
+                f"{file} is not a valid safetensors file ({_first_line(exc)}); "
+                "download or save the model again"
+            ) from None
+
+
+def _is_hub_id(name: str) -> bool:
+    return "/" in name and not name.startswith((".", "/", "~")) and name.count("/") == 1
+
+
+def hub_snapshot(name: str) -> Path | None:
+    """The local Hugging Face cache's copy of hub id ``name`` (its directory), if any."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, local_files_only=True))
+    except (OSError, ValueError):  # not cached (LocalEntryNotFoundError), or not a valid id
+        return None
+
+
+@lru_cache(maxsize=8)
+def _check_hub(name: str) -> None:
+    """Ask the hub once (no retries, short timeout) whether model ``name`` exists."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    where = "not a local directory and not in the local Hugging Face cache"
+    if constants.HF_HUB_OFFLINE:
+        raise ModelError(f"model '{name}' is {where}, and HF_HUB_OFFLINE is set")
+    try:
+        HfApi().model_info(name, timeout=HUB_TIMEOUT_S)
+    except RepositoryNotFoundError:
+        raise ModelError(
+            f"model '{name}' is {where}, and the Hugging Face hub has no such model (or it is "
+            "private or gated: log in with `hf auth login`)"
+        ) from None
+    except HfHubHTTPError as exc:
+        raise ModelError(
+            f"model '{name}': the Hugging Face hub answered {_first_line(exc)}"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any network failure means: unreachable
+        raise ModelError(
+            f"model '{name}' is {where}, and the Hugging Face hub cannot be reached "
+            f"({_first_line(exc)}); download it where the hub is reachable and pass its "
+            "directory (--model DIR)"
+        ) from None
+
+
 def check_name(name: str) -> None:
-    """Validate a model name without fetching anything (for early input checks)."""
-    if name in EMBEDDED or Path(name).expanduser().is_dir():
+    """Validate a model before any work: an embedded name, a sound local directory (see
+    :func:`check_directory`) or a hub id that is cached or that the hub knows (one request).
+
+    Downloads nothing.
+    """
+    if name in EMBEDDED:
         return
-    if "/" in name and not name.startswith((".", "/")) and name.count("/") == 1:
+    path = Path(name).expanduser()
+    if path.is_dir():
+        check_directory(path)
+        return
+    if path.exists():
+        raise ModelError(f"--model {name} is a file; give the model's directory")
+    if _is_hub_id(name):
+        snapshot = hub_snapshot(name)
+        if snapshot is not None:
+            check_directory(snapshot)
+        else:
+            _check_hub(name)
         return
     raise UnknownNameError(
         f"unknown model '{name}'{did_you_mean(name, list(EMBEDDED))}; use "
@@ -179,26 +303,41 @@ def resolve(name: str) -> str:
         return str(prepare_embedded(name))
     path = Path(name).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelError(f"model directory {path} has no config.json")
+        check_directory(path)
         return str(path)
     check_name(name)
-    return name  # a Hugging Face hub id; loading reports network problems
+    snapshot = hub_snapshot(name)  # a cached hub model loads from its directory, offline
+    return str(snapshot) if snapshot is not None else name  # else: known to the hub
+
+
+def quiet_library_warnings() -> None:
+    """Silence library warnings every run would print and no user can act on.
+
+    Each filter names one message: peft reads transformers' deprecated ``is_gradient_checkpointing``
+    when it wraps a model with LoRA (a FutureWarning about the two libraries' versions, not about
+    anything the user does).
+    """
+    warnings.filterwarnings(
+        "ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning
+    )
 
 
 def load(name: str = DEFAULT_MODEL, dtype: str = "float32", attn_implementation: str = "sdpa"):
     """Load ``(model, tokenizer)``; every failure becomes a one-line :class:`ModelError`."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_library_warnings()
     source = resolve(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=getattr(torch, dtype), attn_implementation=attn_implementation
-        )
-    except (OSError, ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            source, dtype=getattr(torch, dtype), attn_implementation=attn_implementation,
+            use_safetensors=True,
+        )  # fmt: skip
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:
+        first = _first_line(exc)
         hint = _how_to_get(EMBEDDED[name]) if name in EMBEDDED else "check the name and network"
         if name in EMBEDDED:
             hint = f"the cached copy may be corrupt: `recbench model fetch {name} --force`"

@@ -11,17 +11,24 @@ import hashlib
 import json
 import resource
 import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
-from recbench import models, paths, results
+import losses
+from recbench import auxiliary, locks, models, paths, plugins, results, rundir
 from recbench.batches import PromptItem, pick_examples, render
 from recbench.config import RunConfig
 from recbench.data import load_dataset
 from recbench.data.dataset import Dataset
+from recbench.errors import UserError
 from recbench.evaluation import generate_answers, generation_report, rank_candidates, ranking_report
+from recbench.methods import register_method
 from recbench.scoring import encode_pairs, score_responses
 from recbench.trainer import Stage, StageSettings, add_lora
 
@@ -47,8 +54,13 @@ def _precision(requested: str) -> str:
     return "fp32"
 
 
-#: RunConfig fields that say where a run is stored or how it is started, not what it computes.
-RUN_LOCATION_FIELDS = ("output_dir", "results", "resume")
+RUN_LOCATION_FIELDS = rundir.RUN_LOCATION_FIELDS
+
+
+class RunInterrupted(UserError):
+    """Ctrl-C during a run: one line saying how to continue it."""
+
+    exit_code = 130
 
 
 class LLMRun:
@@ -58,19 +70,17 @@ class LLMRun:
         from accelerate import Accelerator
 
         self.config = config
-        self.settings = config.resolved()
+        self.settings = config.settings
         self.progress = progress
         self.ds: Dataset = load_dataset(config.dataset)
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
-        self.precision = _precision(self.settings["precision"])
-        self.model, self.tokenizer = models.load(config.model)
-        self.model.to(self.accelerator.device)
-        self.pad = self.tokenizer.pad_token_id
+        self.precision = _precision(self.settings.precision)
+        self._model = self._tokenizer = None  # loaded on first use: see `model`
         seed = config.seed
-        train = pick_examples(self.ds.examples("train"), self.settings["train_examples"], seed)
-        n_neg = self.settings["n_neg"]
+        train = pick_examples(self.ds.examples("train"), self.settings.train_examples, seed)
+        n_neg = self.settings.n_neg
         self.train_items = [render(self.ds, ex, seed, n_neg) for ex in train]
-        test = pick_examples(self.ds.examples("test"), self.settings["eval_examples"], EVAL_SEED)
+        test = pick_examples(self.ds.examples("test"), self.settings.eval_examples, EVAL_SEED)
         self.eval_items = [render(self.ds, ex, EVAL_SEED) for ex in test]
         self.sft_key = _digest(
             {
@@ -78,7 +88,7 @@ class LLMRun:
                 "dataset": config.dataset,
                 "seed": seed,
                 "train": [it.example.key for it in self.train_items],
-                "profile": {k: self.settings[k] for k in
+                "profile": {k: getattr(self.settings, k) for k in
                             ("sft_epochs", "batch_size", "grad_accum", "sft_learning_rate",
                              "lora_r", "lora_alpha", "max_prompt_tokens", "warmup_ratio")},
                 "precision": self.precision,
@@ -87,10 +97,109 @@ class LLMRun:
         # where a run is stored, and whether it is being resumed, do not change what it computes:
         # a resumed run must find its own directory and keep its run id
         identity = {k: v for k, v in config.to_dict().items() if k not in RUN_LOCATION_FIELDS}
-        self.run_key = _digest({"config": identity, "sft": self.sft_key})
+        key: dict = {"config": identity, "sft": self.sft_key}
+        plugin = plugins.run_provenance(config.method)  # an edited plugin file is another run
+        if plugin is not None:
+            key["plugin"] = plugin.get("sha256")
+        self.run_key = _digest(key)
         default_dir = paths.home() / "runs" / f"{config.dataset}-{config.method}-{self.run_key}"
         self.run_dir = Path(config.output_dir) if config.output_dir else default_dir
         self.timings: dict[str, float] = {}
+
+    # ---------------------------------------------------------------------------- the model
+    # Loaded on first use, so that everything decided without it (the run id, a refused run
+    # directory, a run already in the store) is decided in a second, not after a model load.
+    def _load_model(self) -> None:
+        model, self._tokenizer = models.load(self.config.model)
+        self._model = model.to(self.accelerator.device)
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._load_model()
+        return self._model
+
+    @model.setter
+    def model(self, value) -> None:
+        self._model = value
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._load_model()
+        return self._tokenizer
+
+    @property
+    def pad(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    # ------------------------------------------------------------------------- run directory
+    def identity(self) -> dict:
+        """What defines this run (written to its directory's ``run.json``)."""
+        return rundir.config_identity(self.config)
+
+    @property
+    def sft_id(self) -> str:
+        """The run id of the SFT stage's evaluation, shared by every run on that stage."""
+        return f"{self.config.dataset}-sft-{self.sft_key}-{self.config.profile}"
+
+    def execute(self, run_id: str, work: Callable[[dict], list[dict]]) -> dict:
+        """The skeleton of every LLM method, written once: skip a run already recorded, own
+        its directory (:meth:`session`), do ``work``, append its records in one write.
+
+        ``work(output)`` does the method's training and evaluation, adds what the CLI should
+        print to ``output`` and returns the run's records.  Returns ``output``.
+        """
+        with self.session(run_id) as recorded:
+            if recorded:
+                return {"run_id": run_id, "skipped": "already in the results store"}
+            output: dict = {"run_id": run_id, "run_dir": str(self.run_dir)}
+            caveat = self.settings.caveat
+            if caveat:
+                output["note"] = f"{self.config.profile} profile: {caveat}"
+            records = work(output)
+            if self.accelerator.is_main_process:
+                output["results"] = str(results.append_records(records, self.config.results))
+            output["timings"] = self.timings
+            return output
+
+    @contextmanager
+    def session(self, run_id: str) -> Iterator[bool]:
+        """Own the run directory for ``run_id`` while the block runs; yields "already recorded".
+
+        The run's lock makes a second process with the same run wait and then find the records;
+        the directory is claimed for ``run_id`` (:func:`recbench.rundir.claim`); ``--resume``
+        with nothing to resume and Ctrl-C each end in one line that says what to do.
+        """
+        main = self.accelerator.is_main_process
+        store = self.config.results
+        if main and already_recorded(store, run_id):
+            yield True
+            return
+        with locks.exclusive_for_run(self.run_dir, f"run {run_id}", self.accelerator):
+            if main and already_recorded(store, run_id):  # the other process just finished it
+                yield True
+                return
+            # an interrupted run left its directory, or at least its shared SFT stage, behind
+            started_before = rundir.holds_run_state(self.run_dir) or any(
+                (self.sft_dir / name).is_dir() for name in ("checkpoint", "checkpoint.old")
+            )
+            if main:
+                if self.config.resume is True and not started_before:
+                    raise UserError(
+                        f"--resume: nothing to resume: no interrupted run {run_id} in "
+                        f"{self.run_dir} (were other options used?); run without --resume"
+                    )
+                explicit = self.config.output_dir is not None
+                rundir.claim(self.run_dir, run_id, self.identity(), explicit)
+            self.accelerator.wait_for_everyone()
+            try:
+                yield False
+            except KeyboardInterrupt:
+                raise RunInterrupted(
+                    f"interrupted; checkpoints are in {self.run_dir} and $RECBENCH_HOME/stages: "
+                    "run the same command with --resume to continue"
+                ) from None
 
     # ------------------------------------------------------------------------------ helpers
     def encode(self, items: list[PromptItem], with_negatives: int):
@@ -100,25 +209,25 @@ class LLMRun:
             [it.prompt for it in items],
             responses,
             add_bos=False,
-            max_prompt_tokens=self.settings["max_prompt_tokens"],
+            max_prompt_tokens=self.settings.max_prompt_tokens,
         )
 
     def stage_settings(self, name: str, epochs: float, lr: float) -> StageSettings:
         s = self.settings
         return StageSettings(
-            name=name, epochs=epochs, learning_rate=lr, batch_size=s["batch_size"],
-            grad_accum=s["grad_accum"], warmup_ratio=s["warmup_ratio"], seed=self.config.seed,
-            precision=self.precision, checkpoint_every=s["checkpoint_every"],
+            name=name, epochs=epochs, learning_rate=lr, batch_size=s.batch_size,
+            grad_accum=s.grad_accum, warmup_ratio=s.warmup_ratio, seed=self.config.seed,
+            precision=self.precision, checkpoint_every=s.checkpoint_every,
         )  # fmt: skip
 
     # ---------------------------------------------------------------------------------- SFT
     def sft(self) -> dict:
         """Supervised fine-tuning: mean per-token NLL of the target title (+EOS)."""
         s = self.settings
-        self.model = add_lora(self.model, s["lora_r"], s["lora_alpha"], self.config.seed)
+        self.model = add_lora(self.model, s.lora_r, s.lora_alpha, self.config.seed)
         stage = Stage(
-            paths.home() / "stages" / f"sft-{self.sft_key}",
-            self.stage_settings("sft", s["sft_epochs"], s["sft_learning_rate"]),
+            self.sft_dir,
+            self.stage_settings("sft", s.sft_epochs, s.sft_learning_rate),
             self.accelerator,
         )
 
@@ -129,26 +238,46 @@ class LLMRun:
             per_token = scores.logps[:, 0] / scores.lengths[:, 0]
             return -per_token.mean(), {}
 
-        summary = stage.fit(
-            self.model, len(self.train_items), step, resume=True, progress=self.progress
-        )
+        # shared by every run with these settings: one process builds it, the others wait;
+        # continuing an interrupted SFT stage is always what a run with these settings wants
+        with locks.exclusive_for_run(stage.dir, "the shared SFT stage", self.accelerator):
+            summary = stage.fit(
+                self.model, len(self.train_items), step, resume="auto", progress=self.progress
+            )
         # the SFT stage may come from the cache: record what training it took, not the load
         self.timings["sft_seconds"] = summary["seconds"]
         return summary
 
-    # --------------------------------------------------------------------------- preference
-    @torch.no_grad()
-    def reference_logps(self, n_used: int) -> torch.Tensor:
-        """Log-probs of chosen + negatives under the SFT model, computed once and cached."""
-        cache = self.run_dir / "reference.safetensors"
-        from safetensors.torch import load_file, save_file
+    @property
+    def sft_dir(self) -> Path:
+        return paths.home() / "stages" / f"sft-{self.sft_key}"
 
-        if cache.is_file():
-            return load_file(str(cache))["logps"]
+    # --------------------------------------------------------------------------- preference
+    def reference_logps(self, n_used: int) -> torch.Tensor:
+        """Log-probs of chosen + first ``n_used`` negatives under the SFT model.
+
+        They depend only on the SFT stage, the rendered examples and ``n_used``, so they are
+        cached next to the SFT stage and shared by every loss run that needs them (DPO, S-DPO,
+        alpha-DPO); one process computes them under a lock, the others wait and read them.
+        A damaged cache file is recomputed.
+        """
+        key = _digest({"sft": self.sft_key, "n_neg": self.settings.n_neg, "used": n_used})
+        cache = paths.home() / "stages" / f"reference-{key}.safetensors"
+        with locks.exclusive_for_run(cache, "the reference log-probs", self.accelerator):
+            logps = _read_reference(cache, len(self.train_items), n_used + 1)
+            if logps is None:
+                logps = self._compute_reference(n_used)
+                if self.accelerator.is_main_process:
+                    _write_reference(cache, logps)
+        return logps
+
+    @torch.no_grad()
+    def _compute_reference(self, n_used: int) -> torch.Tensor:
         self.model.eval()
         rows = []
-        size = self.settings["batch_size"]
-        for start in range(0, len(self.train_items), size):
+        size = self.settings.batch_size
+        starts = range(0, len(self.train_items), size)
+        for start in tqdm(starts, desc="reference log-probs", disable=not self.progress):
             chunk = self.train_items[start : start + size]
             prompt_ids, response_ids = self.encode(chunk, n_used)
             rows.append(
@@ -156,22 +285,17 @@ class LLMRun:
                 .logps.float()
                 .cpu()
             )
-        logps = torch.cat(rows)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_file({"logps": logps}, str(cache))
         self.model.train()
-        return logps
+        return torch.cat(rows)
 
-    def preference(self, loss_module, auxiliary=None) -> dict:
-        from losses import PreferenceBatch, gather_batch
-
+    def preference(self, loss_module, signals=None) -> dict:
         s = self.settings
-        n_used = s["n_neg"] if loss_module.uses_all_negatives else 1
+        n_used = s.n_neg if loss_module.uses_all_negatives else 1
         needs = loss_module.requires
         reference = self.reference_logps(n_used) if loss_module.needs_reference else None
         stage = Stage(
             self.run_dir / "preference",
-            self.stage_settings("preference", s["pref_epochs"], s["learning_rate"]),
+            self.stage_settings("preference", s.pref_epochs, s.learning_rate),
             self.accelerator,
         )
 
@@ -189,9 +313,9 @@ class LLMRun:
             if reference is not None:
                 ref = reference[rows].to(scores.logps.device)
                 fields["ref_chosen_logps"], fields["ref_rejected_logps"] = ref[:, 0], ref[:, 1:]
-            if auxiliary is not None:
-                fields.update(auxiliary.fields(items, needs))
-            batch = gather_batch(PreferenceBatch(**fields))
+            if signals is not None:
+                fields.update(signals.fields(items, needs))
+            batch = losses.gather_batch(losses.PreferenceBatch(**fields))
             out = loss_module(batch)
             info = {k: float(v) for k, v in out.metrics.items() if _is_scalar(v)}
             return out.loss, info
@@ -214,16 +338,16 @@ class LLMRun:
         started = time.perf_counter()
         scores, lengths = rank_candidates(
             self.model, self.tokenizer, self.ds, self.eval_items,
-            batch_size=max(1, s["batch_size"] // 2), max_prompt_tokens=s["max_prompt_tokens"],
+            batch_size=max(1, s.batch_size // 2), max_prompt_tokens=s.max_prompt_tokens,
             progress=self.progress,
         )  # fmt: skip
         out = {"ranking": ranking_report(self.ds, self.eval_items, scores, lengths)}
         self.timings["eval_ranking_seconds"] = time.perf_counter() - started
-        if s["generation"] if generation is None else generation:
+        if s.generation if generation is None else generation:
             started = time.perf_counter()
             answers = generate_answers(
-                self.model, self.tokenizer, self.eval_items, batch_size=s["batch_size"],
-                max_new_tokens=s["max_new_tokens"], max_prompt_tokens=s["max_prompt_tokens"],
+                self.model, self.tokenizer, self.eval_items, batch_size=s.batch_size,
+                max_new_tokens=s.max_new_tokens, max_prompt_tokens=s.max_prompt_tokens,
                 progress=self.progress,
             )  # fmt: skip
             out["generation"] = generation_report(self.ds, self.eval_items, answers)
@@ -233,11 +357,32 @@ class LLMRun:
 
     def _write_answers(self, answers: list[str]) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.run_dir / "answers.jsonl", "w") as out:
-            out.writelines(
+        rundir.write_atomic(
+            self.run_dir / "answers.jsonl",
+            "".join(
                 json.dumps({"key": item.example.key, "answer": text}) + "\n"
                 for item, text in zip(self.eval_items, answers, strict=True)
-            )
+            ),
+        )
+
+    def evaluate_sft_once(self, sft_id: str) -> dict | None:
+        """Evaluate the SFT stage and record it as ``sft_id``, unless a run already did.
+
+        Every loss run on the same SFT stage would record the same SFT evaluation; under the
+        stage's evaluation lock, the first records it (at once, as its own run) and the others
+        find it in the store.  Returns the evaluation, or None when it was already recorded.
+        """
+        store = self.config.results
+        main = self.accelerator.is_main_process
+        with locks.exclusive_for_run(self.sft_dir / "evaluation", "the SFT evaluation",
+                                     self.accelerator, quiet=True):  # fmt: skip
+            if already_recorded(store, sft_id):
+                return None
+            evaluation = self.evaluate()
+            if main:
+                records = self.records("sft", "llm_baseline", {}, evaluation, sft_id)
+                results.append_records(records, store)
+        return evaluation
 
     # ------------------------------------------------------------------------------ records
     def records(self, method: str, family: str, hparams: dict, evaluation: dict, run_id: str):
@@ -250,16 +395,44 @@ class LLMRun:
             "seed": self.config.seed,
             "profile": self.config.profile,
             "hparams": hparams,
-            "settings": {**self.settings, "config": self.config.to_dict(),
+            "settings": {**asdict(self.settings), "config": self.config.to_dict(),
                          "precision": self.precision, "processes":
                          self.accelerator.num_processes},
         }  # fmt: skip
+        if (plugin := plugins.run_provenance(method)) is not None:
+            run["settings"]["plugin"] = plugin  # name, file and sha256 of a plugin's loss/method
         rows = []
         for mode, values in evaluation.items():
             rows += results.make_records(run, values, split="test", mode=mode)
         cost = {**self.timings, "peak_memory_mb": peak_memory_mb()}
         rows += results.make_records(run, cost, split="train", mode="cost")
         return rows
+
+
+def _read_reference(path: Path, rows: int, columns: int) -> torch.Tensor | None:
+    """The cached reference log-probs, or None when absent or damaged (then recomputed)."""
+    if not path.is_file():
+        return None
+    from safetensors.torch import load_file
+
+    try:
+        logps = load_file(str(path))["logps"]
+    except Exception as exc:  # noqa: BLE001 - any unreadable cache is recomputed
+        warnings.warn(f"recomputing the damaged cache {path} ({type(exc).__name__})", stacklevel=3)
+        return None
+    if tuple(logps.shape) != (rows, columns) or not torch.isfinite(logps).all():
+        warnings.warn(f"recomputing the cache {path}: unexpected shape or values", stacklevel=3)
+        return None
+    return logps
+
+
+def _write_reference(path: Path, logps: torch.Tensor) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({"logps": logps.contiguous()}, str(tmp))
+    tmp.replace(path)
 
 
 def _is_scalar(value: object) -> bool:
@@ -269,45 +442,57 @@ def _is_scalar(value: object) -> bool:
 
 
 def run_llm(config: RunConfig, progress: bool = True) -> dict:
-    """``recbench run --loss KEY`` (or the zero-shot / SFT LLM baselines)."""
-    import losses
-
+    """``recbench run --loss KEY``: the shared SFT stage, preference optimisation, evaluation."""
     run = LLMRun(config, progress=progress)
-    store = config.results
-    # SFT results are keyed by the SFT stage, so every loss run sharing it reuses one evaluation
-    sft_id = f"{config.dataset}-sft-{run.sft_key}-{config.profile}"
-    run_id = (
-        sft_id if config.baseline == "sft" else f"{config.dataset}-{config.method}-{run.run_key}"
-    )
-    if run.accelerator.is_main_process and already_recorded(store, run_id):
-        return {"run_id": run_id, "skipped": "already in the results store"}
-    output: dict = {"run_id": run_id, "run_dir": str(run.run_dir)}
-    all_records = []
-    if config.baseline == "zero_shot":
-        evaluation = run.evaluate()
-        all_records += run.records("zero_shot", "llm_baseline", {}, evaluation, run_id)
-    else:
-        output["sft"] = run.sft()
-        if not already_recorded(store, sft_id):
-            evaluation = run.evaluate()
-            all_records += run.records("sft", "llm_baseline", {}, evaluation, sft_id)
-            output["sft_eval"] = evaluation
-        if config.loss is not None:
-            loss_module = losses.get_loss(config.loss, **config.loss_params)
-            auxiliary = None
-            if loss_module.requires & {"seq_embeddings", "rejected_scores", "receiver_scores"}:
-                from recbench.auxiliary import for_run
+    loss_module = losses.get_loss(config.loss, **config.loss_params)
 
-                auxiliary = for_run(run.ds, loss_module, config)
-            output["preference"] = run.preference(loss_module, auxiliary)
-            evaluation = run.evaluate()
-            hparams = {**asdict(loss_module.hparams), "n_neg": run.settings["n_neg"]}
-            all_records += run.records(config.loss, "loss", hparams, evaluation, run_id)
-            output["evaluation"] = evaluation
-    if run.accelerator.is_main_process:
-        output["results"] = str(results.append_records(all_records, store))
-    output["timings"] = run.timings
-    return output
+    def work(output: dict) -> list[dict]:
+        _sft_stage(run, output)
+        signals = None
+        if loss_module.requires & auxiliary.AUX_FIELDS:
+            signals = auxiliary.for_run(run.ds, loss_module, config)
+        output["preference"] = run.preference(loss_module, signals)
+        evaluation = output["evaluation"] = run.evaluate()
+        hparams = {**asdict(loss_module.hparams), "n_neg": run.settings.n_neg}
+        return run.records(config.loss, "loss", hparams, evaluation, output["run_id"])
+
+    return run.execute(f"{config.dataset}-{config.loss}-{run.run_key}", work)
+
+
+def _sft_stage(run: LLMRun, output: dict) -> None:
+    """Train (or load) the shared SFT stage; evaluate and record it once, as the ``sft`` run."""
+    output["sft"] = run.sft()
+    sft_eval = run.evaluate_sft_once(run.sft_id)
+    if sft_eval is not None:
+        output["sft_eval"] = sft_eval
+
+
+@register_method(
+    "zero_shot", family="llm_baseline", order=0,
+    summary="the language model as it comes, without any training",
+)  # fmt: skip
+def run_zero_shot(config: RunConfig, progress: bool = True) -> dict:
+    run = LLMRun(config, progress=progress)
+
+    def work(output: dict) -> list[dict]:
+        evaluation = output["evaluation"] = run.evaluate()
+        return run.records("zero_shot", "llm_baseline", {}, evaluation, output["run_id"])
+
+    return run.execute(f"{config.dataset}-zero_shot-{run.run_key}", work)
+
+
+@register_method(
+    "sft", family="llm_baseline", order=2,
+    summary="the SFT stage alone: LoRA on the target titles, shared by every loss run",
+)  # fmt: skip
+def run_sft(config: RunConfig, progress: bool = True) -> dict:
+    run = LLMRun(config, progress=progress)
+
+    def work(output: dict) -> list[dict]:
+        _sft_stage(run, output)  # records the SFT evaluation itself, once per stage
+        return []
+
+    return run.execute(run.sft_id, work)
 
 
 def already_recorded(store, run_id: str) -> bool:

@@ -3,18 +3,30 @@
 Every table and plot is derived from these records, so each one carries everything needed to
 interpret and repeat the number: dataset, method, loss and hyper-parameters, model, seed, profile,
 hardware, package versions and time.  A run's records are written with one ``write`` call under an
-exclusive lock, so a killed run never leaves a partial record and concurrent runs lose nothing.
+exclusive lock, so concurrent runs lose nothing and a killed run leaves at most one torn last line.
+
+A damaged store never stops work.  :func:`read_records` skips, with one warning naming the file and
+the line numbers, every line that is not a usable record: bytes that are not UTF-8, text that is
+not JSON, JSON that is not an object, and objects without the fields the reports and the "already
+run?" checks rely on (:data:`REQUIRED_FIELDS`: ``run_id``, ``dataset``, ``method``, ``mode`` and
+``metric`` as strings, ``value`` as a number) or with one of :data:`TYPED_FIELDS` of the wrong type
+(a ``seed`` that is not an integer, ``hparams``/``settings``/``hardware``/``versions`` that are not
+objects).  Reading never writes: the damaged lines stay where they are for a person to look at.
+Appending after a torn last line (a process killed mid-``write``) first ends that line, so the
+torn fragment stays one damaged line and the new records stay whole.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import platform
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -38,10 +50,34 @@ RECORD_FIELDS = (
     "hardware",
     "versions",
 )
+#: Fields every usable record has, with their types: what a report needs to place a number (its
+#: run, dataset, method, mode:metric and value) and what ``already_recorded`` matches on (run_id).
+REQUIRED_FIELDS: dict[str, tuple[type, ...]] = {
+    "run_id": (str,),
+    "dataset": (str,),
+    "method": (str,),
+    "mode": (str,),
+    "metric": (str,),
+    "value": (int, float),
+}
+#: Fields that may be missing or null, but when present must have this type (the reports and the
+#: sweep's "already stored?" check read them as such).
+TYPED_FIELDS: dict[str, tuple[type, ...]] = {
+    "seed": (int,),
+    "hparams": (dict,),
+    "settings": (dict,),
+    "hardware": (dict,),
+    "versions": (dict,),
+}
+#: At most this many damaged line numbers are listed in the warning.
+LISTED_LINES = 10
+
+log = logging.getLogger(__name__)
 
 
 def default_store() -> Path:
-    return paths.subdir("results") / "results.jsonl"
+    """``$RECBENCH_HOME/results/results.jsonl`` (created by the first append, not by a read)."""
+    return paths.home() / "results" / "results.jsonl"
 
 
 def new_run_id() -> str:
@@ -94,15 +130,22 @@ def make_records(
 
 
 def append_records(records: Iterable[Mapping[str, object]], store: Path | None = None) -> Path:
-    """Append records atomically (one locked ``write``), creating the store if needed."""
+    """Append records atomically (one locked ``write``), creating the store if needed.
+
+    If the store does not end in a newline (a writer was killed mid-``write``), the payload starts
+    with one, so the torn fragment stays a line of its own instead of swallowing a new record.
+    """
     store = Path(store) if store else default_store()
     store.parent.mkdir(parents=True, exist_ok=True)
     payload = "".join(json.dumps(dict(r), sort_keys=True) + "\n" for r in records).encode()
     if not payload:
         return store
-    fd = os.open(store, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(store, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            payload = b"\n" + payload
         written = os.write(fd, payload)
         if written != len(payload):  # pragma: no cover - regular files write fully
             raise OSError(f"short write to {store}")
@@ -113,14 +156,98 @@ def append_records(records: Iterable[Mapping[str, object]], store: Path | None =
     return store
 
 
-def read_records(store: Path | None = None) -> list[dict]:
+def check_record(value: object) -> str | None:
+    """Why ``value`` (one parsed line) is not a usable record, or None when it is one."""
+    if not isinstance(value, dict):
+        kind = {list: "an array", str: "a string"}.get(type(value), "a bare value")
+        return f"is JSON {kind}, not an object"
+    for name, types in REQUIRED_FIELDS.items():
+        if name not in value or value[name] is None:
+            return f"has no '{name}'"
+        if isinstance(value[name], bool) or not isinstance(value[name], types):
+            return f"has a '{name}' that is not a {'number' if name == 'value' else 'string'}"
+    for name, types in TYPED_FIELDS.items():
+        item = value.get(name)
+        if item is not None and (isinstance(item, bool) or not isinstance(item, types)):
+            return f"has a '{name}' that is not {'an integer' if name == 'seed' else 'an object'}"
+    return None
+
+
+def _parse_line(raw: bytes) -> tuple[dict | None, str | None]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "is not UTF-8 text"
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):  # JSONDecodeError; RecursionError: absurd nesting
+        return None, "is not valid JSON"
+    reason = check_record(value)
+    return (None, reason) if reason else (value, None)
+
+
+@dataclass
+class StoreContents:
+    """What :func:`read_store` found: the usable records and the damaged lines (1-based)."""
+
+    path: Path
+    records: list[dict] = field(default_factory=list)
+    damaged: list[tuple[int, str]] = field(default_factory=list)  # (line number, why)
+
+    def warning(self) -> str:
+        """One line naming the file and the damaged lines ("" when nothing is damaged)."""
+        if not self.damaged:
+            return ""
+        numbers = [str(n) for n, _ in self.damaged[:LISTED_LINES]]
+        if len(self.damaged) > LISTED_LINES:
+            numbers.append("...")
+        first_line, first_reason = self.damaged[0]
+        count, kept = len(self.damaged), len(self.records)
+        return (
+            f"warning: {self.path}: skipped {count} damaged line{'s' if count > 1 else ''} "
+            f"({', '.join(numbers)}): line {first_line} {first_reason}; the other "
+            f"{kept} record{'s' if kept != 1 else ''} are used and the file is left as it is"
+        )
+
+
+def read_store(store: Path | None = None) -> StoreContents:
+    """Every usable record of the store and the damaged lines; the file is only read."""
     store = Path(store) if store else default_store()
+    out = StoreContents(store)
     if not store.is_file():
-        return []
-    with open(store, encoding="utf-8") as handle:
+        return out
+    with open(store, "rb") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
-        lines = handle.read().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+        data = handle.read()
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        record, reason = _parse_line(raw)
+        if record is None:
+            out.damaged.append((number, str(reason)))
+        else:
+            out.records.append(record)
+    return out
+
+
+# (path, damaged line numbers) already warned about in this process: a sweep reads the store
+# before every point, and one damaged line must not print one warning per point.
+_warned: set[tuple[str, int]] = set()
+
+
+def read_records(store: Path | None = None) -> list[dict]:
+    """The usable records of the store, skipping damaged lines with one warning (see above).
+
+    The warning goes to the ``recbench.results`` logger (printed as one line on stderr when
+    logging is not configured), once per process for the same file and damaged lines.
+    """
+    contents = read_store(store)
+    if contents.damaged:
+        key = (str(contents.path.resolve()), hash(tuple(n for n, _ in contents.damaged)))
+        if key not in _warned:
+            _warned.add(key)
+            log.warning("%s", contents.warning())
+    return contents.records
 
 
 def load_frame(store: Path | None = None):

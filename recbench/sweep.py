@@ -9,20 +9,38 @@ validated before the first run starts, so a typo fails in a second, not after an
 
 Points are ordered seed-major: the whole grid for the first seed comes before any second seed,
 so an interrupted sweep leaves complete curves rather than many seeds of a few points.
+
+Several sweeps may share one store (two terminals, two jobs on one machine) without running a
+point twice.  Before running a point a sweep takes that point's lock, a ``filelock`` (``flock``)
+file ``<store>.locks/sweep-<digest>.lock`` named by a digest of the point's identity (dataset,
+method, model, profile, seed, every recorded hyper-parameter, the numbers of examples), and with
+the lock held it reads the store again: the other sweep may have just recorded the point.  The
+lock is tried without waiting; a point locked by another live sweep is put aside and the sweep
+goes on with the rest of the grid, then comes back to the put-aside points in order, waiting for
+each lock (``filelock``'s blocking acquire) and re-checking the store once it has it: the point
+is then "done" if the other sweep recorded it, and run here if that sweep failed on it or was
+killed.  The kernel drops the lock of a killed process, so a stale lock file never blocks anyone;
+the lock files are left in place (they are empty) and may be deleted whenever no sweep runs.
+A dry run takes no locks and writes nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recbench import results
+from filelock import FileLock, Timeout
+
+import losses
+from recbench import results, runner
 from recbench.config import RunConfig
 from recbench.errors import UserError
-from recbench.reports.runs import compatible
+from recbench.reports.runs import compatible, hparams_key
 
 ParamValue = float | int | str | bool
 # Options with a name of their own in `recbench run` (everything else goes through --param).
@@ -108,11 +126,9 @@ class SweepPoint:
 
 def _expected_hparams(config: RunConfig) -> dict[str, object]:
     """What ``recbench run`` records as hparams: the loss's defaults, overrides, the n_neg used."""
-    import losses
-
     hparams: dict[str, object] = dict(losses.get_spec(config.method).hparams)
     hparams.update(config.loss_params)
-    hparams["n_neg"] = config.resolved()["n_neg"]
+    hparams["n_neg"] = config.settings.n_neg
     return hparams
 
 
@@ -122,8 +138,6 @@ def expand(spec: SweepSpec, check: bool = True) -> list[SweepPoint]:
     ``check`` resolves every name and hyper-parameter (dataset, loss, model, ranges) with the
     same checks as ``recbench run``, raising a one-line :class:`UserError` on the first problem.
     """
-    from recbench.runner import check_inputs
-
     if not spec.losses or not spec.datasets or not spec.seeds:
         raise UserError("a sweep needs at least one loss, dataset and seed")
     names = list(spec.params)
@@ -146,10 +160,11 @@ def expand(spec: SweepSpec, check: bool = True) -> list[SweepPoint]:
             train_examples=spec.train_examples,
             eval_examples=spec.eval_examples,
             results=spec.results,
+            resume="auto",  # a point a killed sweep left half-trained is continued, not refused
         )
         key = repr((dataset, loss, n_neg, sorted(params.items())))
         if check and key not in checked:  # seeds do not change validity
-            check_inputs(config)
+            runner.check_inputs(config)
             checked.add(key)
         swept: dict[str, ParamValue] = {}
         if n_neg is not None:
@@ -168,9 +183,8 @@ def is_done(point: SweepPoint, records: Iterable[Mapping[str, object]]) -> bool:
     numbers of training and test examples, where the record's settings state them, too.
     """
     c = point.config
-    resolved = c.resolved()
     # a run on another number of training/test examples is another point (when recorded)
-    sizes = {k: resolved[k] for k in ("train_examples", "eval_examples")}
+    sizes = {k: getattr(c.settings, k) for k in ("train_examples", "eval_examples")}
     for record in records:
         if (
             record.get("dataset") == c.dataset
@@ -223,43 +237,99 @@ class SweepResult:
         }
 
 
+def point_digest(point: SweepPoint) -> str:
+    """A short digest of what makes a point a point (the same in every sweep that has it)."""
+    c = point.config
+    identity = {
+        "dataset": c.dataset,
+        "method": c.method,
+        "model": c.model,
+        "profile": c.profile,
+        "seed": c.seed,
+        "hparams": hparams_key(point.expected),
+        "sizes": {k: getattr(c.settings, k) for k in ("train_examples", "eval_examples")},
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def lock_path(store: Path, point: SweepPoint) -> Path:
+    """The lock file a sweep holds while it runs ``point`` into ``store``."""
+    return store.with_name(store.name + ".locks") / f"sweep-{point_digest(point)}.lock"
+
+
+#: How often a sweep waiting for another sweep's point checks the lock again (seconds).
+LOCK_POLL_SECONDS = 0.5
+
+
+def _point_lock(store: Path, point: SweepPoint) -> FileLock:
+    path = lock_path(store, point)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(path, poll_interval=LOCK_POLL_SECONDS)
+
+
+def _run_point(point: SweepPoint, store: Path, label: str, say: Callable[[str], None]) -> Outcome:
+    """Run one point whose lock is held, unless the store has it by now."""
+    if is_done(point, results.read_records(store)):
+        say(f"{label}: done (recorded by another sweep meanwhile)")
+        return Outcome(point, "done", "recorded by another sweep meanwhile")
+    say(f"{label}: running")
+    try:
+        summary = runner.execute(point.config, progress=True)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one failed point must not stop the sweep
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+        trace = "" if isinstance(exc, UserError) else traceback.format_exc()
+        say(f"{label}: FAILED ({detail})")
+        return Outcome(point, "failed", detail, trace)
+    note = summary.get("skipped", "") if isinstance(summary, Mapping) else ""
+    say(f"{label}: finished" + (f" ({note})" if note else ""))
+    return Outcome(point, "ran", str(note))
+
+
 def run_sweep(
     spec: SweepSpec, dry_run: bool = False, report: Callable[[str], None] | None = None
 ) -> SweepResult:
-    """Run every point of the grid not yet in the store through :func:`recbench.api.run`."""
-    from recbench import api
+    """Run every point of the grid not yet in the store through :func:`recbench.api.run`.
 
+    Each point runs under its lock (see the module docstring); points another sweep is running
+    are put aside and come back at the end.  Outcomes are listed in grid order either way.
+    """
     say = report or (lambda _line: None)
     points = expand(spec)
     store = spec.store
     total = len(points)
-    out = SweepResult()
+    outcomes: dict[int, Outcome] = {}
+    put_aside: list[int] = []
     records = results.read_records(store)
     for index, point in enumerate(points, 1):
         label = f"[{index}/{total}] {point.describe()}"
         if not dry_run:
             records = results.read_records(store)  # another sweep may have run it meanwhile
         if is_done(point, records):
-            out.outcomes.append(Outcome(point, "done", "already in the results store"))
+            outcomes[index] = Outcome(point, "done", "already in the results store")
             say(f"{label}: done (already in the results store)")
             continue
         if dry_run:
-            out.outcomes.append(Outcome(point, "todo"))
+            outcomes[index] = Outcome(point, "todo")
             say(f"{label}: to run")
             continue
-        say(f"{label}: running")
+        lock = _point_lock(store, point)
         try:
-            summary = api.run(point.config)
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one failed point must not stop the sweep
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-            trace = "" if isinstance(exc, UserError) else traceback.format_exc()
-            out.outcomes.append(Outcome(point, "failed", detail, trace))
-            say(f"{label}: FAILED ({detail})")
+            lock.acquire(blocking=False)
+        except Timeout:
+            put_aside.append(index)
+            say(f"{label}: another sweep is running it; coming back to it at the end")
             continue
-        note = summary.get("skipped", "") if isinstance(summary, Mapping) else ""
-        out.outcomes.append(Outcome(point, "ran", str(note)))
-        say(f"{label}: finished" + (f" ({note})" if note else ""))
-    return out
+        try:
+            outcomes[index] = _run_point(point, store, label, say)
+        finally:
+            lock.release()
+    for index in put_aside:
+        point = points[index - 1]
+        label = f"[{index}/{total}] {point.describe()}"
+        say(f"{label}: waiting for the other sweep running it")
+        with _point_lock(store, point):  # blocks until the other sweep lets go of it
+            outcomes[index] = _run_point(point, store, label, say)
+    return SweepResult([outcomes[index] for index in sorted(outcomes)])

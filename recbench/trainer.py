@@ -16,6 +16,11 @@ what it does on several GPUs:
   running buffers, the step) are written to a temporary directory and renamed into place, so a
   kill at any moment leaves either the previous or the new checkpoint, never half of one.
 * A non-finite loss stops the stage with a clear error and leaves the last good checkpoint.
+* Crash windows are closed: the summary is written inside the checkpoint before the rename,
+  a kill between the two renames is repaired from the kept ``.old`` copy, a torn line in the
+  metrics log is dropped, and a damaged checkpoint (a file truncated or removed, however that
+  happened) is discarded with a warning and its stage retrained, so ``--resume`` never fails on
+  what a killed run left behind.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ import json
 import math
 import random
 import shutil
+import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,8 +41,13 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from recbench.errors import UserError
+from recbench.models import quiet_library_warnings
 
 StepFn = Callable[[list], tuple[torch.Tensor, dict[str, float]]]
+
+
+class InterruptedStageError(UserError):
+    """A stage holds an interrupted run and the caller did not ask to resume it."""
 
 
 class TrainingDivergedError(UserError):
@@ -62,6 +74,7 @@ def add_lora(model, r: int, alpha: int, seed: int):
     """Wrap ``model`` with a LoRA adapter on every linear layer of the decoder (seeded init)."""
     from peft import LoraConfig, get_peft_model
 
+    quiet_library_warnings()
     torch.manual_seed(seed)
     config = LoraConfig(
         r=r,
@@ -104,7 +117,29 @@ class Stage:
         return self.dir / "final" / "adapter.safetensors"
 
     def is_done(self) -> bool:
+        """Whether the stage finished (its final checkpoint is complete; see :meth:`repair`)."""
         return (self.dir / "final" / "done.json").is_file()
+
+    def repair(self) -> None:
+        """Undo what a kill in :meth:`_save` can leave: a lone ``.old`` copy, a ``.tmp``.
+
+        ``_save`` renames the current checkpoint to ``.old`` and the new one into place; killed
+        between the two renames, the stage has ``.old`` and no checkpoint, and the ``.old``
+        copy is the last complete one.  A ``.tmp`` directory is always incomplete.
+        """
+        for where in ("checkpoint", "final"):
+            target, old = self.dir / where, self.dir / (where + ".old")
+            if old.is_dir() and not target.exists():
+                old.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(self.dir / (where + ".tmp"), ignore_errors=True)
+
+    def interrupted_step(self) -> int | None:
+        """The step of the stage's resumable checkpoint, or None when it has none."""
+        try:
+            return int(json.loads((self.dir / "checkpoint" / "state.json").read_text())["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None if not (self.dir / "checkpoint").is_dir() else 0
 
     def _order(self, n_items: int, epoch: int) -> list[int]:
         order = list(range(n_items))
@@ -136,7 +171,10 @@ class Stage:
         return batch[rank * per : (rank + 1) * per]
 
     # ------------------------------------------------------------------ checkpointing
-    def _save(self, model, optimizer, scheduler, extra: dict, step: int, where: str) -> None:
+    def _save(
+        self, model, optimizer, scheduler, extra: dict, step: int, where: str,
+        summary: dict | None = None,
+    ) -> None:  # fmt: skip
         if not self.accelerator.is_main_process:
             self.accelerator.wait_for_everyone()
             return
@@ -150,7 +188,8 @@ class Stage:
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save({k: v.state_dict() for k, v in extra.items()}, tmp / "modules.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step}) + "\n")
-        if where == "final":
+        if where == "final":  # done.json last: it marks the checkpoint complete
+            (tmp / "summary.json").write_text(json.dumps(summary or {}) + "\n")
             (tmp / "done.json").write_text(json.dumps(asdict(self.settings)) + "\n")
         old = self.dir / (where + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -175,6 +214,36 @@ class Stage:
     def load_final(self, model, extra: dict | None = None) -> None:
         self._load(model, None, None, extra or {}, "final")
 
+    def _load_or_discard(self, model, optimizer, scheduler, extra: dict, where: str) -> int | None:
+        """Load checkpoint ``where``; a damaged one is removed with a warning (None).
+
+        A checkpoint whose files are truncated, missing or unreadable cannot be continued, and
+        keeping it would make every later ``--resume`` fail the same way; the stage then
+        retrains from the previous complete state (the checkpoint, or the start).
+        """
+        weights = trainable_state(model)
+        modules = {k: {n: t.clone() for n, t in m.state_dict().items()} for k, m in extra.items()}
+        try:
+            step = self._load(model, optimizer, scheduler, extra, where)
+            if where == "final":
+                json.loads((self.dir / where / "summary.json").read_text())
+            return step
+        except Exception as exc:  # noqa: BLE001 - torch.load of a torn file raises anything
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            warnings.warn(
+                f"{self.settings.name}: discarding the damaged {where} in {self.dir} "
+                f"({reason}); the stage continues from the previous complete state",
+                UserWarning, stacklevel=3,
+            )  # fmt: skip
+            shutil.rmtree(self.dir / where, ignore_errors=True)
+            with torch.no_grad():  # undo whatever part of the damaged checkpoint was loaded
+                params = dict(model.named_parameters())
+                for name, tensor in weights.items():
+                    params[name].copy_(tensor.to(params[name].device))
+            for key, module in extra.items():
+                module.load_state_dict(modules[key])
+            return None
+
     # ------------------------------------------------------------------------ training
     def fit(
         self,
@@ -183,10 +252,13 @@ class Stage:
         step_fn: Callable[[list[int]], tuple[torch.Tensor, dict[str, float]]],
         *,
         extra: dict | None = None,
-        resume: bool = False,
+        resume: bool | str = False,
         progress: bool = True,
     ) -> dict:
         """Train until the stage is done; ``step_fn(local_item_indices)`` returns the loss.
+
+        ``resume``: an interrupted checkpoint is continued when true (or ``"auto"``); when
+        false, finding one raises :class:`InterruptedStageError` rather than deleting it.
 
         ``extra`` maps names to modules whose state is checkpointed with the weights (the loss
         and its running buffers).  Returns a summary (steps, seconds, last metrics).
@@ -194,24 +266,39 @@ class Stage:
         from transformers import get_cosine_schedule_with_warmup
 
         extra = extra or {}
-        if self.is_done():
-            self.load_final(model, extra)
+        self.repair()
+        if self.is_done() and self._load_or_discard(model, None, None, extra, "final") is not None:
             return json.loads((self.dir / "final" / "summary.json").read_text())
+        shutil.rmtree(self.dir / "final", ignore_errors=True)  # incomplete (no done.json)
         settings = self.settings
         batches = self.micro_batches(n_items)
         total_steps = max(1, len(batches) // settings.grad_accum)
         batches = batches[: total_steps * settings.grad_accum]
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
-        scheduler = get_cosine_schedule_with_warmup(
-            optimizer, math.ceil(settings.warmup_ratio * total_steps), total_steps
-        )
+
+        def fresh_optimizer():
+            optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
+            return optimizer, get_cosine_schedule_with_warmup(
+                optimizer, math.ceil(settings.warmup_ratio * total_steps), total_steps
+            )
+
+        optimizer, scheduler = fresh_optimizer()
         step = 0
         if (self.dir / "checkpoint").is_dir():
-            if resume:
-                step = self._load(model, optimizer, scheduler, extra, "checkpoint")
+            if not resume:
+                raise InterruptedStageError(
+                    f"{self.dir} holds an interrupted {settings.name} stage (step "
+                    f"{self.interrupted_step()} of {total_steps}); add --resume to continue "
+                    f"it, or delete {self.dir} to start it over"
+                )
+            loaded = self._load_or_discard(model, optimizer, scheduler, extra, "checkpoint")
+            if loaded is None:
+                optimizer, scheduler = fresh_optimizer()  # a partial load may have touched them
             else:
-                shutil.rmtree(self.dir / "checkpoint")
+                step = loaded
+                if progress:
+                    print(f"{settings.name}: continuing from the checkpoint at step {step} of "
+                          f"{total_steps} ({self.dir})", file=sys.stderr, flush=True)  # fmt: skip
         log_path = self.dir / "metrics.jsonl"
         self._truncate_log(log_path, step)
         started = time.perf_counter()
@@ -238,11 +325,12 @@ class Stage:
                 # a finite loss can still have NaN/inf gradients; stepping would poison the
                 # weights and the next checkpoint, so stop before the optimizer touches them
                 raise self._diverged("gradient", step + 1)
+            used_lr = scheduler.get_last_lr()[0]  # the rate this step applies, not the next
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            last = {**sums, "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0]}
+            last = {**sums, "grad_norm": float(grad_norm), "lr": used_lr}
             if self.accelerator.is_main_process:
                 with open(log_path, "a") as log:
                     log.write(json.dumps({"step": step, **last}) + "\n")
@@ -258,9 +346,8 @@ class Stage:
             "seconds": time.perf_counter() - started,
             "last": last,
         }
-        self._save(model, None, None, extra, step, "final")
+        self._save(model, None, None, extra, step, "final", summary)
         if self.accelerator.is_main_process:
-            (self.dir / "final" / "summary.json").write_text(json.dumps(summary) + "\n")
             shutil.rmtree(self.dir / "checkpoint", ignore_errors=True)
         return summary
 
@@ -284,11 +371,17 @@ class Stage:
         """Keep only the log lines of steps the checkpoint covers (a kill may leave later ones)."""
         if not path.is_file():
             return
-        kept = [
-            line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= step
-        ]  # fmt: skip
-        path.write_text("".join(line + "\n" for line in kept))
+        kept = []
+        for line in path.read_bytes().decode("utf-8", "replace").splitlines():
+            try:  # a kill mid-write leaves a torn last line: it is dropped with the later ones
+                entry = json.loads(line)
+                if isinstance(entry, dict) and int(entry["step"]) <= step:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):
+                continue
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(path)
 
     def _autocast(self):
         device_type = self.accelerator.device.type

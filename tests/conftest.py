@@ -12,6 +12,18 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def assert_user_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    """Exit code 2, exactly one ``error:`` line on stderr holding every needle, no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
 @pytest.fixture()
 def recbench_home(tmp_path, monkeypatch) -> Path:
     """A private cache so tests never touch (or depend on) the user's."""
@@ -55,3 +67,24 @@ def model_home(tmp_path_factory) -> Path:
     home = Path(configured) if configured else tmp_path_factory.mktemp("model-home")
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(model_home, tmp_path_factory) -> Path:
+    """A tiny random Llama with the embedded tokenizer (``--model DIR``): the whole LLM pipeline
+    in seconds, for tests of run directories, crash windows and concurrency."""
+    sys.path.insert(0, str(ROOT / "tests" / "helpers"))
+    from tiny_llm import make_tiny_llm
+
+    from recbench import models
+
+    previous = os.environ.get("RECBENCH_HOME")
+    os.environ["RECBENCH_HOME"] = str(model_home)
+    try:
+        embedded = models.prepare_embedded("smollm2-135m")
+    finally:
+        if previous is None:
+            os.environ.pop("RECBENCH_HOME")
+        else:
+            os.environ["RECBENCH_HOME"] = previous
+    return make_tiny_llm(embedded, tmp_path_factory.mktemp("tiny-llm") / "model")

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-PAD = 5
+PAD = 30  # a candidate set needs 20 items outside each history
 
 
 def _row(seq, nxt):
@@ -68,8 +68,8 @@ def test_import_csv_and_parquet(cli, toy):
 @pytest.mark.parametrize(
     ("mutate", "needle"),
     [
-        (lambda t: _write_jsonl(t["val"], [_row([4, 3, 9], 1)]), "val.jsonl:1: item id 9 out of range"),
-        (lambda t: _write_jsonl(t["test"], [_row([1, 3, 4], 7)]), "test.jsonl:1: next id 7 out of range"),
+        (lambda t: _write_jsonl(t["val"], [_row([4, 3, 99], 1)]), "val.jsonl:1: item id 99 out of range"),
+        (lambda t: _write_jsonl(t["test"], [_row([1, 3, 4], 70)]), "test.jsonl:1: next id 70 out of range"),
         (lambda t: t["val"].write_text(json.dumps(_row([4, 3, 2], 1)) + "\n{bad json\n"),
          "val.jsonl:2: malformed JSON"),
         (lambda t: _write_jsonl(t["test"], [_row([0, 1, 2], 3)]), "splits must be disjoint by user"),

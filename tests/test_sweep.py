@@ -1,6 +1,6 @@
 """``recbench sweep``: grid expansion, skipping stored points, carrying on after failures.
 
-``recbench.api.run`` is replaced by a fake that records the configs it gets and appends the
+``recbench.runner.execute`` is replaced by a fake that records the configs it gets and appends the
 records a real run would write, so the whole sweep logic runs in milliseconds.
 """
 
@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 import losses
-from recbench import api, results
+from recbench import results, runner
 from recbench.cli import app
 from recbench.config import RunConfig
 from recbench.errors import UserError
@@ -49,11 +49,11 @@ def store_run(store: Path, config: RunConfig, hparams: dict | None = None, **fie
 
 @pytest.fixture()
 def fake_run(monkeypatch, recbench_home):
-    """Replace api.run: remember each config, store its records, fail where told to."""
+    """Replace the runner (recbench.runner.execute): remember each config, store its records, fail where told to."""
     calls: list[RunConfig] = []
     failing: list[dict] = []
 
-    def run(config: RunConfig) -> dict:
+    def run(config: RunConfig, progress: bool = True) -> dict:
         calls.append(config)
         for condition in failing:
             if all(config.loss_params.get(k, getattr(config, k, None)) == v
@@ -62,7 +62,7 @@ def fake_run(monkeypatch, recbench_home):
         store_run(config.results, config)
         return {"run_id": "fake"}
 
-    monkeypatch.setattr(api, "run", run)
+    monkeypatch.setattr(runner, "execute", run)
     return calls, failing
 
 

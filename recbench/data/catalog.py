@@ -31,8 +31,13 @@ def imported_root() -> Path:
 
 
 def imported_names() -> list[str]:
+    """Imported datasets; hidden entries (an import in progress, ``.NAME.importing``) are not."""
     root = imported_root()
-    return sorted(p.name for p in root.iterdir() if (p / "dataset.json").is_file())
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if not p.name.startswith(".") and (p / "dataset.json").is_file()
+    )
 
 
 def known_names() -> list[str]:

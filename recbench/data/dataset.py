@@ -18,12 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from recbench.data.candidates import build_candidates
-from recbench.data.rows import SplitRows, read_item_names, read_rows, sha256_of
+from recbench.data.rows import MIN_LEN_SEQ, SplitRows, read_item_names, read_rows, sha256_of
 from recbench.errors import DataError, UnknownNameError
 from recbench.registry import did_you_mean
 
 SPLITS = ("train", "val", "test")
-MIN_LEN_SEQ = 3
 
 
 @dataclass(frozen=True)
@@ -158,7 +157,10 @@ class Dataset:
         path = self.root / file
         if not path.is_file():
             raise DataError(f"dataset '{self.name}': file missing: {path}")
-        actual = sha256_of(path)
+        try:
+            actual = sha256_of(path)
+        except OSError as exc:
+            raise DataError(f"dataset '{self.name}': cannot read {path} ({exc.strerror})") from None
         if actual != expected:
             raise DataError(
                 f"dataset '{self.name}': {path} is corrupt or modified "
@@ -255,5 +257,9 @@ def load_spec(directory: Path) -> DatasetSpec:
         raise DataError(
             f"not a recbench dataset directory (no dataset.json): {directory}"
         ) from None
-    except (json.JSONDecodeError, TypeError, KeyError) as exc:
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the dataset description ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: invalid dataset description (not UTF-8 text)") from None
+    except (json.JSONDecodeError, TypeError, KeyError, AttributeError, ValueError) as exc:
         raise DataError(f"{path}: invalid dataset description ({exc})") from None

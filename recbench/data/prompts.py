@@ -76,6 +76,9 @@ GENERIC = (
         "Which one of these items will the user choose next? {candidates}. Answer:"
     ),
 )
+GENERIC_DOMAIN = "items"
+# Every domain a dataset may declare (``recbench data import --domain``); "items" is the generic one.
+DOMAINS: tuple[str, ...] = (*TEMPLATES, GENERIC_DOMAIN)
 
 
 def templates_for(domain: str) -> tuple[str, ...]:
