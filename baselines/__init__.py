@@ -4,13 +4,13 @@ They serve two purposes: as baselines evaluated on exactly the same 20-candidate
 the LLM methods, and (SASRec) as the source of NAPO's auxiliary signals.  The architectures load
 the released LLaRA checkpoints unchanged (``checkpoints/``, see its PROVENANCE.md).
 
-Entry points: :func:`run_sequential` (train or load, evaluate, record; :func:`execute_baseline`
-returns everything, :func:`run_baseline` takes the CLI's ``RunConfig``), :data:`BASELINES` (the
-registry with default settings), :func:`load_auxiliary` (NAPO's cached SASRec signals) and
-:func:`trained_sasrec` (recbench's own SASRec of a dataset, trained on first use).
+Entry points: :func:`execute_baseline` (train or load, evaluate, record; :func:`run_baseline`
+takes the CLI's ``RunConfig``), :data:`BASELINES` (the
+registry with default settings) and :func:`trained_sasrec` (recbench's own SASRec of a dataset,
+trained on first use).
 """
 
-from baselines.auxiliary import AuxiliarySignals, load_auxiliary, trained_sasrec
+from baselines.auxiliary import default_checkpoint, trained_sasrec
 from baselines.evaluation import CandidateSet, candidate_scores, evaluate_model
 from baselines.models import Caser, GRU4Rec, SASRec, SequentialRecommender, build_model
 from baselines.registry import BASELINES, BaselineSpec, list_baselines
@@ -18,7 +18,6 @@ from baselines.runner import (
     BaselineRun,
     execute_baseline,
     run_baseline,
-    run_sequential,
     train_baseline,
 )
 from baselines.training import TrainConfig, TrainingRows, TrainResult, fit
@@ -26,7 +25,6 @@ from baselines.weights import load_released, load_weights, released_names, save_
 
 __all__ = [
     "BASELINES",
-    "AuxiliarySignals",
     "BaselineRun",
     "BaselineSpec",
     "CandidateSet",
@@ -39,16 +37,15 @@ __all__ = [
     "TrainingRows",
     "build_model",
     "candidate_scores",
+    "default_checkpoint",
     "evaluate_model",
     "execute_baseline",
     "fit",
     "list_baselines",
-    "load_auxiliary",
     "load_released",
     "load_weights",
     "released_names",
     "run_baseline",
-    "run_sequential",
     "save_weights",
     "train_baseline",
     "trained_sasrec",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import baselines.rules  # noqa: F401  (registers the rule baselines: random, pop, markov, ...)
 from baselines import chatrec, llara, morec, tallrec
 from baselines.auxiliary import default_checkpoint, trained_sasrec
 from baselines.registry import BASELINES

@@ -45,11 +45,11 @@ from torch.nn import functional as F
 from baselines.evaluation import CandidateSet, evaluate_model
 from baselines.models import STATE_SIZE, SASRec
 from baselines.registry import BASELINES
-from baselines.runner import EVAL_SEED, FAMILY, default_out_dir
+from baselines.runner import FAMILY, default_out_dir
 from baselines.training import TrainingRows, fit
 from baselines.weights import file_sha256, save_weights
 from recbench import paths, results, rundir
-from recbench.batches import pick_examples
+from recbench.batches import evaluation_examples
 from recbench.data import load_dataset
 from recbench.data.dataset import Dataset
 from recbench.data.rows import sha256_of
@@ -264,7 +264,7 @@ def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     weights = save_weights(model, out_dir, {"dataset": ds.name, "seed": config.seed,
                                             "result": outcome.to_dict()})  # fmt: skip
     sha = file_sha256(weights)
-    examples = pick_examples(ds.examples("test"), settings.eval_examples, EVAL_SEED)
+    examples = evaluation_examples(ds, settings.eval_rows, settings.eval_examples)
     started = time.perf_counter()
     metrics = evaluate_model(model, CandidateSet.from_examples(examples), ds.popularity())
     eval_seconds = time.perf_counter() - started
@@ -275,6 +275,7 @@ def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
         "hparams": {"model": model.config(), "train": train_config.to_dict(),
                     "text_encoder": f"{ENCODER} ({PACKAGE}=={VERSION})"},
         "settings": {"config": config.to_dict(), "eval_examples": settings.eval_examples,
+                     "eval_rows": settings.eval_rows,
                      "weights": str(weights), "sha256": sha, "train_rows": len(rows),
                      "best_epoch": outcome.best_epoch, "val_hr@1": outcome.best_val_hr1},
     }  # fmt: skip

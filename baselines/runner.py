@@ -32,7 +32,7 @@ from baselines.weights import (
     save_weights,
 )
 from recbench import paths, results, rundir
-from recbench.batches import pick_examples
+from recbench.batches import EVAL_SEED, pick_examples
 from recbench.data import load_dataset
 from recbench.data.dataset import Dataset
 from recbench.errors import ModelError, UserError
@@ -41,9 +41,6 @@ if TYPE_CHECKING:
     from recbench.config import RunConfig
 
 FAMILY = "sequential"
-# Must equal recbench.pipeline.EVAL_SEED (checked by the tests) so that a limited evaluation uses
-# the very examples the LLM methods are evaluated on; not imported to keep transformers out.
-EVAL_SEED = 0
 
 
 @dataclass
@@ -171,8 +168,18 @@ def execute_baseline(
     store: Path | None = None,
     run_id: str | None = None,
     profile: str | None = None,
+    eval_rows: str = "all",
 ) -> BaselineRun:
-    """Train (or load) and evaluate one baseline; see :func:`run_sequential` for the options.
+    """Train (or load) and evaluate baseline ``name`` (gru4rec, caser or sasrec) on ``dataset``.
+
+    ``checkpoint``: ``None`` trains with the registry defaults (``epochs``, ``model_overrides``
+    and ``train_overrides`` adjust them; weights go to ``out_dir``, default
+    ``$RECBENCH_HOME/baselines/DATASET/NAME-seedSEED``); ``"released"`` loads the published
+    ``NAME_DATASET`` weights; anything else is a path to saved weights.  The model ranks the 20
+    shared candidates of each ``split`` example of the ``eval_rows`` protocol (``max_examples``:
+    the seeded subset the LLM pipeline evaluates); metrics: ``hr@1``, ``hr@k``, ``ndcg@k``
+    (k = 5, 10), ``n_examples`` and the top-1 popularity bias ``pop_bias``.  Result records are
+    appended to the results store unless ``write_records`` is false.
 
     ``train_rows`` limits training to the first rows of the training split (smoke runs only).
     """
@@ -204,7 +211,7 @@ def execute_baseline(
         identity = f"trained:{settings['sha256'][:12]}"
         hparams = {"model": settings["config"], "train": settings["train"]}
     # The same seeded subset the LLM pipeline evaluates (all examples when max_examples is None).
-    examples = pick_examples(ds.examples(split), max_examples, EVAL_SEED)
+    examples = pick_examples(ds.protocol_examples(split, eval_rows), max_examples, EVAL_SEED)
     started = time.perf_counter()
     metrics = evaluate_model(model, CandidateSet.from_examples(examples), ds.popularity())
     eval_seconds = time.perf_counter() - started
@@ -227,6 +234,7 @@ def execute_baseline(
             "val_hr@1": train_result.get("best_val_hr1"),
             "train_seconds": train_result.get("seconds"),
             "eval_seconds": eval_seconds,
+            "eval_rows": eval_rows,
             "dataset_files": _dataset_fingerprint(ds, (split,)),
         },
     }
@@ -245,54 +253,6 @@ def execute_baseline(
         store=written,
         model=model,
     )
-
-
-def run_sequential(
-    name: str,
-    dataset: str,
-    *,
-    checkpoint: str | Path | None = None,
-    seed: int = 0,
-    out_dir: Path | str | None = None,
-    epochs: int | None = None,
-    model_overrides: Mapping[str, Any] | None = None,
-    train_overrides: Mapping[str, Any] | None = None,
-    split: str = "test",
-    max_examples: int | None = None,
-    progress: bool = True,
-    write_records: bool = True,
-    store: Path | None = None,
-    run_id: str | None = None,
-    profile: str | None = None,
-) -> dict[str, float]:
-    """Run baseline ``name`` (gru4rec, caser or sasrec) on ``dataset`` and return its metrics.
-
-    ``checkpoint``: ``None`` trains with the registry defaults (``epochs``, ``model_overrides``
-    and ``train_overrides`` adjust them; weights go to ``out_dir``, default
-    ``$RECBENCH_HOME/baselines/DATASET/NAME-seedSEED``); ``"released"`` loads the published
-    ``NAME_DATASET`` weights; anything else is a path to saved weights.  The model ranks the
-    20 shared candidates of each ``split`` example (``max_examples``: the seeded subset the LLM
-    pipeline evaluates); returned metrics: ``hr@1``, ``hr@k``,
-    ``ndcg@k`` (k = 5, 10), ``n_examples`` and the top-1 popularity bias ``pop_bias``.  Result
-    records are appended to the results store unless ``write_records`` is false.
-    """
-    return execute_baseline(
-        name,
-        dataset,
-        checkpoint=checkpoint,
-        seed=seed,
-        out_dir=out_dir,
-        epochs=epochs,
-        model_overrides=model_overrides,
-        train_overrides=train_overrides,
-        split=split,
-        max_examples=max_examples,
-        progress=progress,
-        write_records=write_records,
-        store=store,
-        run_id=run_id,
-        profile=profile,
-    ).metrics
 
 
 def run_baseline(config: RunConfig, progress: bool = True) -> dict[str, Any]:
@@ -328,6 +288,7 @@ def run_baseline(config: RunConfig, progress: bool = True) -> dict[str, Any]:
         progress=progress,
         store=config.results,
         profile=config.profile,
+        eval_rows=settings.eval_rows,
     )
     timings = {r["metric"]: r["value"] for r in run.records if r["mode"] == "cost"}
     return {

@@ -3,7 +3,6 @@
 Usage (from the project root)::
 
     python benchmarks/bench_seqrec.py --dataset lastfm --seeds 0 1 2 --threads 2
-    python benchmarks/bench_seqrec.py --aux-only          # time NAPO's auxiliary cache
 
 Each training uses the registry defaults (model selection on the validation split, early
 stopping); the test split is only read for the final evaluation.  Wall-clock and CPU seconds are
@@ -34,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from baselines import execute_baseline, load_auxiliary
+from baselines import execute_baseline
 from recbench.data import load_dataset
 
 PAPER_HR1 = {"lastfm": {"gru4rec": 0.2616, "caser": 0.2233, "sasrec": 0.2233}}
@@ -70,31 +69,6 @@ def train_and_evaluate(name: str, dataset: str, seed: int, home: Path) -> dict:
     }
 
 
-def time_auxiliary(dataset: str, split: str) -> dict:
-    """First call trains recbench's SASRec and builds the cache; the second only reads it."""
-    started = time.perf_counter()
-    first = load_auxiliary(dataset, split, progress=sys.stderr.isatty())
-    first_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    second = load_auxiliary(dataset, split, progress=False)
-    second_seconds = time.perf_counter() - started
-    assert torch.equal(first.candidate_scores, second.candidate_scores)
-    settings = json.loads((first.path.parent / "sasrec-seed0" / "model.json").read_text())
-    return {
-        "dataset": dataset,
-        "split": split,
-        "examples": len(first),
-        "checkpoint": first.checkpoint,
-        "first_load_seconds": first_seconds,
-        "of_which_training_seconds": settings["result"]["seconds"]
-        if first.checkpoint.startswith("trained")
-        else 0.0,
-        "second_load_seconds": second_seconds,
-        "cache_file": str(first.path),
-        "cache_bytes": first.path.stat().st_size,
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="lastfm")
@@ -102,8 +76,6 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--home", type=Path, help="RECBENCH_HOME to use (default: a temp dir)")
-    parser.add_argument("--aux-only", action="store_true", help="only time the aux cache")
-    parser.add_argument("--no-aux", action="store_true", help="skip the aux cache timing")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "seqrec_results.json")
     args = parser.parse_args()
 
@@ -113,29 +85,18 @@ def main() -> None:
     load_dataset(args.dataset)  # fail early on a bad name
 
     runs = []
-    if not args.aux_only:
-        for name in args.models:
-            for seed in args.seeds:
-                row = train_and_evaluate(name, args.dataset, seed, home)
-                runs.append(row)
-                print(
-                    f"{name:8s} seed {seed}: test HR@1 {row['test_hr@1']:.4f} "
-                    f"(paper {row['paper_hr@1']}), val {row['val_hr@1']:.4f}, "
-                    f"NDCG@10 {row['test_ndcg@10']:.4f}, epoch {row['best_epoch']}/"
-                    f"{row['epochs_run']} ({row['stopped_by']}), {row['train_seconds']:.0f} s "
-                    f"wall, {row['train_cpu_seconds']:.0f} s CPU",
-                    flush=True,
-                )
-    aux = None
-    if not args.no_aux:
-        aux = time_auxiliary(args.dataset, "train")
-        print(
-            f"aux {args.dataset}/train ({aux['examples']} examples, {aux['checkpoint']}): "
-            f"first load {aux['first_load_seconds']:.1f} s (training "
-            f"{aux['of_which_training_seconds']:.1f} s), second load "
-            f"{aux['second_load_seconds']:.3f} s, {aux['cache_bytes'] / 1e6:.1f} MB",
-            flush=True,
-        )
+    for name in args.models:
+        for seed in args.seeds:
+            row = train_and_evaluate(name, args.dataset, seed, home)
+            runs.append(row)
+            print(
+                f"{name:8s} seed {seed}: test HR@1 {row['test_hr@1']:.4f} "
+                f"(paper {row['paper_hr@1']}), val {row['val_hr@1']:.4f}, "
+                f"NDCG@10 {row['test_ndcg@10']:.4f}, epoch {row['best_epoch']}/"
+                f"{row['epochs_run']} ({row['stopped_by']}), {row['train_seconds']:.0f} s "
+                f"wall, {row['train_cpu_seconds']:.0f} s CPU",
+                flush=True,
+            )
     report = {
         "command": " ".join(sys.argv),
         "threads": args.threads,
@@ -144,7 +105,6 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "load_average_at_end": os.getloadavg(),
         "runs": runs,
-        "aux": aux,
     }
     args.output.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.output}")

@@ -36,6 +36,13 @@ def dataset_info(name: str) -> dict:
     return load_dataset(name).stats()
 
 
+def audit_dataset(name: str, seed: int = 0) -> dict:
+    """The checks of :mod:`recbench.data.audit`: ``{"dataset": name, "checks": [...]}``."""
+    from recbench.data.audit import audit
+
+    return audit(load_dataset(name), seed=seed)
+
+
 def import_dataset(name: str, train: Path, val: Path, test: Path, item_names: Path, **kwargs):
     from recbench.data.importer import import_dataset as _import
 

@@ -26,6 +26,16 @@ class PromptItem:
     rejected: tuple[str, ...]  # their response texts
 
 
+#: Every method is evaluated on the same seeded subset of test examples, with the same prompts.
+EVAL_SEED = 0
+
+
+def evaluation_examples(ds: Dataset, eval_rows: str, count: int | None) -> list[Example]:
+    """The test examples of a run: the protocol's rows (``eval_rows``), then the seeded subset
+    of ``count`` that every method of the profile sees."""
+    return pick_examples(ds.protocol_examples("test", eval_rows), count, EVAL_SEED)
+
+
 def pick_examples(examples: Sequence[Example], count: int | None, seed: int) -> list[Example]:
     """A seeded subset of ``count`` examples (all of them, shuffled, when ``count`` is None)."""
     order = list(range(len(examples)))

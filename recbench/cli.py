@@ -14,7 +14,14 @@ from typing import Annotated
 import typer
 
 from recbench import api, plugins
-from recbench.config import DEFAULT_LOSS, PROFILES, RunConfig, check_output_path, check_seed
+from recbench.config import (
+    DEFAULT_LOSS,
+    PROFILES,
+    RunConfig,
+    check_output_path,
+    check_seed,
+    parse_assignments,
+)
 from recbench.errors import UserError
 
 app = typer.Typer(
@@ -83,6 +90,29 @@ def data_info(
     for note in info["notes"]:
         typer.echo(f"note: {note}")
     typer.echo(f"source: {info['source']}")
+
+
+@data_app.command("audit")
+def data_audit(
+    name: Annotated[str, typer.Argument(help="Dataset name (built-in, built or imported).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Check a dataset's splits: shared users, leaked rows, item order, popularity."""
+    report = api.audit_dataset(name)
+    if as_json:
+        _echo_json(report)
+        return
+    typer.echo(f"audit of dataset '{report['dataset']}'")
+    typer.echo(f"{'check':<20} {'value':>7}  {'threshold':<35} {'verdict':<8} detail")
+    for check in report["checks"]:
+        value = "n/a" if check["value"] is None else f"{check['value']:.4f}"
+        verdict = "FLAGGED" if check["flagged"] else "ok"
+        typer.echo(
+            f"{check['name']:<20} {value:>7}  {check['threshold']:<35} {verdict:<8} "
+            f"{check['detail']}"
+        )
+    flagged = [c["name"] for c in report["checks"] if c["flagged"]]
+    typer.echo(f"flagged: {', '.join(flagged) if flagged else 'none'}")
 
 
 @data_app.command("show")
@@ -207,34 +237,60 @@ def losses_command(
 
 
 # ------------------------------------------------------------------------------------ run
-Value = float | int | str | bool
-#: The loss ``recbench run`` trains when neither --loss nor --baseline is given.
+#: Options that mean the same in `run` and `sweep`, defined once.
+ModelOption = Annotated[
+    str, typer.Option(help="smollm2-135m (embedded), a local directory or a hub id.")
+]
+ProfileOption = Annotated[
+    str,
+    typer.Option(
+        help="Run size: " + "; ".join(f"{p.name}: {p.summary}" for p in PROFILES.values())
+    ),
+]
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option(help="Any other loss hyper-parameter, KEY=VALUE (sweep: KEY=V1,V2,...)."),
+]
+TrainExamplesOption = Annotated[
+    int | None, typer.Option(help="Training examples (default from the profile).")
+]
+EvalExamplesOption = Annotated[
+    int | None, typer.Option(help="Test examples evaluated (default from the profile).")
+]
+CheckpointOption = Annotated[
+    str | None, typer.Option(help="Baselines: 'released' or a checkpoint directory.")
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override a profile setting, KEY=VALUE (e.g. sft_learning_rate=1e-3, lora_r=8, "
+        "max_prompt_tokens=256, precision=bf16); repeatable.",
+    ),
+]
+AuxCheckpointOption = Annotated[
+    str | None,
+    typer.Option(
+        help="SASRec behind NAPO's sharing and margin: default, released, trained or a "
+        "checkpoint directory (default: the profile's choice)."
+    ),
+]
+ResultsOption = Annotated[
+    Path | None, typer.Option(help="Results store (JSON Lines) to check and append records to.")
+]
 
 
-def _parse_params(items: list[str], option: str = "--param") -> dict[str, Value]:
-    """``KEY=VALUE`` items as typed values; ``option`` names the flag in error messages."""
-    out: dict[str, float | int | str | bool] = {}
-    given: dict[str, str] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"{option} expects KEY=VALUE, got '{item}'")
-        name = key.replace("-", "_")
-        if name in given:
-            raise UserError(f"{name} given twice: {option} {given[name]} and {option} {item}")
-        given[name] = item
-        value: float | int | str | bool = raw
-        if raw.lower() in {"true", "false"}:
-            value = raw.lower() == "true"
-        else:
-            for cast in (int, float):
-                try:
-                    value = cast(raw)
-                    break
-                except ValueError:
-                    continue
-        out[name] = value
-    return out
+def _merge_named(params: dict, named: dict[str, object]) -> dict:
+    """Add ``--beta`` & co. to the ``--param`` values; one given both ways is refused."""
+    for key, value in named.items():
+        if value is None:
+            continue
+        if key in params:
+            raise UserError(
+                f"{key} given twice: --{key} {value} and --param {key}={params[key]}; keep one"
+            )
+        params[key] = value
+    return params
 
 
 @app.command("run")
@@ -252,15 +308,8 @@ def run_command(
     dataset: Annotated[str, typer.Option(help="Dataset name (see `recbench data list`).")] = (
         "lastfm"
     ),
-    model: Annotated[
-        str, typer.Option(help="smollm2-135m (embedded), a local directory or a hub id.")
-    ] = "smollm2-135m",
-    profile: Annotated[
-        str,
-        typer.Option(
-            help="Run size: " + "; ".join(f"{p.name}: {p.summary}" for p in PROFILES.values())
-        ),
-    ] = "cpu",
+    model: ModelOption = "smollm2-135m",
+    profile: ProfileOption = "cpu",
     seed: Annotated[int, typer.Option(help="Seed of every random choice in the run.")] = 0,
     n_neg: Annotated[
         int | None, typer.Option(help="Negatives per example (1-19; default from the profile).")
@@ -269,39 +318,16 @@ def run_command(
     gamma: Annotated[float | None, typer.Option(help="Margin gamma_0.")] = None,
     alpha: Annotated[float | None, typer.Option(help="Margin sensitivity alpha.")] = None,
     rho: Annotated[float | None, typer.Option(help="Sharing ratio rho in [0, 1].")] = None,
-    param: Annotated[
-        list[str] | None, typer.Option(help="Any other loss hyper-parameter, KEY=VALUE.")
-    ] = None,
-    train_examples: Annotated[
-        int | None, typer.Option(help="Training examples (default from the profile).")
-    ] = None,
-    eval_examples: Annotated[
-        int | None, typer.Option(help="Test examples evaluated (default from the profile).")
-    ] = None,
-    checkpoint: Annotated[
-        str | None, typer.Option(help="Baselines: 'released' or a checkpoint directory.")
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            help="Override a profile setting, KEY=VALUE (e.g. sft_learning_rate=1e-3, lora_r=8, "
-            "max_prompt_tokens=256, precision=bf16); repeatable.",
-        ),
-    ] = None,
-    aux_checkpoint: Annotated[
-        str | None,
-        typer.Option(
-            help="SASRec behind NAPO's sharing and margin: default, released, trained or a "
-            "checkpoint directory (default: the profile's choice)."
-        ),
-    ] = None,
+    param: ParamOption = None,
+    train_examples: TrainExamplesOption = None,
+    eval_examples: EvalExamplesOption = None,
+    checkpoint: CheckpointOption = None,
+    set_: SetOption = None,
+    aux_checkpoint: AuxCheckpointOption = None,
     output_dir: Annotated[
         Path | None, typer.Option(help="Run directory (default under $RECBENCH_HOME/runs).")
     ] = None,
-    results: Annotated[
-        Path | None, typer.Option(help="Results store (JSON Lines) to append records to.")
-    ] = None,
+    results: ResultsOption = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the full summary as JSON.")
@@ -315,15 +341,10 @@ def run_command(
             f"--loss {loss} and --baseline {baseline} exclude each other: a run trains a loss "
             "or runs a baseline; give one"
         )
-    params = _parse_params(param or [])
-    for key, value in {"beta": beta, "gamma": gamma, "alpha": alpha, "rho": rho}.items():
-        if value is None:
-            continue
-        if key in params:
-            raise UserError(
-                f"{key} given twice: --{key} {value} and --param {key}={params[key]}; keep one"
-            )
-        params[key] = value
+    params = _merge_named(
+        parse_assignments(param or [], "--param"),
+        {"beta": beta, "gamma": gamma, "alpha": alpha, "rho": rho},
+    )
     config = RunConfig(
         dataset=dataset,
         loss=None if baseline else (loss or DEFAULT_LOSS),
@@ -337,7 +358,7 @@ def run_command(
         eval_examples=eval_examples,
         checkpoint=checkpoint,
         aux_checkpoint=aux_checkpoint,
-        overrides=_parse_params(set_ or [], "--set"),
+        overrides=parse_assignments(set_ or [], "--set"),
         output_dir=output_dir,
         results=results,
         resume=resume,
@@ -427,10 +448,15 @@ def compare_command(
 # ---------------------------------------------------------------------------------- sweep
 @app.command("sweep")
 def sweep_command(
-    loss: Annotated[str, typer.Option(help="Loss key(s), comma-separated.")] = "napo",
+    loss: Annotated[
+        str | None, typer.Option(help=f"Loss key(s), comma-separated (default {DEFAULT_LOSS}).")
+    ] = None,
+    baseline: Annotated[
+        str | None, typer.Option(help="Baseline(s), comma-separated, instead of or after losses.")
+    ] = None,
     dataset: Annotated[str, typer.Option(help="Dataset name(s), comma-separated.")] = "lastfm",
-    model: Annotated[str, typer.Option(help="Model, as for `recbench run`.")] = "smollm2-135m",
-    profile: Annotated[str, typer.Option(help="Run size, as for `recbench run`.")] = "cpu",
+    model: ModelOption = "smollm2-135m",
+    profile: ProfileOption = "cpu",
     seed: Annotated[str, typer.Option(help="Seeds, comma-separated, e.g. 0,1,2.")] = "0",
     n_neg: Annotated[
         str | None, typer.Option(help="Negatives per example, e.g. 1,3,7,15 (default: profile).")
@@ -439,51 +465,52 @@ def sweep_command(
     alpha: Annotated[str | None, typer.Option(help="Margin sensitivities alpha.")] = None,
     beta: Annotated[str | None, typer.Option(help="Loss betas.")] = None,
     gamma: Annotated[str | None, typer.Option(help="Margins gamma_0.")] = None,
-    param: Annotated[
-        list[str] | None, typer.Option(help="Any other hyper-parameter, KEY=V1,V2,...")
-    ] = None,
-    train_examples: Annotated[
-        int | None, typer.Option(help="Training examples (default from the profile).")
-    ] = None,
-    eval_examples: Annotated[
-        int | None, typer.Option(help="Test examples evaluated (default from the profile).")
-    ] = None,
-    results: Annotated[
-        Path | None, typer.Option(help="Results store to check and append to.")
-    ] = None,
+    param: ParamOption = None,
+    train_examples: TrainExamplesOption = None,
+    eval_examples: EvalExamplesOption = None,
+    checkpoint: CheckpointOption = None,
+    set_: SetOption = None,
+    aux_checkpoint: AuxCheckpointOption = None,
+    results: ResultsOption = None,
     dry_run: Annotated[
         bool, typer.Option(help="List the points and which are already done; run nothing.")
     ] = False,
     plugin: PluginOption = None,
 ) -> None:
-    """Run a grid of `recbench run` settings, skipping points already in the results store."""
+    """Run a grid of `recbench run`s (a base run and the axes it varies), skipping points
+    already in the results store; a killed sweep continues where it stopped."""
     plugins.load_plugins(plugin or [])  # the points run in this process
-    from recbench import sweep as sweeps
+    from recbench import sweep as sweeps  # imports torch: only for the commands that run
 
-    params: dict[str, list] = {}
+    axes: dict[str, list] = {}
     for name, text in {"rho": rho, "alpha": alpha, "beta": beta, "gamma": gamma}.items():
         if text is not None:
-            params[name] = sweeps.parse_list(text, name, float)
+            axes[name] = sweeps.parse_list(text, name, float)
     for name, values in sweeps.parse_param_lists(param or []).items():
-        if name in params:
+        if name in axes:
             raise UserError(f"{name} given twice (as --{name} and as --param)")
-        params[name] = values
-    seeds = tuple(sweeps.parse_list(seed, "seed", int))
-    for value in seeds:  # the grid's checks validate one seed per setting
+        axes[name] = values
+    axes["seed"] = sweeps.parse_list(seed, "seed", int)
+    for value in axes["seed"]:  # the grid's checks validate one seed per setting
         check_seed(value)
-    spec = sweeps.SweepSpec(
-        losses=tuple(sweeps.parse_list(loss, "loss", str)),
-        datasets=tuple(sweeps.parse_list(dataset, "dataset", str)),
-        seeds=seeds,
-        n_negs=tuple(sweeps.parse_list(n_neg, "n-neg", int)),
-        params=params,
+    axes["dataset"] = sweeps.parse_list(dataset, "dataset", str)
+    if n_neg is not None:
+        axes["n_neg"] = sweeps.parse_list(n_neg, "n-neg", int)
+    if loss is not None or baseline is None:
+        axes["loss"] = sweeps.parse_list(loss or DEFAULT_LOSS, "loss", str)
+    if baseline is not None:
+        axes["baseline"] = sweeps.parse_list(baseline, "baseline", str)
+    base = RunConfig(
         model=model,
         profile=profile,
         train_examples=train_examples,
         eval_examples=eval_examples,
+        checkpoint=checkpoint,
+        aux_checkpoint=aux_checkpoint,
+        overrides=parse_assignments(set_ or [], "--set"),
         results=results,
     )
-    outcome = api.sweep(spec, dry_run=dry_run, report=typer.echo)
+    outcome = api.sweep(sweeps.SweepSpec(base, axes), dry_run=dry_run, report=typer.echo)
     counts = ", ".join(f"{outcome.count(s)} {s}" for s in ("done", "todo", "ran", "failed"))
     typer.echo(f"{len(outcome.outcomes)} points: {counts}")
     for failure in outcome.failed:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -51,6 +52,9 @@ class Profile:
     # otherwise), "released", "trained" or a checkpoint directory.
     aux_checkpoint: str = "default"
     checkpoint_every: int = 10  # optimizer steps between resumable checkpoints
+    # which test rows are examples: "all" (every row with len_seq >= 3, as S-DPO and NAPO
+    # evaluate) or "last" (each test user's last row, as LLaRA's and TALLRec's code evaluate)
+    eval_rows: str = "all"
     # sequential baselines and MoRec: None trains them fully (the published protocol); a number
     # trains one epoch of at most that many steps on the profile's training examples, an
     # end-to-end check of seconds
@@ -120,6 +124,48 @@ PROFILES: dict[str, Profile] = {
         n_neg=3,
     ),
 }
+
+
+Value = float | int | str | bool
+
+
+def parse_value(raw: str) -> Value:
+    """``"true"`` -> True, ``"3"`` -> 3, ``"0.5"`` -> 0.5, anything else stays a string.
+
+    The one reading of a command-line value for every ``KEY=VALUE`` option (``--set``,
+    ``--param``, the sweep's lists); the setting or hyper-parameter it lands in checks its type.
+    """
+    text = raw.strip()
+    if text.lower() in {"true", "false"}:
+        return text.lower() == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            continue
+    return text
+
+
+def split_assignments(items: Sequence[str], option: str) -> dict[str, str]:
+    """``["lora-r=8", "beta=0.5"]`` -> {"lora_r": "8", "beta": "0.5"}; a key given twice, or an
+    item without ``=``, is a one-line error naming ``option``."""
+    out: dict[str, str] = {}
+    given: dict[str, str] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"{option} expects KEY=VALUE, got '{item}'")
+        name = key.strip().replace("-", "_")
+        if name in given:
+            raise UserError(f"{name} given twice: {option} {given[name]} and {option} {item}")
+        given[name] = item
+        out[name] = raw
+    return out
+
+
+def parse_assignments(items: Sequence[str], option: str) -> dict[str, Value]:
+    """``KEY=VALUE`` items as typed values (:func:`parse_value`)."""
+    return {k: parse_value(v) for k, v in split_assignments(items, option).items()}
 
 
 def check_seed(seed: int, option: str = "--seed") -> None:
@@ -295,6 +341,7 @@ _POSITIVE_INTS = frozenset(
 #: Settings that must be finite and > 0.
 _POSITIVE_FLOATS = frozenset({"sft_epochs", "pref_epochs", "learning_rate", "sft_learning_rate"})
 PRECISIONS = ("auto", "fp32", "bf16")
+EVAL_ROWS = ("all", "last")
 _TRUE, _FALSE = {"1", "true", "yes"}, {"0", "false", "no"}
 
 
@@ -347,6 +394,11 @@ def _check_setting(option: str, name: str, value: object) -> None:
         raise UserError(f"{option} must be a finite number > 0, got {value}")
     if name == "warmup_ratio" and not 0.0 <= float(value) <= 1.0:
         raise UserError(f"{option} must be in [0, 1], got {value}")
+    if name == "eval_rows" and value not in EVAL_ROWS:
+        raise UserError(
+            f"{option}: unknown eval_rows '{value}'{did_you_mean(str(value), list(EVAL_ROWS))}; "
+            f"use {' or '.join(EVAL_ROWS)}"
+        )
     if name == "precision" and value not in PRECISIONS:
         raise UserError(
             f"{option}: unknown precision '{value}'{did_you_mean(str(value), list(PRECISIONS))}; "

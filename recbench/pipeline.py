@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 import losses
 from recbench import auxiliary, locks, models, paths, plugins, results, rundir
-from recbench.batches import PromptItem, pick_examples, render
+from recbench.batches import EVAL_SEED, PromptItem, evaluation_examples, pick_examples, render
 from recbench.config import RunConfig
 from recbench.data import load_dataset
 from recbench.data.dataset import Dataset
@@ -31,8 +31,6 @@ from recbench.evaluation import generate_answers, generation_report, rank_candid
 from recbench.methods import register_method
 from recbench.scoring import encode_pairs, score_responses
 from recbench.trainer import Stage, StageSettings, add_lora
-
-EVAL_SEED = 0  # every method is evaluated on the same test subset with the same prompts
 
 
 def _digest(value: object) -> str:
@@ -80,7 +78,7 @@ class LLMRun:
         train = pick_examples(self.ds.examples("train"), self.settings.train_examples, seed)
         n_neg = self.settings.n_neg
         self.train_items = [render(self.ds, ex, seed, n_neg) for ex in train]
-        test = pick_examples(self.ds.examples("test"), self.settings.eval_examples, EVAL_SEED)
+        test = evaluation_examples(self.ds, self.settings.eval_rows, self.settings.eval_examples)
         self.eval_items = [render(self.ds, ex, EVAL_SEED) for ex in test]
         self.sft_key = _digest(
             {

@@ -31,33 +31,20 @@ import itertools
 import json
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 import losses
 from recbench import results, runner
-from recbench.config import RunConfig
+from recbench.config import RunConfig, parse_value, split_assignments
 from recbench.errors import UserError
 from recbench.reports.runs import compatible, hparams_key
 
 ParamValue = float | int | str | bool
 # Options with a name of their own in `recbench run` (everything else goes through --param).
 NAMED_PARAMS = ("rho", "alpha", "beta", "gamma")
-
-
-def parse_value(raw: str) -> ParamValue:
-    """``"true"`` -> True, ``"3"`` -> 3, ``"0.5"`` -> 0.5, anything else stays a string."""
-    text = raw.strip()
-    if text.lower() in {"true", "false"}:
-        return text.lower() == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            continue
-    return text
 
 
 def parse_list(text: str | None, what: str, cast: Callable[[str], object] = parse_value) -> list:
@@ -79,35 +66,54 @@ def parse_list(text: str | None, what: str, cast: Callable[[str], object] = pars
     return values
 
 
-def parse_param_lists(items: Iterable[str]) -> dict[str, list[ParamValue]]:
-    """``["beta=0.5,1", "ln=true"]`` -> {"beta": [0.5, 1], "ln": [True]}."""
+def parse_param_lists(items: Iterable[str], option: str = "--param") -> dict[str, list[ParamValue]]:
+    """``["beta=0.5,1", "ln=true"]`` -> {"beta": [0.5, 1], "ln": [True]} (values as ``--set``)."""
     out: dict[str, list[ParamValue]] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--param expects KEY=VALUE[,VALUE...], got '{item}'")
-        out[key.strip().replace("-", "_")] = parse_list(raw, f"param {key.strip()}")
+    for key, raw in split_assignments(items, option).items():
+        out[key] = parse_list(raw, f"{option.lstrip('-')} {key}")
     return out
+
+
+#: Axes that set a field of the run's config; any other axis is a hyper-parameter of the loss.
+CONFIG_AXES = ("seed", "dataset", "loss", "baseline", "n_neg")
 
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """The grid: every combination of the listed values becomes one ``recbench run``."""
+    """A base run and the axes it varies: every combination of axis values is one run.
 
-    losses: tuple[str, ...] = ("napo",)
-    datasets: tuple[str, ...] = ("lastfm",)
-    seeds: tuple[int, ...] = (0,)
-    n_negs: tuple[int, ...] = ()  # empty: the profile's n_neg
-    params: Mapping[str, Sequence[ParamValue]] = field(default_factory=dict)
-    model: str = "smollm2-135m"
-    profile: str = "cpu"
-    train_examples: int | None = None
-    eval_examples: int | None = None
-    results: Path | None = None
+    ``base`` is a :class:`RunConfig` exactly as ``recbench run`` builds it (profile, model,
+    ``--set`` overrides, ``--aux-checkpoint``, results store...); ``axes`` maps a name to its
+    values: one of :data:`CONFIG_AXES` (``loss`` and ``baseline`` may both be axes: the loss
+    points, then the baseline points) or a loss hyper-parameter (``rho``, ``beta``...).
+    """
+
+    base: RunConfig = field(default_factory=RunConfig)
+    axes: Mapping[str, Sequence[ParamValue]] = field(default_factory=dict)
+
+    @classmethod
+    def grid(
+        cls,
+        losses: Sequence[str] = ("napo",),
+        datasets: Sequence[str] = ("lastfm",),
+        seeds: Sequence[int] = (0,),
+        n_negs: Sequence[int] = (),
+        params: Mapping[str, Sequence[ParamValue]] | None = None,
+        **base: object,
+    ) -> SweepSpec:
+        """The classic loss grid (losses x datasets x seeds x n_negs x params) over a base run
+        built from ``base`` (RunConfig fields)."""
+        axes: dict[str, Sequence[ParamValue]] = {
+            "seed": tuple(seeds), "dataset": tuple(datasets), "loss": tuple(losses),
+        }  # fmt: skip
+        if n_negs:
+            axes["n_neg"] = tuple(n_negs)
+        axes.update(params or {})
+        return cls(RunConfig(**base), axes)  # type: ignore[arg-type]
 
     @property
     def store(self) -> Path:
-        return Path(self.results) if self.results is not None else results.default_store()
+        return Path(self.base.results) if self.base.results is not None else results.default_store()
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,10 @@ class SweepPoint:
 
 
 def _expected_hparams(config: RunConfig) -> dict[str, object]:
-    """What ``recbench run`` records as hparams: the loss's defaults, overrides, the n_neg used."""
+    """What ``recbench run`` records as hparams: the loss's defaults, overrides, the n_neg used
+    (nothing for a baseline: each method records its own)."""
+    if config.loss is None:
+        return {}
     hparams: dict[str, object] = dict(losses.get_spec(config.method).hparams)
     hparams.update(config.loss_params)
     hparams["n_neg"] = config.settings.n_neg
@@ -138,38 +147,49 @@ def expand(spec: SweepSpec, check: bool = True) -> list[SweepPoint]:
     ``check`` resolves every name and hyper-parameter (dataset, loss, model, ranges) with the
     same checks as ``recbench run``, raising a one-line :class:`UserError` on the first problem.
     """
-    if not spec.losses or not spec.datasets or not spec.seeds:
-        raise UserError("a sweep needs at least one loss, dataset and seed")
-    names = list(spec.params)
-    n_negs: Sequence[int | None] = spec.n_negs or (None,)
+    axes = dict(spec.axes)
+    if any(not values for values in axes.values()):
+        empty = next(name for name, values in axes.items() if not values)
+        raise UserError(f"sweep axis '{empty}' has no values")
+    methods = [("loss", v) for v in axes.pop("loss", ())]
+    methods += [("baseline", v) for v in axes.pop("baseline", ())]
+    if not methods:
+        base = spec.base
+        methods = [("baseline", base.baseline)] if base.baseline else [("loss", base.loss)]
+    seeds = axes.pop("seed", (spec.base.seed,))
+    datasets = axes.pop("dataset", (spec.base.dataset,))
+    n_negs = axes.pop("n_neg", (None,))
+    names = list(axes)  # the loss hyper-parameters
     points = []
     checked: set[str] = set()
-    grid = itertools.product(
-        spec.seeds, spec.datasets, spec.losses, n_negs, *(spec.params[k] for k in names)
+    loss_grid = list(itertools.product(n_negs, *(axes[k] for k in names)))
+    grid = (
+        (seed, dataset, kind, method, n_neg, values)
+        for seed, dataset, (kind, method) in itertools.product(seeds, datasets, methods)
+        # a baseline has no negatives or loss hyper-parameters: one point, not one per value
+        for n_neg, *values in (loss_grid if kind == "loss" else [(None,)])
     )
-    for seed, dataset, loss, n_neg, *values in grid:
-        params = dict(zip(names, values, strict=True))
-        config = RunConfig(
+    for seed, dataset, kind, method, n_neg, values in grid:
+        chosen = dict(zip(names, values, strict=True)) if kind == "loss" else {}
+        params = {**spec.base.loss_params, **chosen}
+        config = replace(
+            spec.base,
             dataset=dataset,
-            loss=loss,
-            model=spec.model,
-            profile=spec.profile,
+            loss=method if kind == "loss" else None,
+            baseline=method if kind == "baseline" else None,
             seed=int(seed),
-            n_neg=n_neg,
+            n_neg=spec.base.n_neg if n_neg is None else n_neg,
             loss_params=params,
-            train_examples=spec.train_examples,
-            eval_examples=spec.eval_examples,
-            results=spec.results,
             resume="auto",  # a point a killed sweep left half-trained is continued, not refused
         )
-        key = repr((dataset, loss, n_neg, sorted(params.items())))
+        key = repr((dataset, kind, method, n_neg, sorted(params.items())))
         if check and key not in checked:  # seeds do not change validity
             runner.check_inputs(config)
             checked.add(key)
         swept: dict[str, ParamValue] = {}
         if n_neg is not None:
             swept["n_neg"] = n_neg
-        swept.update(params)
+        swept.update(chosen)
         points.append(SweepPoint(config, swept, _expected_hparams(config)))
     return points
 
@@ -183,13 +203,13 @@ def is_done(point: SweepPoint, records: Iterable[Mapping[str, object]]) -> bool:
     numbers of training and test examples, where the record's settings state them, too.
     """
     c = point.config
-    # a run on another number of training/test examples is another point (when recorded)
-    sizes = {k: getattr(c.settings, k) for k in ("train_examples", "eval_examples")}
+    # a run on other numbers of examples, or other --set settings, is another point
+    sizes = {k: getattr(c.settings, k) for k in ("train_examples", "eval_examples", *c.overrides)}
     for record in records:
         if (
             record.get("dataset") == c.dataset
             and record.get("method") == c.method
-            and record.get("model") == c.model
+            and (c.loss is None or record.get("model") == c.model)  # baselines record weights
             and record.get("profile") == c.profile
             and record.get("seed") == c.seed
         ):

@@ -26,12 +26,10 @@ from baselines import (
     execute_baseline,
     fit,
     list_baselines,
-    load_auxiliary,
     load_released,
     load_weights,
     released_names,
     run_baseline,
-    run_sequential,
     save_weights,
 )
 from baselines.weights import CHECKPOINT_DIR
@@ -89,7 +87,9 @@ def test_every_released_checkpoint_loads_strictly(name):
 @pytest.mark.parametrize("name", ["sasrec", "gru4rec", "caser"])
 def test_released_steam_hr1_matches_provenance(name, tmp_path):
     store = tmp_path / "results.jsonl"
-    metrics = run_sequential(name, "steam", checkpoint="released", store=store, progress=False)
+    metrics = execute_baseline(
+        name, "steam", checkpoint="released", store=store, progress=False
+    ).metrics
     assert metrics["n_examples"] == 1186
     assert round(metrics["hr@1"], 4) == STEAM_HR1[name]
     assert 0 <= metrics["ndcg@10"] <= 1 and metrics["hr@5"] >= metrics["hr@1"]
@@ -105,7 +105,7 @@ def test_released_steam_hr1_matches_provenance(name, tmp_path):
 
 def test_missing_released_checkpoint_is_a_one_line_user_error():
     with pytest.raises(ModelError) as info:
-        run_sequential("gru4rec", "lastfm", checkpoint="released", write_records=False)
+        execute_baseline("gru4rec", "lastfm", checkpoint="released", write_records=False)
     message = str(info.value)
     assert "\n" not in message and "steam" in message and "lastfm" in message
     assert isinstance(info.value, UserError)
@@ -113,14 +113,14 @@ def test_missing_released_checkpoint_is_a_one_line_user_error():
 
 def test_checkpoint_of_wrong_kind_or_size_is_refused():
     with pytest.raises(ModelError, match="caser model, not sasrec"):
-        run_sequential(
+        execute_baseline(
             "sasrec",
             "steam",
             checkpoint=CHECKPOINT_DIR / "caser_steam.safetensors",
             write_records=False,
         )
     with pytest.raises(ModelError, match="3581 items"):
-        run_sequential(
+        execute_baseline(
             "sasrec",
             "lastfm",
             checkpoint=CHECKPOINT_DIR / "sasrec_steam.safetensors",
@@ -130,7 +130,7 @@ def test_checkpoint_of_wrong_kind_or_size_is_refused():
 
 def test_unknown_names_suggest_the_closest():
     with pytest.raises(UnknownNameError, match="did you mean 'sasrec'"):
-        run_sequential("sasrek", "steam", checkpoint="released")
+        execute_baseline("sasrek", "steam", checkpoint="released")
     with pytest.raises(UserError, match="did you mean 'epochs'"):
         BASELINES.get("caser").train_config(epoch=2)
     assert [b["name"] for b in list_baselines()] == ["gru4rec", "caser", "sasrec"]
@@ -138,7 +138,7 @@ def test_unknown_names_suggest_the_closest():
 
 def test_training_options_with_a_checkpoint_are_refused():
     with pytest.raises(UserError, match="no effect"):
-        run_sequential("sasrec", "steam", checkpoint="released", epochs=3)
+        execute_baseline("sasrec", "steam", checkpoint="released", epochs=3)
 
 
 # --- architecture quirks --------------------------------------------------------------------
@@ -312,7 +312,7 @@ def test_early_stopping_keeps_the_best_epoch(tiny_data, one_thread):
     assert outcome.epochs_run == outcome.best_epoch + 2
 
 
-def test_run_sequential_trains_saves_and_reloads(recbench_home, tmp_path, one_thread):
+def test_a_trained_baseline_is_saved_and_reloads(recbench_home, tmp_path, one_thread):
     store = tmp_path / "results.jsonl"
     out = tmp_path / "model"
     run = execute_baseline(
@@ -333,9 +333,9 @@ def test_run_sequential_trains_saves_and_reloads(recbench_home, tmp_path, one_th
     assert saved["train"]["max_steps_per_epoch"] == 5 and saved["config"]["hidden_size"] == 16
     assert "test" not in saved["dataset_files"]  # training never reads the test split
     assert run.metrics["n_examples"] == 300
-    again = run_sequential(
+    again = execute_baseline(
         "sasrec", "lastfm", checkpoint=out, max_examples=300, write_records=False
-    )
+    ).metrics
     assert again["hr@1"] == run.metrics["hr@1"]
     records = results.read_records(store)
     assert {r["metric"] for r in records if r["mode"] == "ranking"} >= {
@@ -352,75 +352,6 @@ def test_run_sequential_trains_saves_and_reloads(recbench_home, tmp_path, one_th
 
 
 # --- NAPO auxiliary signals -----------------------------------------------------------------
-
-
-def test_auxiliary_signals_are_computed_then_cached(recbench_home):
-    aux = load_auxiliary("steam", "test", progress=False)  # steam defaults to the release
-    assert aux.checkpoint.startswith("released:") and aux.path.is_file()
-    assert aux.path.is_relative_to(recbench_home / "aux" / "steam")
-    examples = load_dataset("steam").examples("test")
-    assert len(aux) == len(examples) == 1186
-    assert aux.representation.shape == (1186, 64)
-    assert aux.candidate_scores.shape == aux.candidate_cosine.shape == (1186, 20)
-    assert aux.candidates[5].tolist() == list(examples[5].candidates)
-
-    model, _ = load_released("sasrec", "steam")
-    data = CandidateSet.from_examples(examples)
-    with torch.no_grad():
-        full = model(data.seq, data.len_seq)
-        torch.testing.assert_close(aux.representation, model.represent(data.seq, data.len_seq))
-    torch.testing.assert_close(aux.candidate_scores, full.gather(1, data.candidates))
-    assert aux.candidate_cosine.abs().max() <= 1 + 1e-6
-
-    written = aux.path.stat().st_mtime_ns
-    cached = load_auxiliary("steam", "test", checkpoint="released", progress=False)
-    assert cached.path == aux.path and aux.path.stat().st_mtime_ns == written  # not rebuilt
-    torch.testing.assert_close(cached.candidate_scores, aux.candidate_scores)
-
-    padded = load_auxiliary("steam", "test", state="padded_last", progress=False)
-    assert padded.path != aux.path
-    short = [e.index for e in examples if e.len_seq < 10][:2]
-    torch.testing.assert_close(padded.representation[short[0]], padded.representation[short[1]])
-
-
-def test_auxiliary_helpers_agree_with_the_cached_values(recbench_home):
-    aux = load_auxiliary("steam", "test", checkpoint="released", progress=False)
-    idx = torch.tensor([0, 7, 42])
-    items = aux.candidates[idx][:, :3]
-    torch.testing.assert_close(aux.scores(idx, items), aux.candidate_scores[idx][:, :3])
-    torch.testing.assert_close(aux.cosine(idx, items), aux.candidate_cosine[idx][:, :3])
-    for kind, own in (("raw", aux.scores(idx, items)), ("cosine", aux.cosine(idx, items))):
-        table = aux.receiver_scores(idx, items, kind=kind)
-        assert table.shape == (3, 3, 3)
-        torch.testing.assert_close(table.diagonal(dim1=0, dim2=1).T, own)
-    # receiver pairing: example 7's items scored under example 0's sequence
-    raw = aux.receiver_scores(idx, items, kind="raw")
-    torch.testing.assert_close(raw[0, 1], aux.scores(idx[:1], items[1:2])[0])
-    sim = aux.similarity(idx)
-    torch.testing.assert_close(sim, aux.representation[idx] @ aux.representation[idx].T)
-
-
-def test_auxiliary_cache_is_keyed_by_checkpoint(recbench_home, tmp_path):
-    torch.manual_seed(0)
-    model = build_model("sasrec", num_items=3581)
-    save_weights(model, tmp_path / "other")
-    released = load_auxiliary("steam", "test", checkpoint="released", progress=False)
-    other = load_auxiliary("steam", "test", checkpoint=tmp_path / "other", progress=False)
-    assert other.path != released.path and other.checkpoint.startswith("file:")
-    assert not torch.allclose(other.candidate_scores, released.candidate_scores)
-    with pytest.raises(UserError):
-        load_auxiliary("steam", "test", state="middle")
-
-
-def test_a_damaged_auxiliary_cache_is_rebuilt(recbench_home):
-    aux = load_auxiliary("steam", "test", checkpoint="released", progress=False)
-    aux.path.write_bytes(b"not a safetensors file")
-    again = load_auxiliary("steam", "test", checkpoint="released", progress=False)
-    torch.testing.assert_close(again.candidate_scores, aux.candidate_scores)
-    assert again.path.stat().st_size > 1000
-
-
-# --- the CLI's entry point ------------------------------------------------------------------
 
 
 def test_run_baseline_from_a_run_config(recbench_home, tmp_path):

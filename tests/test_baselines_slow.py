@@ -11,9 +11,8 @@ from __future__ import annotations
 import time
 
 import pytest
-import torch
 
-from baselines import execute_baseline, load_auxiliary
+from baselines import execute_baseline
 
 pytestmark = pytest.mark.slow
 
@@ -38,16 +37,3 @@ def test_trained_baseline_reaches_the_paper(name, recbench_home, tmp_path):
     assert run.metrics["n_examples"] == 2495
     assert run.metrics["hr@1"] >= PAPER_HR1[name] - 0.03
     assert seconds < BUDGET_SECONDS
-
-
-def test_auxiliary_cache_for_lastfm_train_is_built_once(recbench_home):
-    started = time.perf_counter()
-    first = load_auxiliary("lastfm", "train", progress=False)
-    first_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    second = load_auxiliary("lastfm", "train", progress=False)
-    second_seconds = time.perf_counter() - started
-    print(f"aux lastfm/train: first {first_seconds:.1f} s, second {second_seconds:.2f} s")
-    assert first.checkpoint.startswith("trained:") and len(first) == 47872
-    assert second.path == first.path and torch.equal(second.representation, first.representation)
-    assert first_seconds < BUDGET_SECONDS and second_seconds < 5

@@ -443,7 +443,7 @@ def fake_run(monkeypatch, recbench_home):
 
 
 def sweep_spec(store: Path, seeds=(0, 1, 2)) -> SweepSpec:
-    return SweepSpec(losses=("napo",), seeds=tuple(seeds), profile=PROFILE, results=store)
+    return SweepSpec.grid(losses=("napo",), seeds=tuple(seeds), profile=PROFILE, results=store)
 
 
 def test_sweep_over_a_damaged_store_runs_the_rest_with_one_warning(tmp_path, fake_run, caplog):
@@ -518,18 +518,18 @@ def test_a_point_the_other_sweep_gave_up_on_is_run_here(tmp_path, fake_run):
 
 def test_the_lock_names_the_point_not_the_sweep(tmp_path, recbench_home):
     store = tmp_path / "results.jsonl"
-    rho_sweep = expand(SweepSpec(losses=("napo",), params={"rho": [0.7]}, results=store))[0]
-    plain = expand(SweepSpec(losses=("napo",), results=store))[0]  # rho 0.7 is the default
-    n_neg = expand(SweepSpec(losses=("napo",), n_negs=(3,), results=store))[0]  # the default
+    rho_sweep = expand(SweepSpec.grid(losses=("napo",), params={"rho": [0.7]}, results=store))[0]
+    plain = expand(SweepSpec.grid(losses=("napo",), results=store))[0]  # rho 0.7 is the default
+    n_neg = expand(SweepSpec.grid(losses=("napo",), n_negs=(3,), results=store))[0]  # the default
     assert lock_path(store, rho_sweep) == lock_path(store, plain) == lock_path(store, n_neg)
     assert lock_path(store, plain).parent == tmp_path / "results.jsonl.locks"
     others = [
-        SweepSpec(losses=("napo",), seeds=(1,), results=store),
-        SweepSpec(losses=("napo",), n_negs=(7,), results=store),
-        SweepSpec(losses=("napo",), params={"rho": [0.3]}, results=store),
-        SweepSpec(losses=("dpo",), results=store),
-        SweepSpec(losses=("napo",), profile="smoke", results=store),
-        SweepSpec(losses=("napo",), train_examples=100, results=store),
+        SweepSpec.grid(losses=("napo",), seeds=(1,), results=store),
+        SweepSpec.grid(losses=("napo",), n_negs=(7,), results=store),
+        SweepSpec.grid(losses=("napo",), params={"rho": [0.3]}, results=store),
+        SweepSpec.grid(losses=("dpo",), results=store),
+        SweepSpec.grid(losses=("napo",), profile="smoke", results=store),
+        SweepSpec.grid(losses=("napo",), train_examples=100, results=store),
     ]
     paths = {lock_path(store, expand(s)[0]) for s in others}
     assert len(paths) == len(others) and lock_path(store, plain) not in paths
@@ -560,7 +560,7 @@ runner.execute = fake_run
 Path(ready).touch()  # imports done
 while not go.exists():
     time.sleep(0.005)
-outcome = run_sweep(SweepSpec(losses=("napo",), seeds=tuple(range(6)), profile="cpu",
+outcome = run_sweep(SweepSpec.grid(losses=("napo",), seeds=tuple(range(6)), profile="cpu",
                               results=store))
 print(json.dumps(outcome.to_dict()["counts"]))
 """

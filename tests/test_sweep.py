@@ -70,7 +70,7 @@ def spec(tmp_path: Path, **changes) -> SweepSpec:
     base = {"losses": ("napo",), "datasets": ("lastfm",), "seeds": (0, 1), "n_negs": (1, 3),
             "params": {"rho": [0.1, 0.3]}, "profile": "cpu",
             "results": tmp_path / "results.jsonl"}  # fmt: skip
-    return SweepSpec(**{**base, **changes})
+    return SweepSpec.grid(**{**base, **changes})
 
 
 def test_grid_expansion_is_the_full_product_seed_major(tmp_path, recbench_home):
@@ -207,3 +207,43 @@ def test_sweep_input_mistakes_are_one_line_errors(cli, tmp_path, args, needle):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
     assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_a_sweep_is_a_base_run_and_the_axes_it_varies(tmp_path, recbench_home):
+    """--set, --aux-checkpoint and baselines reach every point, as in `recbench run`."""
+    store = tmp_path / "results.jsonl"
+    base = RunConfig(profile="smoke", overrides={"lora_r": 8}, aux_checkpoint="released",
+                     results=store)  # fmt: skip
+    axes = {"seed": [0, 1], "loss": ["dpo"], "baseline": ["pop"], "beta": [0.5]}
+    points = expand(SweepSpec(base, axes))
+    described = [(p.config.seed, p.config.loss, p.config.baseline) for p in points]
+    assert described == [(0, "dpo", None), (0, None, "pop"), (1, "dpo", None), (1, None, "pop")]
+    for point in points:
+        assert point.config.overrides == {"lora_r": 8}
+        assert point.config.aux_checkpoint == "released" and point.config.results == store
+        assert point.config.resume == "auto"
+    assert points[0].config.loss_params == {"beta": 0.5}
+
+    # a stored run with other --set settings is another point; the same settings are done
+    dpo = points[0]
+    store_run(store, dpo.config, settings={"lora_r": 4, "train_examples": 8, "eval_examples": 4})
+    assert not is_done(dpo, results.read_records(store))
+    store_run(store, dpo.config, settings={"lora_r": 8, "train_examples": 8, "eval_examples": 4})
+    assert is_done(dpo, results.read_records(store))
+    # a baseline's record names its own weights or rule as its model
+    pop = points[1]
+    store_run(store, pop.config, hparams={}, model="rule", family="rule",
+              settings={"lora_r": 8, "train_examples": 8, "eval_examples": 4})  # fmt: skip
+    assert is_done(pop, results.read_records(store))
+    assert not is_done(points[3], results.read_records(store))  # seed 1
+
+
+def test_sweep_cli_takes_set_and_baselines_like_run(tmp_path, recbench_home):
+    result = CliRunner().invoke(app, [
+        "sweep", "--loss", "dpo", "--baseline", "pop", "--seed", "0", "--profile", "smoke",
+        "--set", "lora_r=8", "--results", str(tmp_path / "r.jsonl"), "--dry-run",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "lastfm dpo seed=0: to run" in result.output
+    assert "lastfm pop seed=0: to run" in result.output
+    assert "2 points: 0 done, 2 todo" in result.output

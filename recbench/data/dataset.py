@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from recbench.data.candidates import build_candidates
-from recbench.data.rows import MIN_LEN_SEQ, SplitRows, read_item_names, read_rows, sha256_of
+from recbench.data.rows import (
+    MIN_LEN_SEQ,
+    STATE_SIZE,
+    SplitRows,
+    read_item_names,
+    read_rows,
+    sha256_of,
+)
 from recbench.errors import DataError, UnknownNameError
 from recbench.registry import did_you_mean
 
@@ -127,6 +134,27 @@ class Examples(Sequence[Example]):
         )
 
 
+def user_last_rows(rows: SplitRows, padding_id: int, window: int) -> frozenset[int]:
+    """Row indices that end a user's run of rows: each test user's last row.
+
+    The row format has no user id; a user's rows are consecutive, each one's history being the
+    previous row's history and target (cut to the last ``window`` items).  A row that does not
+    continue the one before starts a new user.  On lastfm's test split this finds 122 users,
+    the rows LLaRA's and TALLRec's evaluation code keeps.
+    """
+    last: list[int] = []
+    previous: list[int] | None = None
+    for index in range(len(rows.next)):
+        history = [int(x) for x in rows.seq[index] if int(x) != padding_id]
+        target = int(rows.next[index])
+        if last and history and history == previous:
+            last[-1] = index
+        else:
+            last.append(index)
+        previous = (history + [target])[-window:]
+    return frozenset(last)
+
+
 class Dataset:
     """A registered dataset; all file access is lazy and checksummed."""
 
@@ -203,6 +231,17 @@ class Dataset:
             kept = np.flatnonzero(rows.len_seq >= min_len_seq)
             self._examples[key] = Examples(self, split, rows, kept)
         return self._examples[key]
+
+    def protocol_examples(self, split: str, eval_rows: str = "all") -> list[Example]:
+        """The examples a protocol evaluates: ``all`` (every row with ``len_seq >= 3``) or
+        ``last`` (each user's last row, see :func:`user_last_rows`)."""
+        examples = self.examples(split)
+        if eval_rows == "all":
+            return list(examples)
+        if eval_rows != "last":
+            raise ValueError(f"unknown eval_rows '{eval_rows}' (use 'all' or 'last')")
+        last = user_last_rows(self.rows(split), self.padding_id, STATE_SIZE)
+        return [ex for ex in examples if ex.row in last]
 
     def popularity(self) -> np.ndarray:
         """Pop(i): how many rows of the unfiltered training split have ``next == i``."""

@@ -23,7 +23,7 @@ from recbench import results
 from recbench.errors import UserError
 from recbench.reports import plots, tables
 from recbench.reports.runs import (
-    SEQUENTIAL,
+    WITHOUT_LLM,
     Filters,
     choose_references,
     load_runs,
@@ -167,7 +167,7 @@ def _write_setting(
     directory.mkdir(parents=True, exist_ok=True)
     report.directories.append(directory)
     refs = choose_references(runs)
-    llm_runs = runs[runs["family"] != SEQUENTIAL]
+    llm_runs = runs[~runs["family"].isin(WITHOUT_LLM)]
     named = llm_runs if len(llm_runs) else runs
     model, profile = str(named["model"].iloc[0]), str(named["profile"].iloc[0])
     builders: list[tuple[str, Callable[[], tables.Table | str]]] = [

@@ -123,6 +123,18 @@ def load_runs(store: Path, filters: Filters) -> pd.DataFrame:
     return _to_runs(chosen)
 
 
+#: What a profile is called in reports when its runs evaluated each test user's last row only.
+LAST_ROWS_SUFFIX = "+last-rows"
+
+
+def _protocol_profile(record: dict) -> str:
+    """The record's profile, marked when it evaluated the ``last`` rows protocol: the two
+    protocols' numbers are on different test sets and never share a table column."""
+    settings = record.get("settings") or {}
+    last = isinstance(settings, dict) and settings.get("eval_rows") == "last"
+    return str(record.get("profile")) + (LAST_ROWS_SUFFIX if last else "")
+
+
 def _to_runs(records: list[dict]) -> pd.DataFrame:
     runs: dict[str, dict] = {}
     ordered = sorted(records, key=lambda r: (str(r.get("time") or ""), str(r.get("run_id"))))
@@ -139,7 +151,7 @@ def _to_runs(records: list[dict]) -> pd.DataFrame:
                 "method": str(record.get("method")),
                 "family": str(record.get("family")),
                 "model": str(record.get("model")),
-                "profile": str(record.get("profile")),
+                "profile": _protocol_profile(record),
                 "seed": int(seed) if seed is not None else -1,
                 "hparams": hparams,
                 "hkey": hparams_key(hparams),
@@ -164,31 +176,41 @@ def _to_runs(records: list[dict]) -> pd.DataFrame:
 
 
 SEQUENTIAL = "sequential"
+#: Families whose runs have no LLM: their "model" is their own checkpoint or rule, so they are
+#: listed next to every LLM setting of their profile rather than forming settings of their own.
+WITHOUT_LLM = frozenset({SEQUENTIAL, "rule"})
+
+
+#: The "model" of a setting that holds only baselines without an LLM (one per profile).
+BASELINES_ONLY = "baselines"
 
 
 def settings_of(runs: pd.DataFrame) -> list[tuple[str, str]]:
     """The distinct (model, profile) pairs: numbers from different pairs are never pooled.
 
-    The model of a sequential baseline is its own checkpoint, not an LLM, so sequential runs do
-    not form a setting of their own where LLM runs of the same profile exist: they are listed
-    next to every LLM of that profile (see :func:`runs_of_setting`), as the paper's tables do.
+    The model of a sequential or rule baseline is its own checkpoint or rule, not an LLM, so
+    these runs do not form settings of their own: they are listed next to every LLM of their
+    profile (see :func:`runs_of_setting`), as the paper's tables do, and a profile with no LLM
+    run has one setting of all its baselines (named by their model if they share one, else
+    :data:`BASELINES_ONLY`).
     """
-    llm = runs[runs["family"] != SEQUENTIAL]
+    llm = runs[~runs["family"].isin(WITHOUT_LLM)]
     pairs = {(str(m), str(p)) for m, p in llm[["model", "profile"]].itertuples(index=False)}
     llm_profiles = {p for _, p in pairs}
-    sequential = runs[(runs["family"] == SEQUENTIAL) & ~runs["profile"].isin(llm_profiles)]
-    pairs |= {(str(m), str(p)) for m, p in sequential[["model", "profile"]].itertuples(index=False)}
+    alone = runs[runs["family"].isin(WITHOUT_LLM) & ~runs["profile"].isin(llm_profiles)]
+    for profile, group in alone.groupby("profile"):
+        models = {str(m) for m in group["model"]}
+        pairs.add((models.pop() if len(models) == 1 else BASELINES_ONLY, str(profile)))
     return sorted(pairs)
 
 
 def runs_of_setting(runs: pd.DataFrame, model: str, profile: str) -> pd.DataFrame:
-    """The runs of one setting: its model's, plus the profile's sequential baselines."""
+    """The runs of one setting: its model's, plus the profile's sequential and rule baselines."""
     same_profile = runs["profile"] == profile
-    own = runs["model"] == model
-    is_llm_setting = bool(((runs["family"] != SEQUENTIAL) & own & same_profile).any())
-    if is_llm_setting:
-        own = own | (runs["family"] == SEQUENTIAL)
-    return runs[own & same_profile]
+    baselines = runs["family"].isin(WITHOUT_LLM)
+    if not (same_profile & ~baselines).any():  # a profile of baselines only: one setting
+        return runs[baselines & same_profile]
+    return runs[((runs["model"] == model) | baselines) & same_profile]
 
 
 # ------------------------------------------------------------------------- reference choice

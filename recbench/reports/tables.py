@@ -18,10 +18,20 @@ import pandas as pd
 from recbench.reports.runs import TRAIN_TIME, References, one_factor
 from recbench.reports.stats import Estimate, estimate, relative_percent
 
-FAMILY_ORDER = ("sequential", "llm_baseline", "loss")
-FAMILY_LABELS = {"sequential": "sequential", "llm_baseline": "LLM baseline", "loss": "loss"}
+FAMILY_ORDER = ("rule", "sequential", "llm_baseline", "loss")
+FAMILY_LABELS = {
+    "rule": "rule",
+    "sequential": "sequential",
+    "llm_baseline": "LLM baseline",
+    "loss": "loss",
+}
 DATASET_ORDER = ("lastfm", "goodreads", "steam")
 METHOD_ORDER = (
+    "random",
+    "pop",
+    "markov",
+    "cooc",
+    "order",
     "gru4rec",
     "caser",
     "sasrec",
@@ -176,7 +186,7 @@ def main_table(refs: References) -> Table | str:
     for dataset in datasets:
         here = runs[runs["dataset"] == dataset]
         for method, group in here.groupby("method", sort=True):
-            if group["family"].iloc[0] in ("sequential", "llm_baseline"):
+            if group["family"].iloc[0] in ("rule", "sequential", "llm_baseline"):
                 value = mean_of(stat(group, headline_column(group)))
                 if not math.isnan(value) and (dataset not in best or value > best[dataset][1]):
                     best[dataset] = (str(method), value)
