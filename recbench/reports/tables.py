@@ -251,7 +251,7 @@ def main_table(refs: References) -> Table | str:
     if (tidy["hr1_mode"] == "ranking").any():
         notes.append(RANKING_NOTE)
     notes.append(
-        "vs best: relative HR@1 change over the best baseline (sequential or LLM) of the dataset; "
+        "vs best: relative HR@1 change over the best baseline (rule, sequential or LLM) of the dataset; "
         "vs SFT: over the SFT model, 100 (HR - HR_ref) / HR_ref"
     )
     for dataset in datasets:
