@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from recbench import plugins
 from recbench.batches import PromptItem
 from recbench.config import RunConfig
 from recbench.data.dataset import Dataset
@@ -78,6 +79,8 @@ def provide_sasrec(source: SasrecSource) -> None:
 
 
 def _source() -> SasrecSource:
+    if not _SOURCE:
+        plugins.load_plugins()  # the installed ones, baselines among them (idempotent)
     if not _SOURCE:
         raise UserError(
             "no SASRec is available: the 'baselines' plugin of recbench is not installed "

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from recbench import plugins
 from recbench.errors import UserError
 from recbench.registry import Registry
 
@@ -84,11 +85,13 @@ def register_method(
 
 def get_method(name: str) -> MethodSpec:
     """The method registered as ``name`` (plugins loaded first); unknown names: "did you mean"."""
+    plugins.load_plugins()  # the installed ones (entry points); idempotent
     return METHODS.get(name)
 
 
 def method_names() -> list[str]:
     """Every registered method, in listing order (family, then ``order``, then name)."""
+    plugins.load_plugins()
     specs = [METHODS.get(name) for name in METHODS.names()]
     specs.sort(key=lambda s: (FAMILIES.index(s.family), s.order, s.name))
     return [s.name for s in specs]

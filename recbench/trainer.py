@@ -266,10 +266,14 @@ class Stage:
         from transformers import get_cosine_schedule_with_warmup
 
         extra = extra or {}
-        self.repair()
+        if self.accelerator.is_main_process:  # one process renames; the others wait for it
+            self.repair()
+        self.accelerator.wait_for_everyone()
         if self.is_done() and self._load_or_discard(model, None, None, extra, "final") is not None:
             return json.loads((self.dir / "final" / "summary.json").read_text())
-        shutil.rmtree(self.dir / "final", ignore_errors=True)  # incomplete (no done.json)
+        self.accelerator.wait_for_everyone()  # every process has looked before one removes it
+        if self.accelerator.is_main_process:
+            shutil.rmtree(self.dir / "final", ignore_errors=True)  # incomplete (no done.json)
         settings = self.settings
         batches = self.micro_batches(n_items)
         total_steps = max(1, len(batches) // settings.grad_accum)
