@@ -67,7 +67,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recbench.data.dataset import Dataset
+from recbench.data.dataset import Dataset, user_runs
 from recbench.data.rows import MIN_LEN_SEQ, STATE_SIZE, SplitRows
 
 SHARED_RUN = 8
@@ -128,15 +128,11 @@ def histories(rows: SplitRows, padding_id: int) -> list[list[int]]:
 
 def sequences(rows: SplitRows, padding_id: int) -> list[list[int]]:
     """The item sequences a split's rows were cut from (see the module docstring)."""
-    out: list[list[int]] = []
-    previous: list[int] | None = None
-    for history, target in zip(histories(rows, padding_id), rows.next.tolist(), strict=True):
-        if out and history and history == previous:
-            out[-1].append(target)
-        else:
-            out.append([*history, target])
-        previous = (history + [target])[-STATE_SIZE:]
-    return out
+    history, targets = histories(rows, padding_id), rows.next.tolist()
+    return [
+        [*history[run[0]], *(targets[i] for i in run)]
+        for run in user_runs(rows, padding_id, STATE_SIZE)
+    ]
 
 
 def shuffled(seqs: Iterable[Sequence[int]], seed: int = 0) -> list[list[int]]:

@@ -134,25 +134,32 @@ class Examples(Sequence[Example]):
         )
 
 
-def user_last_rows(rows: SplitRows, padding_id: int, window: int) -> frozenset[int]:
-    """Row indices that end a user's run of rows: each test user's last row.
+def user_runs(rows: SplitRows, padding_id: int, window: int) -> list[list[int]]:
+    """The row indices of each user, in order: the row format has no user id.
 
-    The row format has no user id; a user's rows are consecutive, each one's history being the
-    previous row's history and target (cut to the last ``window`` items).  A row that does not
-    continue the one before starts a new user.  On lastfm's test split this finds 122 users,
-    the rows LLaRA's and TALLRec's evaluation code keeps.
+    A user's rows are consecutive, each one's history being the previous row's history and
+    target (cut to the last ``window`` items); a row that does not continue the one before
+    starts a new user.  Used by the last-row protocol and by the audit.
     """
-    last: list[int] = []
+    runs: list[list[int]] = []
     previous: list[int] | None = None
-    for index in range(len(rows.next)):
-        history = [int(x) for x in rows.seq[index] if int(x) != padding_id]
-        target = int(rows.next[index])
-        if last and history and history == previous:
-            last[-1] = index
+    for index, (seq, target) in enumerate(zip(rows.seq.tolist(), rows.next.tolist(), strict=True)):
+        history = [x for x in seq if x != padding_id]
+        if runs and history and history == previous:
+            runs[-1].append(index)
         else:
-            last.append(index)
+            runs.append([index])
         previous = (history + [target])[-window:]
-    return frozenset(last)
+    return runs
+
+
+def user_last_rows(rows: SplitRows, padding_id: int, window: int) -> frozenset[int]:
+    """Row indices that end a user's run of rows (:func:`user_runs`): each test user's last row.
+
+    On lastfm's test split this finds 122 users, the rows LLaRA's and TALLRec's evaluation code
+    keeps.
+    """
+    return frozenset(run[-1] for run in user_runs(rows, padding_id, window))
 
 
 class Dataset:
