@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from recbench.data import Example
-from recbench.metrics import popularity_bias, ranking_metrics
+from recbench.metrics import popularity_bias, ranking_metrics, target_ranks
+from recbench.outcomes import Outcomes
 
 DEFAULT_KS = (5, 10)
 
@@ -29,6 +30,7 @@ class CandidateSet:
     candidates: torch.Tensor  # [N, 20] long
     target_position: np.ndarray  # [N]
     histories: tuple[tuple[int, ...], ...]
+    keys: tuple[str, ...] = ()  # the examples' keys, for per-example outcomes
 
     @classmethod
     def from_examples(cls, examples: Sequence[Example]) -> CandidateSet:
@@ -40,6 +42,7 @@ class CandidateSet:
             candidates=torch.tensor([e.candidates for e in examples], dtype=torch.long),
             target_position=np.asarray([e.target_position for e in examples], dtype=np.int64),
             histories=tuple(e.history for e in examples),
+            keys=tuple(e.key for e in examples),
         )
 
     def __len__(self) -> int:
@@ -86,10 +89,14 @@ def evaluate_model(
     popularity: np.ndarray | None = None,
     ks: Sequence[int] = DEFAULT_KS,
     batch_size: int = 2048,
+    outcomes: Outcomes | None = None,
 ) -> dict[str, float]:
-    """HR@1, HR@k, NDCG@k and (given ``popularity``) the popularity bias of the top-1 pick."""
+    """HR@1, HR@k, NDCG@k and (given ``popularity``) the popularity bias of the top-1 pick;
+    each example's target rank is added to ``outcomes`` when given."""
     scores = candidate_scores(model, data, batch_size)
     metrics = ranking_metrics(scores, data.target_position, ks)
+    if outcomes is not None:
+        outcomes.add_ranks(data.keys, target_ranks(scores, data.target_position))
     if popularity is not None:
         # argmax takes the first maximum, the same tie rule as the rank computation.
         picks = data.candidates.numpy()[np.arange(len(data)), scores.argmax(axis=1)]

@@ -63,6 +63,7 @@ from recbench.auxiliary import load_sasrec
 from recbench.batches import PromptItem, batched, candidate_texts
 from recbench.config import RunConfig
 from recbench.evaluation import generation_report, ranking_report
+from recbench.outcomes import Outcomes
 from recbench.pipeline import RUN_LOCATION_FIELDS, LLMRun
 from recbench.scoring import score_responses
 from recbench.trainer import Stage, add_lora
@@ -153,12 +154,13 @@ def evaluate(llm: LLMRun, encoder: HybridEncoder) -> dict[str, dict]:
     llm.model.eval()
     started = time.perf_counter()
     scores, lengths = rank_hybrid(llm, encoder, llm.eval_items)
-    out = {"ranking": ranking_report(llm.ds, llm.eval_items, scores, lengths)}
+    llm.outcomes = Outcomes()
+    out = {"ranking": ranking_report(llm.ds, llm.eval_items, scores, lengths, llm.outcomes)}
     llm.timings["eval_ranking_seconds"] = time.perf_counter() - started
     if llm.settings.generation:
         started = time.perf_counter()
         answers = generate_hybrid(llm, encoder, llm.eval_items)
-        out["generation"] = generation_report(llm.ds, llm.eval_items, answers)
+        out["generation"] = generation_report(llm.ds, llm.eval_items, answers, llm.outcomes)
         llm.timings["eval_generation_seconds"] = time.perf_counter() - started
         llm._write_answers(answers)
     return out

@@ -55,6 +55,7 @@ from recbench.data.dataset import Dataset
 from recbench.data.rows import sha256_of
 from recbench.errors import ModelError, UserError
 from recbench.models import fetch_wheel
+from recbench.outcomes import Outcomes
 
 if TYPE_CHECKING:
     from recbench.config import RunConfig
@@ -264,9 +265,13 @@ def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     weights = save_weights(model, out_dir, {"dataset": ds.name, "seed": config.seed,
                                             "result": outcome.to_dict()})  # fmt: skip
     sha = file_sha256(weights)
-    examples = evaluation_examples(ds, settings.eval_rows, settings.eval_examples)
+    eval_split = settings.eval_split
+    examples = evaluation_examples(ds, settings.eval_rows, settings.eval_examples, eval_split)
     started = time.perf_counter()
-    metrics = evaluate_model(model, CandidateSet.from_examples(examples), ds.popularity())
+    outcomes = Outcomes()
+    metrics = evaluate_model(
+        model, CandidateSet.from_examples(examples), ds.popularity(), outcomes=outcomes
+    )
     eval_seconds = time.perf_counter() - started
     run_id = results.new_run_id()
     record = {
@@ -275,14 +280,13 @@ def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
         "hparams": {"model": model.config(), "train": train_config.to_dict(),
                     "text_encoder": f"{ENCODER} ({PACKAGE}=={VERSION})"},
         "settings": {"config": config.to_dict(), "eval_examples": settings.eval_examples,
-                     "eval_rows": settings.eval_rows,
+                     "eval_rows": settings.eval_rows, "eval_split": eval_split,
                      "weights": str(weights), "sha256": sha, "train_rows": len(rows),
                      "best_epoch": outcome.best_epoch, "val_hr@1": outcome.best_val_hr1},
     }  # fmt: skip
     cost = {"train_seconds": outcome.seconds, "text_encoding_seconds": encode_seconds,
             "eval_ranking_seconds": eval_seconds}  # fmt: skip
-    records = results.make_records(record, metrics, split="test", mode="ranking")
-    records += results.make_records(record, cost, split="train", mode="cost")
-    store = results.append_records(records, config.results)
+    records = results.run_records(record, {"ranking": metrics}, cost, split=eval_split)
+    store = results.append_records(records, config.results, outcomes)
     return {"run_id": run_id, "evaluation": {"ranking": metrics}, "timings": cost,
             "checkpoint": str(weights), "results": str(store)}  # fmt: skip

@@ -67,7 +67,8 @@ from recbench.data.dataset import Dataset
 from recbench.data.rows import SplitRows
 from recbench.errors import UserError
 from recbench.methods import register_method
-from recbench.metrics import popularity_bias, ranking_metrics
+from recbench.metrics import popularity_bias, ranking_metrics, target_ranks
+from recbench.outcomes import Outcomes
 
 if TYPE_CHECKING:
     from recbench.config import RunConfig
@@ -254,11 +255,15 @@ def evaluate_scores(
     examples: Sequence[Example],
     popularity: np.ndarray | None = None,
     ks: Sequence[int] = DEFAULT_KS,
+    outcomes: Outcomes | None = None,
 ) -> dict[str, float]:
     """HR@1, HR@k, NDCG@k and the top-1 popularity bias, as the sequential baselines compute
-    them (:func:`baselines.evaluation.evaluate_model`) from their candidate scores."""
+    them (:func:`baselines.evaluation.evaluate_model`) from their candidate scores; each
+    example's target rank is added to ``outcomes`` when given."""
     target_position = np.asarray([e.target_position for e in examples], dtype=np.int64)
     metrics = ranking_metrics(scores, target_position, ks)
+    if outcomes is not None:
+        outcomes.add_ranks([e.key for e in examples], target_ranks(scores, target_position))
     if popularity is not None:
         best = scores.argmax(axis=1)
         picks = [int(e.candidates[j]) for e, j in zip(examples, best, strict=True)]
@@ -314,7 +319,8 @@ def execute_rule(
     examples = pick_examples(ds.protocol_examples(split, eval_rows), max_examples, EVAL_SEED)
     started = time.perf_counter()
     scores = rule_scores(rule, examples, stats, seed)
-    metrics = evaluate_scores(scores, examples, ds.popularity())
+    outcomes = Outcomes()
+    metrics = evaluate_scores(scores, examples, ds.popularity(), outcomes=outcomes)
     eval_seconds = time.perf_counter() - started
     run_id = run_id or results.new_run_id()
     run = {
@@ -330,6 +336,7 @@ def execute_rule(
             "rule": RULES[rule],
             "eval_examples": max_examples,
             "eval_rows": eval_rows,
+            "eval_split": split,
             "eval_seed": EVAL_SEED,
             "train_layout": layout,
             "train_rows": len(ds.rows("train")),
@@ -339,10 +346,9 @@ def execute_rule(
             "dataset_files": {s: ds.split_spec(s).sha256 for s in ("train", split)},
         },
     }
-    records = results.make_records(run, metrics, split=split, mode="ranking")
     cost = {"train_seconds": train_seconds, "eval_ranking_seconds": eval_seconds}
-    records += results.make_records(run, cost, split="train", mode="cost")
-    written = results.append_records(records, store) if write_records else None
+    records = results.run_records(run, {"ranking": metrics}, cost, split=split)
+    written = results.append_records(records, store, outcomes) if write_records else None
     return RuleRun(run_id=run_id, metrics=metrics, records=records, scores=scores, store=written)
 
 
@@ -360,6 +366,7 @@ def run_rule(config: RunConfig, progress: bool = True) -> dict[str, Any]:
         store=config.results,
         profile=config.profile,
         eval_rows=config.settings.eval_rows,
+        split=config.settings.eval_split,
     )
     timings = {r["metric"]: r["value"] for r in run.records if r["mode"] == "cost"}
     return {

@@ -36,6 +36,7 @@ from recbench.batches import EVAL_SEED, pick_examples
 from recbench.data import load_dataset
 from recbench.data.dataset import Dataset
 from recbench.errors import ModelError, UserError
+from recbench.outcomes import Outcomes
 
 if TYPE_CHECKING:
     from recbench.config import RunConfig
@@ -213,7 +214,10 @@ def execute_baseline(
     # The same seeded subset the LLM pipeline evaluates (all examples when max_examples is None).
     examples = pick_examples(ds.protocol_examples(split, eval_rows), max_examples, EVAL_SEED)
     started = time.perf_counter()
-    metrics = evaluate_model(model, CandidateSet.from_examples(examples), ds.popularity())
+    outcomes = Outcomes()
+    metrics = evaluate_model(
+        model, CandidateSet.from_examples(examples), ds.popularity(), outcomes=outcomes
+    )
     eval_seconds = time.perf_counter() - started
     run_id = run_id or results.new_run_id()
     train_result = settings.get("result") or {}
@@ -235,16 +239,16 @@ def execute_baseline(
             "train_seconds": train_result.get("seconds"),
             "eval_seconds": eval_seconds,
             "eval_rows": eval_rows,
+            "eval_split": split,
             "dataset_files": _dataset_fingerprint(ds, (split,)),
         },
     }
-    records = results.make_records(run, metrics, split=split, mode="ranking")
     # Cost records, named like the LLM pipeline's timings.
     cost = {"eval_ranking_seconds": eval_seconds}
     if train_result:
         cost = {"train_seconds": float(train_result["seconds"]), **cost}
-    records += results.make_records(run, cost, split="train", mode="cost")
-    written = results.append_records(records, store) if write_records else None
+    records = results.run_records(run, {"ranking": metrics}, cost, split=split)
+    written = results.append_records(records, store, outcomes) if write_records else None
     return BaselineRun(
         run_id=run_id,
         metrics=metrics,
@@ -289,6 +293,7 @@ def run_baseline(config: RunConfig, progress: bool = True) -> dict[str, Any]:
         store=config.results,
         profile=config.profile,
         eval_rows=settings.eval_rows,
+        split=settings.eval_split,
     )
     timings = {r["metric"]: r["value"] for r in run.records if r["mode"] == "cost"}
     return {

@@ -1,4 +1,9 @@
-"""The Python API behind every CLI command (the CLI is a thin layer over these functions)."""
+"""The Python API behind every CLI command (the CLI is a thin layer over these functions).
+
+Imports inside the functions below are there for start-up time only: the runner, the sweep and
+the reports pull in torch, transformers or pandas, which `recbench data list` or `--help` must
+not wait for.  None of them hides an import cycle (``lint-imports`` checks the layers).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from recbench.config import RunConfig
 from recbench.data import catalog, load_dataset
 from recbench.data.dataset import Dataset, Example
 from recbench.data.prompts import choose_template, render_prompt, render_response
+from recbench.errors import UnknownNameError
+from recbench.registry import did_you_mean
 
 
 def list_datasets() -> list[dict]:
@@ -108,14 +115,16 @@ def compare(
     profile: str | None = None,
     formats: str | Sequence[str] = "md,csv,tex",
     plots: bool = True,
+    pairs: Sequence[str] = (),
 ) -> CompareReport:
     """Write the paper-style tables and plots for the (filtered) results store into ``out``.
 
+    ``pairs`` (``"A:B"``) replace the default paired tests (every method vs sft, napo vs sdpo).
     Returns a :class:`recbench.reports.CompareReport` (files written, skipped, removed).
     """
     from recbench.reports import compare as build_reports
 
-    return build_reports(results, out, datasets, model, profile, formats, plots)
+    return build_reports(results, out, datasets, model, profile, formats, plots, pairs)
 
 
 def sweep(
@@ -140,9 +149,6 @@ def build_dataset(name: str, wheel: Path | None = None, overwrite: bool = False)
     Only ``movielens`` (ML-100K from the PyPI wheel recbole==1.2.1) exists so far; ``wheel`` is
     a local copy of that wheel for machines that cannot reach PyPI.
     """
-    from recbench.errors import UnknownNameError
-    from recbench.registry import did_you_mean
-
     if name not in BUILDABLE:
         raise UnknownNameError(
             f"no builder for dataset '{name}'{did_you_mean(name, list(BUILDABLE))}; "

@@ -30,10 +30,12 @@ class PromptItem:
 EVAL_SEED = 0
 
 
-def evaluation_examples(ds: Dataset, eval_rows: str, count: int | None) -> list[Example]:
-    """The test examples of a run: the protocol's rows (``eval_rows``), then the seeded subset
-    of ``count`` that every method of the profile sees."""
-    return pick_examples(ds.protocol_examples("test", eval_rows), count, EVAL_SEED)
+def evaluation_examples(
+    ds: Dataset, eval_rows: str, count: int | None, split: str = "test"
+) -> list[Example]:
+    """The examples a run is scored on: the protocol's rows (``eval_rows``) of ``split``, then
+    the seeded subset of ``count`` that every method of the profile sees."""
+    return pick_examples(ds.protocol_examples(split, eval_rows), count, EVAL_SEED)
 
 
 def pick_examples(examples: Sequence[Example], count: int | None, seed: int) -> list[Example]:
@@ -46,13 +48,21 @@ def pick_examples(examples: Sequence[Example], count: int | None, seed: int) -> 
 
 
 def render(
-    ds: Dataset, example: Example, seed: int, n_neg: int = 0, template: int | None = None
+    ds: Dataset,
+    example: Example,
+    seed: int,
+    n_neg: int = 0,
+    template: int | None = None,
+    history_items: int | None = None,
 ) -> PromptItem:
+    """The prompt and responses of ``example``; ``history_items`` keeps only the last items of
+    its history in the prompt (the most recent ones carry the signal a small model uses)."""
     names = ds.item_names
     chosen_template = choose_template(ds.domain, seed, example.key, template)
+    history = example.history if history_items is None else example.history[-history_items:]
     prompt = render_prompt(
         chosen_template,
-        [names[i] for i in example.history],
+        [names[i] for i in history],
         [names[i] for i in example.candidates],
     )
     negatives: tuple[int, ...] = ()

@@ -421,6 +421,16 @@ def compare_command(
         str, typer.Option("--format", help="Table formats, comma-separated: md, csv, tex.")
     ] = "md,csv,tex",
     plots: Annotated[bool, typer.Option(help="Also draw the plots (PNG and SVG).")] = True,
+    pair: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pair",
+            metavar="A:B",
+            help="Paired tests of method A against B (repeatable; replaces the default: every "
+            "method vs sft, napo vs sdpo).",
+            show_default=False,
+        ),
+    ] = None,
     plugin: PluginOption = None,
 ) -> None:
     """Paper-style tables (Markdown, CSV, LaTeX) and plots from the results store."""
@@ -434,6 +444,7 @@ def compare_command(
         profile=profile,
         formats=formats,
         plots=plots,
+        pairs=pair or [],
     )
     typer.echo(f"results: {report.store}")
     typer.echo(f"wrote {len(report.written)} files:")

@@ -59,6 +59,14 @@ class Profile:
     # trains one epoch of at most that many steps on the profile's training examples, an
     # end-to-end check of seconds
     baseline_train_steps: int | None = None
+    # prompts list only the last this-many history items (None: all the example has, at most
+    # 10); the sequential baselines always read the whole window
+    history_items: int | None = None
+    # distinct training examples of the SFT stage (None: train_examples); the preference stage
+    # trains on the first train_examples of the same seeded order
+    sft_examples: int | None = None
+    # the split a run is scored on: "test", or "val" to choose settings without seeing test
+    eval_split: str = "test"
     # what a run of this profile can and cannot show, printed with its results
     caveat: str = ""
 
@@ -105,6 +113,26 @@ PROFILES: dict[str, Profile] = {
         max_prompt_tokens=512,
         n_neg=3,
         precision="bf16",
+    ),
+    "study": Profile(
+        name="study",
+        summary="the powered CPU study: prompts with the last 5 history items, SFT lr 3e-3, "
+        "1,000 test examples (settings chosen on validation: reports/movielens-study)",
+        train_examples=1024,
+        sft_examples=1024,
+        history_items=5,
+        eval_examples=1000,
+        sft_epochs=1,
+        pref_epochs=1,
+        batch_size=8,
+        grad_accum=1,
+        learning_rate=1e-4,
+        sft_learning_rate=3e-3,
+        lora_r=16,
+        lora_alpha=32,
+        max_prompt_tokens=512,
+        n_neg=3,
+        precision="auto",
     ),
     "paper": Profile(
         name="paper",
@@ -336,12 +364,15 @@ _POSITIVE_INTS = frozenset(
         "max_prompt_tokens",
         "max_new_tokens",
         "checkpoint_every",
+        "history_items",
+        "sft_examples",
     }
 )
 #: Settings that must be finite and > 0.
 _POSITIVE_FLOATS = frozenset({"sft_epochs", "pref_epochs", "learning_rate", "sft_learning_rate"})
 PRECISIONS = ("auto", "fp32", "bf16")
 EVAL_ROWS = ("all", "last")
+EVAL_SPLITS = ("test", "val")
 _TRUE, _FALSE = {"1", "true", "yes"}, {"0", "false", "no"}
 
 
@@ -398,6 +429,11 @@ def _check_setting(option: str, name: str, value: object) -> None:
         raise UserError(
             f"{option}: unknown eval_rows '{value}'{did_you_mean(str(value), list(EVAL_ROWS))}; "
             f"use {' or '.join(EVAL_ROWS)}"
+        )
+    if name == "eval_split" and value not in EVAL_SPLITS:
+        raise UserError(
+            f"{option}: unknown eval_split '{value}'"
+            f"{did_you_mean(str(value), list(EVAL_SPLITS))}; use {' or '.join(EVAL_SPLITS)}"
         )
     if name == "precision" and value not in PRECISIONS:
         raise UserError(

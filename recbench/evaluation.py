@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from recbench import metrics
 from recbench.batches import PromptItem, batched, candidate_texts
 from recbench.data.dataset import Dataset
+from recbench.outcomes import Outcomes
 from recbench.scoring import encode_pairs, score_responses
 
 
@@ -52,14 +53,22 @@ def rank_candidates(
 
 
 def ranking_report(
-    ds: Dataset, items: Sequence[PromptItem], scores: np.ndarray, lengths: np.ndarray
+    ds: Dataset,
+    items: Sequence[PromptItem],
+    scores: np.ndarray,
+    lengths: np.ndarray,
+    outcomes: Outcomes | None = None,
 ) -> dict:
     """Ranking metrics of the summed log-probability (the protocol's score).
 
     ``hr@1_per_token`` ranks by the mean log-probability per token instead, a diagnostic of how
-    much the summed score's preference for short titles costs.
+    much the summed score's preference for short titles costs.  Each example's target rank is
+    added to ``outcomes`` when given.
     """
     target_pos = np.array([item.example.target_position for item in items])
+    if outcomes is not None:
+        keys = [item.example.key for item in items]
+        outcomes.add_ranks(keys, metrics.target_ranks(scores, target_pos))
     out = metrics.ranking_metrics(scores, target_pos)
     per_token = metrics.ranking_metrics(scores / np.maximum(lengths, 1), target_pos)
     out["hr@1_per_token"] = per_token["hr@1"]
@@ -112,7 +121,13 @@ def generate_answers(
     return answers
 
 
-def generation_report(ds: Dataset, items: Sequence[PromptItem], answers: Sequence[str]) -> dict:
+def generation_report(
+    ds: Dataset,
+    items: Sequence[PromptItem],
+    answers: Sequence[str],
+    outcomes: Outcomes | None = None,
+) -> dict:
+    """Generation metrics of the answers (each judge's verdict added to ``outcomes``)."""
     selections = [
         metrics.judge_generation(
             text,
@@ -122,6 +137,8 @@ def generation_report(ds: Dataset, items: Sequence[PromptItem], answers: Sequenc
         )
         for item, text in zip(items, answers, strict=True)
     ]
+    if outcomes is not None:
+        outcomes.add_selections([item.example.key for item in items], selections)
     out = metrics.generation_metrics(selections)
     out.update(
         metrics.popularity_bias(

@@ -23,12 +23,13 @@ from tqdm.auto import tqdm
 import losses
 from recbench import auxiliary, locks, models, paths, plugins, results, rundir
 from recbench.batches import EVAL_SEED, PromptItem, evaluation_examples, pick_examples, render
-from recbench.config import RunConfig
+from recbench.config import RunConfig, get_profile
 from recbench.data import load_dataset
 from recbench.data.dataset import Dataset
 from recbench.errors import UserError
 from recbench.evaluation import generate_answers, generation_report, rank_candidates, ranking_report
 from recbench.methods import register_method
+from recbench.outcomes import Outcomes
 from recbench.scoring import encode_pairs, score_responses
 from recbench.trainer import Stage, StageSettings, add_lora
 
@@ -44,12 +45,34 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX, seen through oneDNN).
+
+    Without it, bf16 autocast falls back to a reference GEMM: on an AVX2-only x86_64 CPU one
+    SFT step (8 prompts of 250 tokens, one thread) took more than 200 s in bf16 against 30 s
+    in fp32.
+    """
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - builds without oneDNN
+        return False
+
+
 def _precision(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "fp32"
+    """``auto``: bf16 where the hardware computes it natively (a GPU, or a CPU with bf16
+    instructions), else fp32; an explicit choice is kept, with a warning when bf16 would be
+    emulated."""
+    on_gpu = torch.cuda.is_available()
+    native = torch.cuda.is_bf16_supported() if on_gpu else cpu_has_bf16()
+    if requested == "auto":
+        return "bf16" if native else "fp32"
+    if requested == "bf16" and not native:
+        warnings.warn(
+            "precision bf16 on a CPU without bf16 instructions is emulated and several times "
+            "slower than fp32; use --set precision=auto",
+            stacklevel=2,
+        )
+    return requested
 
 
 RUN_LOCATION_FIELDS = rundir.RUN_LOCATION_FIELDS
@@ -59,6 +82,13 @@ class RunInterrupted(UserError):
     """Ctrl-C during a run: one line saying how to continue it."""
 
     exit_code = 130
+
+
+#: The settings that decide which examples a run is scored on and how.
+EVALUATION_FIELDS = (
+    "eval_split", "eval_rows", "eval_examples", "generation", "max_new_tokens",
+    "max_prompt_tokens", "history_items",
+)  # fmt: skip
 
 
 class LLMRun:
@@ -74,24 +104,30 @@ class LLMRun:
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
         self.precision = _precision(self.settings.precision)
         self._model = self._tokenizer = None  # loaded on first use: see `model`
-        seed = config.seed
-        train = pick_examples(self.ds.examples("train"), self.settings.train_examples, seed)
-        n_neg = self.settings.n_neg
-        self.train_items = [render(self.ds, ex, seed, n_neg) for ex in train]
-        test = evaluation_examples(self.ds, self.settings.eval_rows, self.settings.eval_examples)
-        self.eval_items = [render(self.ds, ex, EVAL_SEED) for ex in test]
-        self.sft_key = _digest(
-            {
-                "model": config.model,
-                "dataset": config.dataset,
-                "seed": seed,
-                "train": [it.example.key for it in self.train_items],
-                "profile": {k: getattr(self.settings, k) for k in
-                            ("sft_epochs", "batch_size", "grad_accum", "sft_learning_rate",
-                             "lora_r", "lora_alpha", "max_prompt_tokens", "warmup_ratio")},
-                "precision": self.precision,
-            }
-        )  # fmt: skip
+        seed, s = config.seed, self.settings
+        n_neg, history = s.n_neg, s.history_items
+        train = self.ds.examples("train")
+        # one seeded order: the preference examples are the first train_examples of the SFT ones
+        sft_count = s.sft_examples or s.train_examples
+        self.sft_items = [render(self.ds, ex, seed, n_neg, history_items=history)
+                          for ex in pick_examples(train, sft_count, seed)]  # fmt: skip
+        self.train_items = [render(self.ds, ex, seed, n_neg, history_items=history)
+                            for ex in pick_examples(train, s.train_examples, seed)]  # fmt: skip
+        scored = evaluation_examples(self.ds, s.eval_rows, s.eval_examples, s.eval_split)
+        self.eval_items = [render(self.ds, ex, EVAL_SEED, history_items=history) for ex in scored]
+        sft_identity = {
+            "model": config.model,
+            "dataset": config.dataset,
+            "seed": seed,
+            "train": [it.example.key for it in self.sft_items],
+            "profile": {k: getattr(s, k) for k in
+                        ("sft_epochs", "batch_size", "grad_accum", "sft_learning_rate",
+                         "lora_r", "lora_alpha", "max_prompt_tokens", "warmup_ratio")},
+            "precision": self.precision,
+        }  # fmt: skip
+        if history is not None:  # only when set, so that earlier stages keep their keys
+            sft_identity["history_items"] = history
+        self.sft_key = _digest(sft_identity)
         # where a run is stored, and whether it is being resumed, do not change what it computes:
         # a resumed run must find its own directory and keep its run id
         identity = {k: v for k, v in config.to_dict().items() if k not in RUN_LOCATION_FIELDS}
@@ -103,6 +139,7 @@ class LLMRun:
         default_dir = paths.home() / "runs" / f"{config.dataset}-{config.method}-{self.run_key}"
         self.run_dir = Path(config.output_dir) if config.output_dir else default_dir
         self.timings: dict[str, float] = {}
+        self.outcomes = Outcomes()  # per-example outcomes of the latest evaluation
 
     # ---------------------------------------------------------------------------- the model
     # Loaded on first use, so that everything decided without it (the run id, a refused run
@@ -138,8 +175,19 @@ class LLMRun:
 
     @property
     def sft_id(self) -> str:
-        """The run id of the SFT stage's evaluation, shared by every run on that stage."""
-        return f"{self.config.dataset}-sft-{self.sft_key}-{self.config.profile}"
+        """The run id of the SFT stage's evaluation, shared by every run on that stage that is
+        scored on the same examples in the same way.
+
+        An evaluation set other than the profile's own (another split, protocol, subset size or
+        mode) is another evaluation of the stage and gets its own id; the profile's own keeps
+        the id it always had, so existing stores still know it.
+        """
+        base = f"{self.config.dataset}-sft-{self.sft_key}-{self.config.profile}"
+        own = get_profile(self.config.profile)
+        evaluation = {k: getattr(self.settings, k) for k in EVALUATION_FIELDS}
+        if evaluation == {k: getattr(own, k) for k in EVALUATION_FIELDS}:
+            return base
+        return f"{base}-eval{_digest(evaluation)}"
 
     def execute(self, run_id: str, work: Callable[[dict], list[dict]]) -> dict:
         """The skeleton of every LLM method, written once: skip a run already recorded, own
@@ -157,7 +205,9 @@ class LLMRun:
                 output["note"] = f"{self.config.profile} profile: {caveat}"
             records = work(output)
             if self.accelerator.is_main_process:
-                output["results"] = str(results.append_records(records, self.config.results))
+                output["results"] = str(
+                    results.append_records(records, self.config.results, self.outcomes)
+                )
             output["timings"] = self.timings
             return output
 
@@ -230,7 +280,7 @@ class LLMRun:
         )
 
         def step(rows: list[int]):
-            items = [self.train_items[i] for i in rows]
+            items = [self.sft_items[i] for i in rows]
             prompt_ids, response_ids = self.encode(items, 0)
             scores = score_responses(self.model, prompt_ids, response_ids, pad_token_id=self.pad)
             per_token = scores.logps[:, 0] / scores.lengths[:, 0]
@@ -240,7 +290,7 @@ class LLMRun:
         # continuing an interrupted SFT stage is always what a run with these settings wants
         with locks.exclusive_for_run(stage.dir, "the shared SFT stage", self.accelerator):
             summary = stage.fit(
-                self.model, len(self.train_items), step, resume="auto", progress=self.progress
+                self.model, len(self.sft_items), step, resume="auto", progress=self.progress
             )
         # the SFT stage may come from the cache: record what training it took, not the load
         self.timings["sft_seconds"] = summary["seconds"]
@@ -339,7 +389,8 @@ class LLMRun:
             batch_size=max(1, s.batch_size // 2), max_prompt_tokens=s.max_prompt_tokens,
             progress=self.progress,
         )  # fmt: skip
-        out = {"ranking": ranking_report(self.ds, self.eval_items, scores, lengths)}
+        self.outcomes = Outcomes()
+        out = {"ranking": ranking_report(self.ds, self.eval_items, scores, lengths, self.outcomes)}
         self.timings["eval_ranking_seconds"] = time.perf_counter() - started
         if s.generation if generation is None else generation:
             started = time.perf_counter()
@@ -348,7 +399,7 @@ class LLMRun:
                 max_new_tokens=s.max_new_tokens, max_prompt_tokens=s.max_prompt_tokens,
                 progress=self.progress,
             )  # fmt: skip
-            out["generation"] = generation_report(self.ds, self.eval_items, answers)
+            out["generation"] = generation_report(self.ds, self.eval_items, answers, self.outcomes)
             self.timings["eval_generation_seconds"] = time.perf_counter() - started
             self._write_answers(answers)
         return out
@@ -379,7 +430,7 @@ class LLMRun:
             evaluation = self.evaluate()
             if main:
                 records = self.records("sft", "llm_baseline", {}, evaluation, sft_id)
-                results.append_records(records, store)
+                results.append_records(records, store, self.outcomes)
         return evaluation
 
     # ------------------------------------------------------------------------------ records
@@ -399,12 +450,8 @@ class LLMRun:
         }  # fmt: skip
         if (plugin := plugins.run_provenance(method)) is not None:
             run["settings"]["plugin"] = plugin  # name, file and sha256 of a plugin's loss/method
-        rows = []
-        for mode, values in evaluation.items():
-            rows += results.make_records(run, values, split="test", mode=mode)
         cost = {**self.timings, "peak_memory_mb": peak_memory_mb()}
-        rows += results.make_records(run, cost, split="train", mode="cost")
-        return rows
+        return results.run_records(run, evaluation, cost, split=self.settings.eval_split)
 
 
 def _read_reference(path: Path, rows: int, columns: int) -> torch.Tensor | None:

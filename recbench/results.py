@@ -31,6 +31,7 @@ from importlib import metadata
 from pathlib import Path
 
 from recbench import paths
+from recbench.outcomes import Outcomes, sha256
 
 RECORD_FIELDS = (
     "run_id",
@@ -49,6 +50,7 @@ RECORD_FIELDS = (
     "settings",
     "hardware",
     "versions",
+    "outcomes",
 )
 #: Fields every usable record has, with their types: what a report needs to place a number (its
 #: run, dataset, method, mode:metric and value) and what ``already_recorded`` matches on (run_id).
@@ -68,6 +70,7 @@ TYPED_FIELDS: dict[str, tuple[type, ...]] = {
     "settings": (dict,),
     "hardware": (dict,),
     "versions": (dict,),
+    "outcomes": (dict,),
 }
 #: At most this many damaged line numbers are listed in the warning.
 LISTED_LINES = 10
@@ -129,14 +132,90 @@ def make_records(
     return [{**base, "metric": name, "value": float(value)} for name, value in metrics.items()]
 
 
-def append_records(records: Iterable[Mapping[str, object]], store: Path | None = None) -> Path:
+def run_records(
+    run: Mapping[str, object],
+    evaluation: Mapping[str, Mapping[str, float]],
+    cost: Mapping[str, float],
+    split: str = "test",
+) -> list[dict]:
+    """All records of one run, the same way for every method: its metrics by evaluation mode
+    (scored on ``split``) and its cost (wall time per stage, memory) as mode ``cost``."""
+    rows: list[dict] = []
+    for mode, values in evaluation.items():
+        rows += make_records(run, values, split=split, mode=mode)
+    return rows + make_records(run, cost, split="train", mode="cost")
+
+
+def outcomes_path(store: Path, run_id: str) -> Path:
+    """Where the per-example outcomes of ``run_id`` live: ``STORE_STEM.outcomes/RUN_ID.jsonl``."""
+    return store.parent / f"{store.stem}.outcomes" / f"{run_id}.jsonl"
+
+
+def _write_outcomes(store: Path, records: list[dict], outcomes: Outcomes) -> None:
+    """Write the outcomes file (atomically) and point the evaluation records at it.
+
+    Written before the records are appended: a killed run leaves at most an outcomes file that
+    no record names (rewritten by the rerun), never a record naming a missing file.
+    """
+    run_ids = {r["run_id"] for r in records}
+    if len(run_ids) != 1:
+        raise ValueError(f"outcomes belong to one run; these records have {sorted(run_ids)}")
+    path = outcomes_path(store, run_ids.pop())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = outcomes.to_jsonl()
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+    reference = {
+        "file": path.relative_to(store.parent).as_posix(),
+        "sha256": sha256(data),
+        "examples": len(outcomes),
+    }
+    modes = outcomes.modes
+    for record in records:
+        if record.get("mode") in modes:
+            record["outcomes"] = dict(reference)
+
+
+def read_outcomes(record: Mapping[str, object], store: Path | None = None) -> Outcomes | None:
+    """The per-example outcomes a record points to, or None when it points to none.
+
+    A missing file, or one whose sha256 is not the record's, is a :class:`ValueError` naming the
+    file: paired statistics from the wrong outcomes would be silently wrong numbers.
+    """
+    reference = record.get("outcomes")
+    if not isinstance(reference, Mapping):
+        return None
+    store = Path(store) if store else default_store()
+    path = store.parent / str(reference.get("file"))
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: outcomes of run {record.get('run_id')} unreadable "
+                         f"({exc.strerror or exc})") from None  # fmt: skip
+    if sha256(data) != reference.get("sha256"):
+        raise ValueError(f"{path}: outcomes of run {record.get('run_id')} do not match the "
+                         "sha256 in the store (the file was changed or replaced)")  # fmt: skip
+    return Outcomes.from_jsonl(data)
+
+
+def append_records(
+    records: Iterable[Mapping[str, object]],
+    store: Path | None = None,
+    outcomes: Outcomes | None = None,
+) -> Path:
     """Append records atomically (one locked ``write``), creating the store if needed.
 
+    ``outcomes`` (per-example outcomes of the run) are written first, to the file
+    :func:`outcomes_path` names, and the records of the modes they cover point to it.
     If the store does not end in a newline (a writer was killed mid-``write``), the payload starts
     with one, so the torn fragment stays a line of its own instead of swallowing a new record.
     """
     store = Path(store) if store else default_store()
     store.parent.mkdir(parents=True, exist_ok=True)
+    records = [dict(r) for r in records]
+    if outcomes is not None and len(outcomes) and records:
+        _write_outcomes(store, records, outcomes)
     payload = "".join(json.dumps(dict(r), sort_keys=True) + "\n" for r in records).encode()
     if not payload:
         return store

@@ -211,7 +211,8 @@ def is_done(point: SweepPoint, records: Iterable[Mapping[str, object]]) -> bool:
             and record.get("method") == c.method
             and (c.loss is None or record.get("model") == c.model)  # baselines record weights
             and record.get("profile") == c.profile
-            and record.get("seed") == c.seed
+            # a run recorded without a seed (a deterministic rule) holds for every seed
+            and record.get("seed") in (c.seed, None)
         ):
             hparams = record.get("hparams") or {}
             settings = record.get("settings") or {}

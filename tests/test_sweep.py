@@ -118,6 +118,22 @@ def test_stored_points_are_matched_on_every_identity_field(tmp_path, recbench_ho
     assert is_done(point, results.read_records(store))
 
 
+def test_a_run_recorded_without_a_seed_is_done_for_every_seed(tmp_path, recbench_home):
+    """Deterministic rules record no seed: one run holds for the whole seed axis, while a
+    seeded method's run holds for its own seed only."""
+    store = tmp_path / "results.jsonl"
+    base = RunConfig(baseline="pop", dataset="lastfm", profile="cpu", results=store)
+    points = expand(SweepSpec(base, {"seed": (0, 1, 2)}))
+    run = {"run_id": "r", "dataset": "lastfm", "method": "pop", "family": "rule",
+           "model": "rule", "profile": "cpu", "seed": None, "hparams": {}, "settings": {}}  # fmt: skip
+    results.append_records(results.make_records(run, {"hr@1": 0.25}, mode="ranking"), store)
+    assert all(is_done(p, results.read_records(store)) for p in points)
+    seeded = {**run, "run_id": "s", "method": "random", "seed": 1}
+    results.append_records(results.make_records(seeded, {"hr@1": 0.05}, mode="ranking"), store)
+    random_points = expand(SweepSpec(base.with_updates(baseline="random"), {"seed": (0, 1)}))
+    assert [is_done(p, results.read_records(store)) for p in random_points] == [False, True]
+
+
 def test_sweep_runs_missing_points_and_skips_stored_ones(tmp_path, fake_run):
     calls, _ = fake_run
     store = tmp_path / "results.jsonl"

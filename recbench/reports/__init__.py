@@ -2,6 +2,7 @@
 
 :mod:`~recbench.reports.runs` reshapes records into one row per run and picks the configuration
 each table shows, :mod:`~recbench.reports.stats` computes means and intervals,
+:mod:`~recbench.reports.paired` the paired tests on per-example outcomes,
 :mod:`~recbench.reports.tables` and :mod:`~recbench.reports.plots` build and render, and
 :mod:`~recbench.reports.comparison` ties them together with provenance headers.
 

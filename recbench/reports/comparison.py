@@ -7,6 +7,9 @@ pinned plot metadata): running the same command twice gives byte-identical files
 
 Numbers from different models or profiles are never pooled: when the filtered store holds several
 (model, profile) settings, each gets its own sub-directory of the output directory.
+
+Where the store keeps per-example outcomes, the paired tests of :mod:`~recbench.reports.paired`
+go to ``paired_tests`` and mark Table 2; a store without them gives the same files as before.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import pandas as pd
 
 from recbench import results
 from recbench.errors import UserError
-from recbench.reports import plots, tables
+from recbench.reports import paired, plots, tables
 from recbench.reports.runs import (
     WITHOUT_LLM,
     Filters,
@@ -86,6 +89,7 @@ def command_line(
     profile: str | None,
     formats: Sequence[str],
     plots_enabled: bool,
+    pairs: Sequence[tuple[str, str]] = (),
 ) -> str:
     """The canonical command that regenerates a report (options in a fixed order)."""
     parts = ["recbench", "compare"]
@@ -102,6 +106,8 @@ def command_line(
         parts += ["--format", ",".join(formats)]
     if not plots_enabled:
         parts.append("--no-plots")
+    for a, b in sorted(set(pairs)):
+        parts += ["--pair", f"{a}:{b}"]
     return shlex.join(parts)
 
 
@@ -134,16 +140,24 @@ def compare(
     profile: str | None = None,
     formats: str | Sequence[str] = FORMATS,
     plots_enabled: bool = True,
+    pairs: Sequence[str] = (),
 ) -> CompareReport:
-    """Write the tables (and plots) for the filtered store into ``out``; see the module doc."""
+    """Write the tables (and plots) for the filtered store into ``out``; see the module doc.
+
+    ``pairs`` (``"A:B"`` strings) replace the default paired comparisons (every method vs sft,
+    napo vs sdpo); a method they name must have runs in the filtered store.
+    """
     chosen_formats = parse_formats(formats)
+    chosen_pairs = paired.parse_pairs(pairs)
     datasets = tuple(sorted({d.strip() for item in datasets for d in item.split(",") if d.strip()}))
     store = Path(results_path) if results_path is not None else results.default_store()
     runs = load_runs(store, Filters(datasets=datasets, model=model, profile=profile))
+    paired.check_pairs(chosen_pairs, runs["method"])
     command = command_line(
-        results_path, out, datasets, model, profile, chosen_formats, plots_enabled
+        results_path, out, datasets, model, profile, chosen_formats, plots_enabled, chosen_pairs
     )
     report = CompareReport(store=store)
+    reader = paired.OutcomeReader(store)
     settings = settings_of(runs)
     for setting_model, setting_profile in settings:
         directory = Path(out)
@@ -151,7 +165,17 @@ def compare(
             directory = directory / f"{_slug(setting_profile)}-{_slug(setting_model)}"
         subset = runs_of_setting(runs, setting_model, setting_profile)
         prefix = "" if len(settings) == 1 else f"{directory.name}/"
-        _write_setting(subset, directory, prefix, command, chosen_formats, plots_enabled, report)
+        _write_setting(
+            subset,
+            directory,
+            prefix,
+            command,
+            chosen_formats,
+            plots_enabled,
+            report,
+            reader,
+            chosen_pairs,
+        )
     return report
 
 
@@ -163,21 +187,25 @@ def _write_setting(
     formats: Sequence[str],
     plots_enabled: bool,
     report: CompareReport,
+    reader: paired.OutcomeReader,
+    pairs: Sequence[tuple[str, str]],
 ) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     report.directories.append(directory)
     refs = choose_references(runs)
+    tests = paired.paired_tests(refs.runs, reader, pairs)
     llm_runs = runs[~runs["family"].isin(WITHOUT_LLM)]
     named = llm_runs if len(llm_runs) else runs
     model, profile = str(named["model"].iloc[0]), str(named["profile"].iloc[0])
     builders: list[tuple[str, Callable[[], tables.Table | str]]] = [
-        ("table2_main", lambda: tables.main_table(refs)),
+        ("table2_main", lambda: tables.main_table(refs, tests.marks())),
         ("table3_ablations", lambda: tables.ablation_table(refs)),
         ("fig3ab_relative_to_sft", lambda: tables.relative_to_sft_table(refs)),
         ("fig3c_n_neg", lambda: tables.study_table(runs, refs, "n_neg")),
         ("study_rho", lambda: tables.study_table(runs, refs, "rho")),
         ("study_alpha", lambda: tables.study_table(runs, refs, "alpha")),
         ("table5_training_time", lambda: tables.time_table(refs)),
+        ("paired_tests", lambda: paired.paired_table(tests)),
     ]
     for name, build in builders:
         built = build()

@@ -33,7 +33,10 @@ RUN_COLUMNS = (
     "hparams",
     "hkey",
     "hardware",
+    "outcomes",  # mode -> the record's reference to its per-example outcomes (paired tests)
 )
+#: Evaluation modes whose records may point to per-example outcomes.
+OUTCOME_MODES = ("ranking", "generation")
 TRAIN_TIME_PARTS = ("cost:sft_seconds", "cost:preference_seconds")
 TRAIN_TIME = "cost:train_seconds"  # derived: SFT + preference stage (or a baseline's own total)
 
@@ -125,14 +128,23 @@ def load_runs(store: Path, filters: Filters) -> pd.DataFrame:
 
 #: What a profile is called in reports when its runs evaluated each test user's last row only.
 LAST_ROWS_SUFFIX = "+last-rows"
+#: ... and when they were scored on the validation split (runs that choose settings).
+VALIDATION_SUFFIX = "+val"
 
 
 def _protocol_profile(record: dict) -> str:
-    """The record's profile, marked when it evaluated the ``last`` rows protocol: the two
-    protocols' numbers are on different test sets and never share a table column."""
+    """The record's profile, marked when it evaluated the ``last`` rows protocol or the
+    validation split: such numbers are on other examples and never share a table column."""
     settings = record.get("settings") or {}
-    last = isinstance(settings, dict) and settings.get("eval_rows") == "last"
-    return str(record.get("profile")) + (LAST_ROWS_SUFFIX if last else "")
+    if not isinstance(settings, dict):
+        settings = {}
+    last = settings.get("eval_rows") == "last"
+    validation = settings.get("eval_split") == "val"
+    return (
+        str(record.get("profile"))
+        + (LAST_ROWS_SUFFIX if last else "")
+        + (VALIDATION_SUFFIX if validation else "")
+    )
 
 
 def _to_runs(records: list[dict]) -> pd.DataFrame:
@@ -156,7 +168,11 @@ def _to_runs(records: list[dict]) -> pd.DataFrame:
                 "hparams": hparams,
                 "hkey": hparams_key(hparams),
                 "hardware": describe_hardware(record.get("hardware")),
+                "outcomes": {},
             }
+        reference = record.get("outcomes")
+        if record.get("mode") in OUTCOME_MODES and isinstance(reference, dict):
+            row["outcomes"][str(record.get("mode"))] = reference
         value = record.get("value")
         row[f"{record.get('mode')}:{record.get('metric')}"] = (
             math.nan if value is None else float(value)

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from recbench import methods as method_registry
 from recbench.reports.runs import TRAIN_TIME, References, one_factor
 from recbench.reports.stats import Estimate, estimate, relative_percent
 
-FAMILY_ORDER = ("rule", "sequential", "llm_baseline", "loss")
+#: Families in table order: the method registry's (rule, sequential, LLM baseline, loss).
+FAMILY_ORDER = method_registry.FAMILIES
 FAMILY_LABELS = {
     "rule": "rule",
     "sequential": "sequential",
@@ -26,34 +28,12 @@ FAMILY_LABELS = {
     "loss": "loss",
 }
 DATASET_ORDER = ("lastfm", "goodreads", "steam")
-METHOD_ORDER = (
-    "random",
-    "pop",
-    "markov",
-    "cooc",
-    "order",
-    "gru4rec",
-    "caser",
-    "sasrec",
-    "morec",
-    "zero_shot",
-    "chatrec",
-    "sft",
-    "tallrec",
-    "llara",
-    "dpo",
-    "simpo",
-    "sdpo",
-    "sims_dpo",
-    "alpha_dpo",
-    "napo",
-    "napo_official",
-    "napo_paper",
-    "napo1",
-    "napo2",
-)
-# Table 3 of the paper, in its order; the first seven are NAPO and its ablations.
-ABLATIONS = {
+#: The loss family (in the loss registry) of NAPO's ablations: variants that only make sense in
+#: Table 3, so Table 2 leaves them out.
+ABLATION_FAMILY = "ablation"
+#: Table 3 of the paper: NAPO, its ablations (the registry's ablation family, in its order), then
+#: the S-DPO family; the paper's row labels (a variant without one is labelled by its key).
+ABLATION_LABELS = {
     "napo": "NAPO",
     "sdpo_ns": "S-DPO + NS",
     "napo_ln": "w/ length norm",
@@ -64,7 +44,6 @@ ABLATIONS = {
     "sims_dpo": "SimS-DPO",
     "sdpo": "S-DPO",
 }
-PURE_ABLATIONS = tuple(list(ABLATIONS)[1:7])  # variants that only make sense in Table 3
 STUDY_PARAMETERS = ("rho", "alpha")
 INTERVAL_NOTE = (
     "mean over seeds with a 95% interval: Student's t over seeds when there are several; "
@@ -75,6 +54,26 @@ RANKING_NOTE = (
     f"{RANKING_MARK} ranking-mode HR@1 (the method has no generation mode, "
     "e.g. a sequential recommender ranking the 20 candidates)"
 )
+
+PAIRED_MARK = "†"
+
+
+@dataclass(frozen=True)
+class PairedMarks:
+    """Which Table 2 values differ from SFT by the paired tests (:mod:`.paired`), and why."""
+
+    tested: frozenset[tuple[str, str, str]]  # (dataset, mode, method) compared with SFT
+    survivors: frozenset[tuple[str, str, str]]  # ... whose difference survives
+    note: str
+
+    def mark(self, dataset: str, mode: str, method: str) -> str:
+        return PAIRED_MARK if (dataset, mode, method) in self.survivors else ""
+
+    def state(self, dataset: str, mode: str, method: str) -> str:
+        """The CSV column: "survives", "no" (tested, does not survive) or "" (not tested)."""
+        if (dataset, mode, method) in self.survivors:
+            return "survives"
+        return "no" if (dataset, mode, method) in self.tested else ""
 
 
 @dataclass
@@ -95,12 +94,33 @@ def _rank(order: Iterable[str], name: str) -> tuple[int, str]:
     return (order.index(name) if name in order else len(order), name)
 
 
+def method_order() -> tuple[str, ...]:
+    """Every method, then every loss, in its registry's listing order: the order of the tables.
+
+    Methods go by family, ``order`` and name, losses by ``order`` and key (as ``recbench run
+    --help`` and ``recbench losses`` list them), so a plugin's method or loss takes the place its
+    registration asks for.  A name neither registry knows (say, a plugin not loaded now) goes
+    after them, by name.
+    """
+    import losses  # lazy: it imports torch, which the light helpers of the reports do not need
+
+    return (*method_registry.method_names(), *losses.loss_keys())
+
+
+def ablation_variants() -> tuple[str, ...]:
+    """The registered ablations of NAPO (:data:`ABLATION_FAMILY`), in the loss registry's order."""
+    import losses
+
+    return tuple(spec.key for spec in losses.list_specs() if spec.family == ABLATION_FAMILY)
+
+
 def ordered_datasets(names: Iterable[str]) -> list[str]:
     return sorted(set(names), key=lambda n: _rank(DATASET_ORDER, n))
 
 
 def ordered_methods(names: Iterable[str]) -> list[str]:
-    return sorted(set(names), key=lambda n: _rank(METHOD_ORDER, n))
+    order = method_order()
+    return sorted(set(names), key=lambda n: _rank(order, n))
 
 
 def ordered_families(names: Iterable[str]) -> list[str]:
@@ -174,9 +194,14 @@ def _reference_notes(refs: References, keys: Iterable[tuple[str, str]]) -> list[
 
 
 # --------------------------------------------------------------------------- Table 2
-def main_table(refs: References) -> Table | str:
-    """Table 2: every method x dataset, HR@1 (generation), ValidRatio, ranking HR@1, gains."""
-    runs = refs.runs[~refs.runs["method"].isin(PURE_ABLATIONS)]
+def main_table(refs: References, paired: PairedMarks | None = None) -> Table | str:
+    """Table 2: every method x dataset, HR@1 (generation), ValidRatio, ranking HR@1, gains.
+
+    ``paired`` (when the store has per-example outcomes) marks the HR@1 values whose paired
+    comparison with SFT survives; without it the table is exactly what it was before outcomes
+    were stored.
+    """
+    runs = refs.runs[~refs.runs["method"].isin(ablation_variants())]
     if runs.empty:
         return "no runs of baselines or losses"
     datasets = ordered_datasets(runs["dataset"])
@@ -214,9 +239,16 @@ def main_table(refs: References) -> Table | str:
                     "rel_sft_pct": relative_percent(mean_of(hr1), sft.get(dataset)),
                 }
             )
+            if paired is not None:
+                mode = column.partition(":")[0]
+                tidy_rows[-1]["hr1_paired_vs_sft"] = paired.state(dataset, mode, method)
+                tidy_rows[-1]["ranking_hr1_paired_vs_sft"] = paired.state(
+                    dataset, "ranking", method
+                )
     tidy = pd.DataFrame(tidy_rows)
     tidy["_family_rank"] = [_rank(FAMILY_ORDER, f) for f in tidy["family"]]
-    tidy["_method_rank"] = [_rank(METHOD_ORDER, m) for m in tidy["method"]]
+    order = method_order()
+    tidy["_method_rank"] = [_rank(order, m) for m in tidy["method"]]
     tidy["_dataset_rank"] = [_rank(DATASET_ORDER, d) for d in tidy["dataset"]]
     tidy = tidy.sort_values(["_dataset_rank", "_family_rank", "_method_rank"])
     tidy = tidy.drop(columns=["_family_rank", "_method_rank", "_dataset_rank"])
@@ -240,9 +272,13 @@ def main_table(refs: References) -> Table | str:
                     continue
                 t = found.iloc[0]
                 mark = RANKING_MARK if t["hr1_mode"] == "ranking" else ""
+                rank_mark = ""
+                if paired is not None:
+                    mark += paired.mark(dataset, t["hr1_mode"], method)
+                    rank_mark = paired.mark(dataset, "ranking", method)
                 row[f"{dataset} HR@1"] = cell(stat(match, headline_column(match)), mark=mark)
                 row[f"{dataset} Valid"] = cell(stat(match, "generation:valid_ratio"))
-                row[f"{dataset} HR@1 (rank)"] = cell(stat(match, "ranking:hr@1"))
+                row[f"{dataset} HR@1 (rank)"] = cell(stat(match, "ranking:hr@1"), mark=rank_mark)
                 row[f"{dataset} vs best"] = percent_cell(t["rel_best_baseline_pct"])
                 row[f"{dataset} vs SFT"] = percent_cell(t["rel_sft_pct"])
                 row[f"{dataset} seeds"] = str(t["seeds"])
@@ -250,6 +286,8 @@ def main_table(refs: References) -> Table | str:
     notes = [INTERVAL_NOTE]
     if (tidy["hr1_mode"] == "ranking").any():
         notes.append(RANKING_NOTE)
+    if paired is not None:
+        notes.append(paired.note)
     notes.append(
         "vs best: relative HR@1 change over the best baseline (rule, sequential or LLM) of the dataset; "
         "vs SFT: over the SFT model, 100 (HR - HR_ref) / HR_ref"
@@ -273,12 +311,14 @@ def main_table(refs: References) -> Table | str:
 # --------------------------------------------------------------------------- Table 3
 def ablation_table(refs: References) -> Table | str:
     """Table 3: NAPO against its ablations and the S-DPO family, HR@1 and ValidRatio."""
-    runs = refs.runs[refs.runs["method"].isin(list(ABLATIONS))]
-    if not runs["method"].isin(PURE_ABLATIONS).any():
+    variants = ablation_variants()
+    rows = ("napo", *variants, "sims_dpo", "sdpo")
+    runs = refs.runs[refs.runs["method"].isin(rows)]
+    if not runs["method"].isin(variants).any():
         return "no NAPO ablation runs (sdpo_ns, napo_ln, napo_no_ns, napo_no_dyn, ...)"
     datasets = ordered_datasets(runs["dataset"])
     tidy_rows, display_rows = [], []
-    methods = [m for m in ABLATIONS if m in set(runs["method"])]
+    methods = [m for m in rows if m in set(runs["method"])]
     for dataset in datasets:
         for method in methods:
             group = runs[(runs["dataset"] == dataset) & (runs["method"] == method)]
@@ -289,7 +329,7 @@ def ablation_table(refs: References) -> Table | str:
                 {
                     "dataset": dataset,
                     "method": method,
-                    "variant": ABLATIONS[method],
+                    "variant": ABLATION_LABELS.get(method, method),
                     "seeds": _seeds(group),
                     "hr1_mode": column.partition(":")[0],
                     **fields("hr1", stat(group, column)),
@@ -298,7 +338,7 @@ def ablation_table(refs: References) -> Table | str:
             )
     ranking_used = False
     for method in methods:
-        row: dict[str, object] = {"variant": ABLATIONS[method], "method": method}
+        row: dict[str, object] = {"variant": ABLATION_LABELS.get(method, method), "method": method}
         for dataset in datasets:
             group = runs[(runs["dataset"] == dataset) & (runs["method"] == method)]
             column = headline_column(group)

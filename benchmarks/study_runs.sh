@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The powered CPU study (issue 15): the `study` profile (settings chosen on validation by
+# benchmarks/study_validation.sh), 3 seeds, 1,000 test examples, both evaluation modes.
+# Resumable: `recbench sweep` skips finished points and continues killed runs, so rerunning
+# the same command after an interruption loses at most the steps since the last checkpoint.
+#   SEEDS=0,2 bash benchmarks/study_runs.sh & SEEDS=1,2 bash benchmarks/study_runs.sh &
+# runs two one-thread jobs that build different seeds' SFT stages at the same time (the
+# shared third seed is split between them point by point through the sweep's locks).
+# Order (what to have first if time runs out): movielens SFT, S-DPO, NAPO, SimS-DPO with all
+# 19 negatives, DPO; then the same on lastfm; then the NAPO ablations; baselines take seconds
+# to minutes and run first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=${THREADS:-1}
+SEEDS=${SEEDS:-0,1,2}
+STAGE=${STAGE:-main}
+sweep() {
+  local dataset=$1; shift
+  .venv/bin/recbench sweep --dataset "$dataset" --profile study --seed "$SEEDS" \
+    --results "reports/results/${dataset}-study.jsonl" "$@"
+}
+for dataset in ${DATASETS:-movielens lastfm}; do
+  sweep "$dataset" --baseline random,pop,markov,cooc,order
+  if [ "$STAGE" = main ]; then
+    sweep "$dataset" --loss sdpo,napo  # each seed's SFT stage is recorded as `sft` on the way
+    sweep "$dataset" --loss sims_dpo --n-neg 19
+    sweep "$dataset" --loss dpo
+  else
+    sweep "$dataset" --baseline gru4rec,caser,sasrec
+    sweep "$dataset" --loss sims_dpo,napo_no_ns,napo_no_dyn
+  fi
+done

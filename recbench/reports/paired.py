@@ -1,0 +1,461 @@
+"""Paired tests of ``recbench compare``: does method A hit more examples than method B?
+
+Two methods evaluated on the same test examples are compared on those examples, not by their
+means alone: the per-example outcomes each evaluation stores (:mod:`recbench.outcomes`) say which
+examples each method hit.  A *table* is one dataset, profile (with its evaluation protocol, as
+:mod:`~recbench.reports.runs` keeps them apart) and mode (ranking or generation HR@1); the runs
+compared are the configurations the headline tables show (:func:`~.runs.choose_references`).
+
+Pairing is by seed: the losses of one seed share that seed's SFT stage, so A's run of seed s is
+compared with B's run of seed s, and a method evaluated without a seed (a deterministic rule) is
+paired with every seed of the other.  Runs are compared only when they hold outcomes for exactly
+the same examples; anything else is left out with a note, never compared on different examples.
+
+Per seed: the difference in hit rate (A - B), the discordant counts (examples only A hit, only B
+hit) and the exact McNemar test (statsmodels).  Over seeds: the mean difference and a 95% Student
+t interval over the per-seed differences (two seeds or more; one seed is labelled "one training
+run", since it says nothing about run-to-run spread).  The McNemar p-values of every seed of every
+comparison in a table are adjusted together with Holm's method (statsmodels).
+
+Decision rule (:data:`RULE`): a comparison *survives* when every seed's Holm-adjusted p-value is
+below 0.05 and, with two seeds or more, the 95% interval over seeds excludes 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
+
+from recbench import results
+from recbench.errors import UserError
+from recbench.outcomes import Outcomes
+from recbench.registry import did_you_mean
+from recbench.reports import tables
+from recbench.reports.stats import Estimate, estimate
+
+ALPHA = 0.05
+REFERENCE = "sft"  # every method is compared with it by default
+EXTRA_PAIRS = (("napo", "sdpo"),)  # default comparisons besides those with the reference
+MODES = ("generation", "ranking")  # table order: the paper's HR@1 first
+NO_SEED = -1  # the seed runs.py gives a run recorded without one
+ONE_RUN = "one training run"
+NO_SEED_RUN = "one run of two seedless methods"  # deterministic: no training run to repeat
+RULE = (
+    "a difference survives when every seed's exact McNemar p-value, Holm-adjusted over all "
+    "seeds and comparisons of its dataset, profile and mode, is below 0.05 and, with two or more "
+    "seeds, the 95% Student t interval over the per-seed differences excludes 0"
+)
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- statistics
+def mcnemar_p(a_only: int, b_only: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts (1 when there are none).
+
+    Only the discordant examples carry information on which method is better; under the null
+    hypothesis each is equally likely to favour either, so the test is binomial(b + c, 1/2).
+    """
+    if a_only + b_only == 0:
+        return 1.0
+    return float(mcnemar([[0, a_only], [b_only, 0]], exact=True).pvalue)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values (same order): controls the family-wise error of a whole table."""
+    if not pvalues:
+        return []
+    return [float(p) for p in multipletests(list(pvalues), alpha=ALPHA, method="holm")[1]]
+
+
+def seed_interval(differences: Sequence[float]) -> Estimate:
+    """Mean of the per-seed differences with its 95% t interval (none with one seed)."""
+    est = estimate(differences)
+    if est is None:
+        raise ValueError("no per-seed differences")
+    return est
+
+
+# -------------------------------------------------------------------------------- pairs
+def parse_pairs(texts: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """``["napo:sdpo"]`` -> (("napo", "sdpo"),), sorted and without repeats; bad text is a
+    :class:`UserError` (one line)."""
+    pairs = set()
+    for text in texts:
+        a, colon, b = text.strip().partition(":")
+        a, b = a.strip(), b.strip()
+        if not colon or not a or not b or ":" in b:
+            raise UserError(f"--pair takes two method names as A:B, got '{text}'")
+        if a == b:
+            raise UserError(f"--pair {text}: a method cannot be compared with itself")
+        pairs.add((a, b))
+    return tuple(sorted(pairs))
+
+
+def check_pairs(pairs: Iterable[tuple[str, str]], methods: Iterable[str]) -> None:
+    """A method named in ``--pair`` that has no runs in the (filtered) store is a user error."""
+    known = sorted(set(methods))
+    for a, b in pairs:
+        for name in (a, b):
+            if name not in known:
+                raise UserError(
+                    f"--pair {a}:{b}: no runs of method '{name}'{did_you_mean(name, known)}; "
+                    f"the store has: {', '.join(known)}"
+                )
+
+
+# ------------------------------------------------------------------------------ outcomes
+class OutcomeReader:
+    """Reads each outcomes file once per ``compare`` and warns once about each unusable one.
+
+    A missing or changed file (sha256 mismatch) is left out with one warning line naming it, so
+    one damaged file costs its run's paired tests, not the whole report.
+    """
+
+    def __init__(self, store: Path) -> None:
+        self.store = store
+        self._cache: dict[tuple[str, str], Outcomes | None] = {}
+
+    def read(self, run_id: str, reference: Mapping[str, object]) -> Outcomes | None:
+        key = (str(reference.get("file")), str(reference.get("sha256")))
+        if key not in self._cache:
+            try:
+                found = results.read_outcomes({"run_id": run_id, "outcomes": reference}, self.store)
+            except ValueError as exc:
+                log.warning("warning: %s; its paired tests are left out", exc)
+                found = None
+            self._cache[key] = found
+        return self._cache[key]
+
+
+# --------------------------------------------------------------------------- comparisons
+@dataclass(frozen=True)
+class SeedTest:
+    """One seed of a comparison: hit rates on the shared examples and McNemar's test."""
+
+    seed: str  # the seed ("none" for two runs without one)
+    examples: int
+    a_rate: float
+    b_rate: float
+    a_only: int  # examples A hit and B missed
+    b_only: int  # examples B hit and A missed
+    p: float
+    p_holm: float = math.nan
+
+    @property
+    def difference(self) -> float:
+        return self.a_rate - self.b_rate
+
+
+@dataclass
+class Comparison:
+    """A against B in one table (dataset, profile, mode), over the seeds they share."""
+
+    dataset: str
+    profile: str
+    mode: str
+    a: str
+    b: str
+    seeds: list[SeedTest]
+
+    @property
+    def label(self) -> str:
+        """ "one training run" for one seed: a difference without any run-to-run spread."""
+        if len(self.seeds) != 1:
+            return ""
+        return NO_SEED_RUN if self.seeds[0].seed == _label(NO_SEED) else ONE_RUN
+
+    @property
+    def interval(self) -> Estimate:
+        return seed_interval([s.difference for s in self.seeds])
+
+    @property
+    def survives(self) -> bool:
+        """The decision rule of :data:`RULE`."""
+        if not all(s.p_holm < ALPHA for s in self.seeds):
+            return False
+        est = self.interval
+        return len(self.seeds) < 2 or est.low > 0 or est.high < 0
+
+
+@dataclass
+class PairedTests:
+    """Every comparison of a setting, the notes on what was left out, and the runs used."""
+
+    comparisons: list[Comparison] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    runs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    any_outcomes: bool = False
+    used: set[str] = field(default_factory=set)  # run ids compared
+
+    def marks(self) -> tables.PairedMarks | None:
+        """What Table 2 marks: the methods whose comparison with the reference survives."""
+        against = [c for c in self.comparisons if REFERENCE in (c.a, c.b)]
+        if not against:
+            return None
+
+        def other(c: Comparison) -> tuple[str, str, str]:
+            return (c.dataset, c.mode, c.b if c.a == REFERENCE else c.a)
+
+        tested = frozenset(other(c) for c in against)
+        survivors = frozenset(other(c) for c in against if c.survives)
+        note = (
+            f"{tables.PAIRED_MARK} differs from {REFERENCE} on the same test examples (in the "
+            f"HR@1 mode of the cell; see paired_tests): {RULE}"
+        )
+        return tables.PairedMarks(tested=tested, survivors=survivors, note=note)
+
+
+def _label(seed: int) -> str:
+    return "none" if seed == NO_SEED else str(seed)
+
+
+def _seed_pairs(a: dict[int, str], b: dict[int, str]) -> list[tuple[int, str, str]]:
+    """(seed, run of A, run of B): same seed, or every seed of one against a seedless other."""
+    if set(a) == {NO_SEED}:
+        return [(seed, a[NO_SEED], run) for seed, run in sorted(b.items())]
+    if set(b) == {NO_SEED}:
+        return [(seed, run, b[NO_SEED]) for seed, run in sorted(a.items())]
+    return [(seed, a[seed], b[seed]) for seed in sorted(a.keys() & b.keys())]
+
+
+def _seed_test(seed: int, hits_a: Mapping[str, bool], hits_b: Mapping[str, bool]) -> SeedTest:
+    keys = sorted(hits_a)
+    a_only = sum(1 for k in keys if hits_a[k] and not hits_b[k])
+    b_only = sum(1 for k in keys if hits_b[k] and not hits_a[k])
+    n = len(keys)
+    return SeedTest(
+        seed=_label(seed),
+        examples=n,
+        a_rate=sum(1 for k in keys if hits_a[k]) / n,
+        b_rate=sum(1 for k in keys if hits_b[k]) / n,
+        a_only=a_only,
+        b_only=b_only,
+        p=mcnemar_p(a_only, b_only),
+    )
+
+
+def _compare(
+    where: str,
+    a: str,
+    b: str,
+    seeds_a: dict[int, str],
+    seeds_b: dict[int, str],
+    hits: Mapping[str, dict[str, bool]],
+    notes: list[str],
+) -> tuple[list[SeedTest], set[str]] | None:
+    """The per-seed tests of A vs B and the runs behind them, or None (with a note) when they
+    cannot be compared."""
+    pairs = _seed_pairs(seeds_a, seeds_b)
+    if not pairs:
+        notes.append(f"{a} vs {b} {where}: no seed in common; not compared")
+        return None
+    paired = {seed for seed, _, _ in pairs}
+    alone = sorted((set(seeds_a) | set(seeds_b)) - paired - {NO_SEED})
+    if alone:
+        listed = ", ".join(_label(s) for s in alone)
+        notes.append(f"{a} vs {b} {where}: seed {listed} of one method only, left out")
+    tests = []
+    for seed, run_a, run_b in pairs:
+        hits_a, hits_b = hits[run_a], hits[run_b]
+        if set(hits_a) != set(hits_b) or not hits_a:
+            only = len(set(hits_a) ^ set(hits_b))
+            notes.append(
+                f"{a} vs {b} {where}, seed {_label(seed)}: the runs hold outcomes for different "
+                f"examples ({len(hits_a)} and {len(hits_b)}, {only} in one only); not compared"
+            )
+            return None
+        tests.append(_seed_test(seed, hits_a, hits_b))
+    return tests, {run for _, run_a, run_b in pairs for run in (run_a, run_b)}
+
+
+def _default_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
+    pairs = [(m, REFERENCE) for m in methods if m != REFERENCE] if REFERENCE in methods else []
+    return pairs + [(a, b) for a, b in EXTRA_PAIRS if a in methods and b in methods]
+
+
+def _table(
+    runs: pd.DataFrame,
+    dataset: str,
+    mode: str,
+    reader: OutcomeReader,
+    pairs: Sequence[tuple[str, str]],
+    out: PairedTests,
+) -> list[Comparison]:
+    """The comparisons of one table (dataset, mode of the setting's profile), Holm-adjusted."""
+    column = f"{mode}:hr@1"
+    here = runs[(runs["dataset"] == dataset) & runs[column].notna()]
+    where = f"on {dataset} ({mode})"
+    seeds: dict[str, dict[int, str]] = {}  # method -> seed -> run with usable outcomes
+    hits: dict[str, dict[str, bool]] = {}
+    without: list[str] = []
+    for method in tables.ordered_methods(here["method"]):
+        usable: dict[int, str] = {}
+        missing: list[int] = []
+        group = here[here["method"] == method].sort_values(["time", "run_id"])
+        for run_id, seed, references in zip(
+            group["run_id"], group["seed"], group["outcomes"], strict=True
+        ):
+            reference = references.get(mode) if isinstance(references, dict) else None
+            found = reader.read(str(run_id), reference) if reference else None
+            if found is None:
+                missing.append(int(seed))
+                continue
+            out.any_outcomes = True
+            usable[int(seed)] = str(run_id)
+            hits[str(run_id)] = found.hits(mode)
+        if not usable:
+            without.append(method)
+        elif missing:
+            listed = ", ".join(_label(s) for s in sorted(set(missing) - set(usable)))
+            if listed:
+                out.notes.append(f"{method} {where}: no usable outcomes for seed {listed}")
+        if usable:
+            seeds[method] = usable
+    if without and seeds:
+        out.notes.append(f"{dataset} ({mode}): no per-example outcomes for {', '.join(without)}")
+    profile = str(here["profile"].iloc[0]) if len(here) else ""
+    comparisons = []
+    for a, b in pairs or _default_pairs(list(seeds)):
+        if a not in seeds or b not in seeds:
+            continue
+        compared = _compare(where, a, b, seeds[a], seeds[b], hits, out.notes)
+        if compared is not None:
+            comparisons.append(Comparison(dataset, profile, mode, a, b, compared[0]))
+            out.used.update(compared[1])
+    adjusted = iter(holm([s.p for c in comparisons for s in c.seeds]))
+    for comparison in comparisons:
+        comparison.seeds = [replace(s, p_holm=next(adjusted)) for s in comparison.seeds]
+    return comparisons
+
+
+def paired_tests(
+    runs: pd.DataFrame, reader: OutcomeReader, pairs: Sequence[tuple[str, str]] = ()
+) -> PairedTests:
+    """The comparisons of ``pairs`` (default: every method vs sft, napo vs sdpo) in every table.
+
+    ``runs`` are the reference runs of one setting (:attr:`References.runs`: one configuration
+    per method, one run per seed).
+    """
+    out = PairedTests()
+    for dataset in tables.ordered_datasets(runs["dataset"]):
+        for mode in MODES:
+            if f"{mode}:hr@1" in runs.columns:
+                out.comparisons += _table(runs, dataset, mode, reader, pairs, out)
+    out.runs = runs[runs["run_id"].isin(out.used)]
+    return out
+
+
+# ---------------------------------------------------------------------------------- table
+def _signed(value: float) -> str:
+    return f"{value:+.4f}"
+
+
+def _p(value: float) -> str:
+    return f"{value:.4f}" if value >= 1e-4 else f"{value:.1e}"
+
+
+def _joined(values: Iterable[object], fmt: str = "") -> str:
+    return ";".join(format(v, fmt) for v in values)
+
+
+def paired_table(tests: PairedTests) -> tables.Table | str:
+    """The ``paired_tests`` table (a reason string when there is nothing to show)."""
+    if not tests.any_outcomes:
+        return "no per-example outcomes in the store (runs recorded before they were kept)"
+    if not tests.comparisons:
+        why = f" ({'; '.join(tests.notes)})" if tests.notes else ""
+        return f"no two methods with per-example outcomes on the same dataset and mode{why}"
+    tidy_rows, display_rows = [], []
+    for c in tests.comparisons:
+        est = c.interval
+        n = len(c.seeds)
+        low, high = (est.low, est.high) if n >= 2 else (math.nan, math.nan)
+        tidy_rows.append(
+            {
+                "dataset": c.dataset,
+                "profile": c.profile,
+                "mode": c.mode,
+                "method_a": c.a,
+                "method_b": c.b,
+                "seeds": n,
+                "label": c.label,
+                "seed_list": _joined(s.seed for s in c.seeds),
+                "examples": _joined(s.examples for s in c.seeds),
+                "a_hr1_mean": math.fsum(s.a_rate for s in c.seeds) / n,
+                "b_hr1_mean": math.fsum(s.b_rate for s in c.seeds) / n,
+                "diff_mean": est.mean,
+                "diff_low": low,
+                "diff_high": high,
+                "seed_diffs": _joined((s.difference for s in c.seeds), ".6f"),
+                "seed_a_only": _joined(s.a_only for s in c.seeds),
+                "seed_b_only": _joined(s.b_only for s in c.seeds),
+                "seed_p": _joined((s.p for s in c.seeds), ".6g"),
+                "seed_p_holm": _joined((s.p_holm for s in c.seeds), ".6g"),
+                "survives": "yes" if c.survives else "no",
+            }
+        )
+        difference = _signed(est.mean)
+        difference += f" [{_signed(low)}, {_signed(high)}]" if n >= 2 else f" ({c.label})"
+        display_rows.append(
+            {
+                "dataset": c.dataset,
+                "profile": c.profile,
+                "mode": c.mode,
+                "A": c.a,
+                "B": c.b,
+                "seeds": str(n),
+                "HR@1 A - B": difference,
+                "per seed": ", ".join(_signed(s.difference) for s in c.seeds),
+                "A only / B only": ", ".join(f"{s.a_only}/{s.b_only}" for s in c.seeds),
+                "McNemar p": ", ".join(_p(s.p) for s in c.seeds),
+                "Holm p": ", ".join(_p(s.p_holm) for s in c.seeds),
+                "survives": "yes" if c.survives else "no",
+            }
+        )
+    notes = [
+        RULE,
+        (
+            "A - B: difference in HR@1 on the examples both runs evaluated, per seed and its mean "
+            "over seeds with a 95% Student t interval over seeds (one seed: one training run, no "
+            "interval); A only / B only: examples one method hit and the other missed, the "
+            "counts of the exact two-sided McNemar test (p = 1 when both are 0)"
+        ),
+        (
+            "pairing: same seed (the losses of a seed share its SFT stage); a method without "
+            "seeds (deterministic) is paired with every seed of the other; runs: the "
+            "configuration Table 2 shows"
+        ),
+        *tests.notes,
+    ]
+    return tables.Table(
+        name="paired_tests",
+        title="Paired tests: HR@1 differences on the same test examples",
+        data=pd.DataFrame(tidy_rows),
+        display=pd.DataFrame(display_rows),
+        notes=notes,
+        runs=tests.runs,
+    )
+
+
+__all__ = [
+    "RULE",
+    "Comparison",
+    "OutcomeReader",
+    "PairedTests",
+    "SeedTest",
+    "check_pairs",
+    "holm",
+    "mcnemar_p",
+    "paired_table",
+    "paired_tests",
+    "parse_pairs",
+    "seed_interval",
+]

@@ -1,0 +1,380 @@
+"""Paired statistics of ``recbench compare`` on hand-made per-example outcomes.
+
+Every expected number is worked out by hand in this file (binomial sums for McNemar's exact test,
+Holm's step-down products, Student t intervals from the printed critical value), never taken from
+``recbench.reports``.  Outcomes are built so that the discordant counts are known: method hits on
+examples are given as index ranges of the 40 test examples ``test:0`` ... ``test:39``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import assert_user_error
+
+from recbench import results
+from recbench.outcomes import Outcomes
+from recbench.reports import compare
+from recbench.reports.paired import Comparison, SeedTest, holm, mcnemar_p, seed_interval
+
+N = 40
+KEYS = [f"test:{i}" for i in range(N)]
+T975_2 = 4.302652730  # Student t, 2 degrees of freedom, 97.5% (printed tables)
+HARDWARE = {"machine": "x86_64", "cpu": "x86_64", "cpu_count": 2, "system": "Linux"}
+VERSIONS = {"python": "3.11", "recbench": "0.1.0"}
+
+# Generation hits per method and seed (indices of the examples hit).
+SFT_GEN = set(range(10))  # every seed
+NAPO_EXTRA = {0: 12, 1: 13, 2: 14}  # napo hits SFT's 10 and this many more: 0 .. 9 + k
+SDPO_GEN = set(range(1, 10)) | {38, 39}  # one of SFT's hits lost, two others gained
+# Ranking: examples ranked first.
+SFT_RANK = set(range(5))
+POP_RANK = set(range(20))  # a deterministic rule baseline, recorded without a seed
+
+
+def _outcomes(generation: set[int] | None, ranking: set[int]) -> Outcomes:
+    rows: dict[str, dict[str, object]] = {}
+    for i, key in enumerate(KEYS):
+        row: dict[str, object] = {"rank": 1 if i in ranking else 2}
+        if generation is not None:
+            row.update({"valid": True, "hit": i in generation})
+        rows[key] = row
+    return Outcomes(rows)
+
+
+def _add_run(
+    store: Path,
+    method: str,
+    family: str,
+    seed: int | None,
+    generation: set[int] | None,
+    ranking: set[int],
+    keep_outcomes: bool = True,
+    profile: str = "cpu",
+) -> None:
+    run = {
+        "run_id": f"{method}-{profile}-{seed}",
+        "time": "2026-01-01T00:00:00+0000",
+        "dataset": "lastfm",
+        "method": method,
+        "family": family,
+        "model": "rule" if family == "rule" else "smollm2-135m",
+        "seed": seed,
+        "profile": profile,
+        "hparams": {},
+        "settings": {},
+        "hardware": HARDWARE,
+        "versions": VERSIONS,
+    }
+    records = []
+    if generation is not None:
+        metrics = {"hr@1": len(generation) / N, "valid_ratio": 1.0, "n_examples": N}
+        records += results.make_records(run, metrics, split="test", mode="generation")
+    metrics = {"hr@1": len(ranking) / N, "n_examples": N}
+    records += results.make_records(run, metrics, split="test", mode="ranking")
+    outcomes = _outcomes(generation, ranking) if keep_outcomes else None
+    results.append_records(records, store, outcomes)
+
+
+def write_store(store: Path) -> Path:
+    for seed in (0, 1, 2):
+        _add_run(store, "sft", "llm_baseline", seed, SFT_GEN, SFT_RANK)
+        napo = SFT_GEN | set(range(10, 10 + NAPO_EXTRA[seed]))
+        _add_run(store, "napo", "loss", seed, napo, SFT_RANK)
+        _add_run(store, "sdpo", "loss", seed, SDPO_GEN, SFT_RANK)
+        _add_run(store, "dpo", "loss", seed, SFT_GEN, SFT_RANK, keep_outcomes=False)
+    _add_run(store, "pop", "rule", None, None, POP_RANK)
+    return store
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(path.read_text()), comment="#", dtype=str, keep_default_na=False)
+
+
+def row(frame: pd.DataFrame, **where: str) -> pd.Series:
+    mask = pd.Series(True, index=frame.index)
+    for key, value in where.items():
+        mask &= frame[key] == value
+    assert mask.sum() == 1, (where, frame)
+    return frame[mask].iloc[0]
+
+
+def floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(";")]
+
+
+def binomial_two_sided(k: int, n: int) -> float:
+    """2 P(X <= k) for X ~ Binomial(n, 1/2), capped at 1: McNemar's exact p by hand."""
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+
+
+# ------------------------------------------------------------------------------- units
+def test_mcnemar_exact_p_values():
+    assert mcnemar_p(10, 2) == pytest.approx(2 * (1 + 12 + 66) / 4096, rel=1e-12)
+    assert mcnemar_p(2, 10) == pytest.approx(0.0385742, abs=1e-7)
+    assert mcnemar_p(7, 7) == pytest.approx(1.0, abs=1e-12)
+    assert mcnemar_p(0, 0) == 1.0
+    assert mcnemar_p(5, 0) == pytest.approx(2 / 32, rel=1e-12)
+
+
+def test_holm_adjustment():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06], rel=1e-12)
+    assert holm([0.2, 0.9]) == pytest.approx([0.4, 0.9], rel=1e-12)  # 0.2 x 2; 0.9 x 1
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0], rel=1e-12)  # capped, then monotone
+    assert holm([]) == []
+
+
+def test_interval_over_seed_differences():
+    est = seed_interval([0.02, 0.04, 0.06])
+    half = T975_2 * 0.02 / math.sqrt(3)
+    assert half == pytest.approx(0.049683, abs=1e-6)
+    assert est.mean == pytest.approx(0.04, abs=1e-12)
+    assert est.low == pytest.approx(0.04 - half, abs=1e-8)
+    assert est.high == pytest.approx(0.04 + half, abs=1e-8)
+    one = seed_interval([0.1])
+    assert one.mean == pytest.approx(0.1) and not one.has_interval
+
+
+def _seed(seed: str, difference: float, p_holm: float) -> SeedTest:
+    return SeedTest(seed, 100, 0.5 + difference, 0.5, 0, 0, p_holm, p_holm)
+
+
+def test_decision_rule():
+    def comparison(*seeds: SeedTest) -> Comparison:
+        return Comparison("lastfm", "cpu", "generation", "napo", "sft", list(seeds))
+
+    same_sign = comparison(_seed("0", 0.1, 0.01), _seed("1", 0.12, 0.02), _seed("2", 0.11, 0.01))
+    assert same_sign.survives
+    one_p_too_high = comparison(_seed("0", 0.1, 0.01), _seed("1", 0.12, 0.06))
+    assert not one_p_too_high.survives
+    # every p small, but the seeds disagree in sign: the interval over seeds holds 0
+    flipping = comparison(_seed("0", 0.3, 0.001), _seed("1", -0.3, 0.001), _seed("2", 0.3, 0.001))
+    assert not flipping.survives
+    assert comparison(_seed("0", 0.05, 0.04)).survives  # one training run: p alone decides
+    assert not comparison(_seed("0", 0.05, 0.05)).survives
+    assert comparison(_seed("0", 0.05, 0.04)).label == "one training run"
+    assert comparison(_seed("none", 0.05, 0.04)).label == "one run of two seedless methods"
+    assert same_sign.label == ""
+
+
+# --------------------------------------------------------------------------- end to end
+@pytest.fixture()
+def store(tmp_path) -> Path:
+    return write_store(tmp_path / "results.jsonl")
+
+
+def test_paired_tests_table_matches_hand_computation(store, tmp_path, cli):
+    out = tmp_path / "reports"
+    result = cli("compare", "--results", str(store), "--out", str(out), "--no-plots")
+    assert result.returncode == 0, result.stderr
+    assert "paired_tests.md" in result.stdout and "Traceback" not in result.stderr
+    frame = read_csv(out / "paired_tests.csv")
+    pairs = list(zip(frame["mode"], frame["method_a"], frame["method_b"], strict=True))
+    assert pairs == [
+        ("generation", "sdpo", "sft"),
+        ("generation", "napo", "sft"),
+        ("generation", "napo", "sdpo"),
+        ("ranking", "pop", "sft"),
+        ("ranking", "sdpo", "sft"),
+        ("ranking", "napo", "sft"),
+        ("ranking", "napo", "sdpo"),
+    ]
+
+    # generation, napo vs sft: napo hits SFT's 10 examples and k more, so b = k, c = 0
+    napo = row(frame, mode="generation", method_a="napo", method_b="sft")
+    diffs = [k / N for k in (12, 13, 14)]  # 0.300, 0.325, 0.350
+    assert floats(napo["seed_diffs"]) == pytest.approx(diffs, abs=1e-6)
+    assert napo["seed_a_only"] == "12;13;14" and napo["seed_b_only"] == "0;0;0"
+    assert floats(napo["seed_p"]) == pytest.approx([2**-11, 2**-12, 2**-13], rel=1e-5)
+    half = T975_2 * 0.025 / math.sqrt(3)  # sample sd of 0.300, 0.325, 0.350 is 0.025
+    assert float(napo["diff_mean"]) == pytest.approx(0.325, abs=1e-6)
+    assert float(napo["diff_low"]) == pytest.approx(0.325 - half, abs=1e-6)
+    assert float(napo["diff_high"]) == pytest.approx(0.325 + half, abs=1e-6)
+    assert napo["seeds"] == "3" and napo["seed_list"] == "0;1;2" and napo["label"] == ""
+
+    # napo vs sdpo: napo alone hits example 0 and 10 .. 9+k (1+k), sdpo alone 38 and 39 (2)
+    versus = row(frame, mode="generation", method_a="napo", method_b="sdpo")
+    assert versus["seed_a_only"] == "13;14;15" and versus["seed_b_only"] == "2;2;2"
+    p_versus = [binomial_two_sided(2, n) for n in (15, 16, 17)]
+    assert p_versus == pytest.approx([242 / 32768, 274 / 65536, 308 / 131072], rel=1e-12)
+    assert floats(versus["seed_p"]) == pytest.approx(p_versus, rel=1e-5)
+    sdpo = row(frame, mode="generation", method_a="sdpo", method_b="sft")
+    assert sdpo["seed_a_only"] == "2;2;2" and sdpo["seed_b_only"] == "1;1;1"
+    assert floats(sdpo["seed_p"]) == pytest.approx([1.0, 1.0, 1.0], abs=1e-12)  # 2 * 4/8
+
+    # Holm over the 9 generation p-values: sorted ascending, times 9, 8, ... (then monotone)
+    assert floats(napo["seed_p_holm"]) == pytest.approx(
+        [2**-11 * 7, 2**-12 * 8, 2**-13 * 9], rel=1e-5
+    )
+    assert floats(versus["seed_p_holm"]) == pytest.approx(
+        [p_versus[0] * 4, p_versus[1] * 5, p_versus[2] * 6], rel=1e-5
+    )
+    assert floats(sdpo["seed_p_holm"]) == pytest.approx([1.0, 1.0, 1.0], abs=1e-12)
+    assert (napo["survives"], versus["survives"], sdpo["survives"]) == ("yes", "yes", "no")
+
+    # ranking: the seedless rule pairs with every SFT seed; b = 15, c = 0; 12 p-values in all
+    pop = row(frame, mode="ranking", method_a="pop", method_b="sft")
+    assert pop["seed_list"] == "0;1;2" and pop["seed_a_only"] == "15;15;15"
+    assert floats(pop["seed_diffs"]) == pytest.approx([0.375] * 3, abs=1e-6)
+    assert floats(pop["seed_p"]) == pytest.approx([2**-14] * 3, rel=1e-5)
+    assert floats(pop["seed_p_holm"]) == pytest.approx([2**-14 * 12] * 3, rel=1e-5)
+    assert pop["survives"] == "yes"
+    same = row(frame, mode="ranking", method_a="napo", method_b="sft")
+    assert floats(same["seed_p"]) == pytest.approx([1.0] * 3, abs=1e-12)  # b + c = 0
+    assert same["survives"] == "no"
+
+    md = (out / "paired_tests.md").read_text()
+    assert "no per-example outcomes for dpo" in md  # dpo was stored without outcomes
+    assert "every seed's exact McNemar p-value" in md  # the decision rule in the caption
+    assert "dpo" not in set(frame["method_a"]) | set(frame["method_b"])
+
+
+def _cells(markdown: str) -> dict[str, dict[str, str]]:
+    lines = [line for line in markdown.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    table = {}
+    for line in lines[1:]:
+        cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True))
+        table[cells["method"]] = cells
+    return table
+
+
+def test_table2_marks_exactly_the_surviving_differences(store, tmp_path):
+    out = tmp_path / "reports"
+    compare(store, out, plots_enabled=False)
+    text = (out / "table2_main.md").read_text()
+    cells = _cells(text)
+    marked = {
+        (method, column)
+        for method, row_cells in cells.items()
+        for column, value in row_cells.items()
+        if "\u2020" in value
+    }
+    assert marked == {
+        ("napo", "lastfm HR@1"),
+        ("pop", "lastfm HR@1"),
+        ("pop", "lastfm HR@1 (rank)"),
+    }
+    assert cells["pop"]["lastfm HR@1"].startswith("0.5000*\u2020 ")
+    assert "\u2020 differs from sft" in text
+    frame = read_csv(out / "table2_main.csv")
+    assert row(frame, method="napo")["hr1_paired_vs_sft"] == "survives"
+    assert row(frame, method="sdpo")["hr1_paired_vs_sft"] == "no"
+    assert row(frame, method="dpo")["hr1_paired_vs_sft"] == ""  # no outcomes: not tested
+    assert row(frame, method="pop")["ranking_hr1_paired_vs_sft"] == "survives"
+
+
+def test_two_compare_runs_are_byte_identical(store, tmp_path):
+    out = tmp_path / "reports"
+    first = compare(store, out, plots_enabled=False)
+    snapshot = {p: p.read_bytes() for p in first.written}
+    assert out / "paired_tests.tex" in snapshot
+    second = compare(store, out, plots_enabled=False)
+    assert second.written == first.written
+    for path, content in snapshot.items():
+        assert path.read_bytes() == content, path
+
+
+def test_one_seed_is_labelled_one_training_run(tmp_path):
+    store = tmp_path / "one.jsonl"
+    _add_run(store, "sft", "llm_baseline", 0, SFT_GEN, SFT_RANK)
+    _add_run(store, "napo", "loss", 0, SFT_GEN | set(range(10, 16)), SFT_RANK)  # b=6, c=0
+    out = tmp_path / "reports"
+    compare(store, out, plots_enabled=False)
+    napo = row(read_csv(out / "paired_tests.csv"), mode="generation", method_a="napo")
+    assert napo["label"] == "one training run" and napo["seeds"] == "1"
+    assert napo["diff_low"] == "" and napo["diff_high"] == ""  # no interval over seeds
+    assert floats(napo["seed_p"]) == pytest.approx([2 / 64], rel=1e-5)
+    # the generation table holds this one p-value (ranking is a table of its own)
+    assert floats(napo["seed_p_holm"]) == pytest.approx([2 / 64], rel=1e-5)
+    assert napo["survives"] == "yes"  # p alone decides with one seed
+    assert "+0.1500 (one training run)" in (out / "paired_tests.md").read_text()
+
+
+def test_store_without_outcomes_writes_no_paired_tests(tmp_path):
+    store = tmp_path / "plain.jsonl"
+    for seed in (0, 1):
+        _add_run(store, "sft", "llm_baseline", seed, SFT_GEN, SFT_RANK, keep_outcomes=False)
+        _add_run(store, "napo", "loss", seed, SFT_GEN, SFT_RANK, keep_outcomes=False)
+    out = tmp_path / "reports"
+    report = compare(store, out, plots_enabled=False)
+    assert not list(out.glob("paired_tests.*"))
+    assert any(name == "paired_tests" for name, _ in report.skipped)
+    text = (out / "table2_main.md").read_text()
+    assert "\u2020" not in text
+    assert "paired" not in (out / "table2_main.csv").read_text()
+
+
+def test_runs_on_different_examples_are_never_compared(tmp_path):
+    store = tmp_path / "mixed.jsonl"
+    _add_run(store, "sft", "llm_baseline", 0, SFT_GEN, SFT_RANK)
+    _add_run(store, "sdpo", "loss", 0, SDPO_GEN, SFT_RANK)
+    _add_run(store, "napo", "loss", 0, SFT_GEN | {20}, SFT_RANK)  # a file of its own (sha256)
+    path = results.outcomes_path(store, "napo-cpu-0")
+    lines = path.read_text().splitlines()[:-1]  # napo's outcomes lack one example
+    path.write_text("\n".join(lines) + "\n")
+    record = next(r for r in results.read_records(store) if r["run_id"] == "napo-cpu-0")
+    store.write_text(
+        store.read_text().replace(record["outcomes"]["sha256"], results.sha256(path.read_bytes()))
+    )
+    out = tmp_path / "reports"
+    compare(store, out, plots_enabled=False)
+    frame = read_csv(out / "paired_tests.csv")
+    assert set(zip(frame["mode"], frame["method_a"], strict=True)) == {
+        ("generation", "sdpo"),
+        ("ranking", "sdpo"),
+    }
+    md = (out / "paired_tests.md").read_text()
+    assert (
+        "napo vs sft on lastfm (generation), seed 0: the runs hold outcomes for different "
+        "examples (39 and 40, 1 in one only); not compared"
+    ) in md
+    assert "napo vs sdpo on lastfm (ranking), seed 0: the runs hold outcomes" in md
+
+
+def test_changed_outcomes_file_is_left_out_with_one_warning(store, tmp_path, cli):
+    path = results.outcomes_path(store, "napo-cpu-1")
+    path.write_text(path.read_text().replace('"hit": false', '"hit": true', 1))
+    out = tmp_path / "reports"
+    result = cli("compare", "--results", str(store), "--out", str(out), "--no-plots")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1, result.stderr
+    assert str(path) in warnings[0] and "sha256" in warnings[0]
+    frame = read_csv(out / "paired_tests.csv")
+    napo = row(frame, mode="generation", method_a="napo", method_b="sft")
+    assert napo["seed_list"] == "0;2"  # seed 1 of napo left out, the others still compared
+    assert floats(napo["seed_diffs"]) == pytest.approx([12 / N, 14 / N], abs=1e-6)
+    md = (out / "paired_tests.md").read_text()
+    assert "napo on lastfm (generation): no usable outcomes for seed 1" in md
+
+
+def test_pair_option_replaces_the_defaults(store, tmp_path, cli):
+    out = tmp_path / "reports"
+    result = cli(
+        "compare", "--results", str(store), "--out", str(out), "--no-plots", "--pair", "napo:sdpo"
+    )
+    assert result.returncode == 0, result.stderr
+    frame = read_csv(out / "paired_tests.csv")
+    assert set(zip(frame["method_a"], frame["method_b"], strict=True)) == {("napo", "sdpo")}
+    assert "--pair napo:sdpo" in (out / "paired_tests.md").read_text().splitlines()[0]
+    assert "\u2020" not in (out / "table2_main.md").read_text()  # nothing compared with sft
+
+
+@pytest.mark.parametrize(
+    ("pair", "needles"),
+    [
+        ("napo:sdpoo", ("no runs of method 'sdpoo'", "did you mean 'sdpo'")),
+        ("napo", ("--pair takes two method names as A:B",)),
+        ("napo:napo", ("cannot be compared with itself",)),
+    ],
+)
+def test_pair_mistakes_are_one_line_errors(store, tmp_path, cli, pair, needles):
+    result = cli("compare", "--results", str(store), "--out", str(tmp_path / "r"), "--pair", pair)
+    assert_user_error(result, *needles)
+    assert not (tmp_path / "r").exists()
