@@ -94,16 +94,35 @@ def hardware() -> dict[str, object]:
         "cpu_count": os.cpu_count(),
         "system": platform.system(),
     }
+    model = _cpu_model()
+    if model:
+        info["cpu_model"] = model
     try:
         import torch
 
         info["torch_threads"] = torch.get_num_threads()
+        # whether bf16 runs natively: it decides what precision=auto trains in, and the speed
+        info["cpu_bf16"] = bool(torch.backends.mkldnn.is_available()) and bool(
+            torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
             info["gpu_count"] = torch.cuda.device_count()
-    except ImportError:  # pragma: no cover - torch is a hard dependency
+    except (ImportError, AttributeError, RuntimeError):  # pragma: no cover - torch builds
         pass
     return info
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo); "" where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def versions() -> dict[str, str]:

@@ -4,6 +4,7 @@ the seeded random rule, a CLI run and the rule group of ``recbench compare``."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -18,9 +19,11 @@ from baselines.rules import (
     execute_rule,
     global_order,
     rule_scores,
+    training_transitions,
 )
 from recbench.batches import pick_examples
 from recbench.data import Example, load_dataset
+from recbench.data.dataset import user_runs
 from recbench.data.rows import SplitRows
 from recbench.methods import get_method, method_names
 from recbench.pipeline import EVAL_SEED
@@ -323,3 +326,21 @@ def test_compare_shows_the_rule_group_first(toy, tmp_path):
     rows = [line.split("|")[1:3] for line in table.splitlines() if line.startswith("| ")]
     rows = [(g.strip(), m.strip()) for g, m in rows if g.strip() != "group"]
     assert rows == [("rule", r) for r in RULES] + [("sequential", "sasrec")]
+
+
+@pytest.mark.parametrize("dataset", ["lastfm", "steam"])
+def test_vectorised_transitions_match_the_users_read_row_by_row(dataset):
+    """rules.training_transitions (numpy, fast) and dataset.user_runs (a plain loop) encode one
+    rule, "a row that continues the previous one belongs to the same user": the transitions of
+    each user's full sequence, read row by row, must be exactly the vectorised ones."""
+    ds = load_dataset(dataset)
+    rows = ds.rows("train")
+    width = rows.seq.shape[1]
+    expected: list[tuple[int, int]] = []
+    for run in user_runs(rows, ds.padding_id, width):
+        first = run[0]
+        items = [x for x in rows.seq[first].tolist() if x != ds.padding_id]
+        items += [int(rows.next[i]) for i in run]
+        expected += list(itertools.pairwise(items))
+    sources, targets = training_transitions(rows, ds.padding_id)
+    assert sorted(zip(sources.tolist(), targets.tolist(), strict=True)) == sorted(expected)

@@ -205,84 +205,18 @@ def main_table(refs: References, paired: PairedMarks | None = None) -> Table | s
     if runs.empty:
         return "no runs of baselines or losses"
     datasets = ordered_datasets(runs["dataset"])
-    tidy_rows: list[dict] = []
-    best: dict[str, tuple[str, float]] = {}
-    sft: dict[str, float] = {}
-    for dataset in datasets:
-        here = runs[runs["dataset"] == dataset]
-        for method, group in here.groupby("method", sort=True):
-            if group["family"].iloc[0] in ("rule", "sequential", "llm_baseline"):
-                value = mean_of(stat(group, headline_column(group)))
-                if not math.isnan(value) and (dataset not in best or value > best[dataset][1]):
-                    best[dataset] = (str(method), value)
-            if method == "sft":
-                sft[dataset] = mean_of(stat(group, headline_column(group)))
-    for dataset in datasets:
-        here = runs[runs["dataset"] == dataset]
-        for method in ordered_methods(here["method"]):
-            group = here[here["method"] == method]
-            column = headline_column(group)
-            hr1 = stat(group, column)
-            best_name, best_value = best.get(dataset, ("", math.nan))
-            tidy_rows.append(
-                {
-                    "dataset": dataset,
-                    "family": group["family"].iloc[0],
-                    "method": method,
-                    "seeds": _seeds(group),
-                    "hr1_mode": column.partition(":")[0],
-                    **fields("hr1", hr1),
-                    **fields("valid_ratio", stat(group, "generation:valid_ratio")),
-                    **fields("ranking_hr1", stat(group, "ranking:hr@1")),
-                    "best_baseline": best_name,
-                    "rel_best_baseline_pct": relative_percent(mean_of(hr1), best_value),
-                    "rel_sft_pct": relative_percent(mean_of(hr1), sft.get(dataset)),
-                }
-            )
-            if paired is not None:
-                mode = column.partition(":")[0]
-                tidy_rows[-1]["hr1_paired_vs_sft"] = paired.state(dataset, mode, method)
-                tidy_rows[-1]["ranking_hr1_paired_vs_sft"] = paired.state(
-                    dataset, "ranking", method
-                )
-    tidy = pd.DataFrame(tidy_rows)
-    tidy["_family_rank"] = [_rank(FAMILY_ORDER, f) for f in tidy["family"]]
-    order = method_order()
-    tidy["_method_rank"] = [_rank(order, m) for m in tidy["method"]]
-    tidy["_dataset_rank"] = [_rank(DATASET_ORDER, d) for d in tidy["dataset"]]
-    tidy = tidy.sort_values(["_dataset_rank", "_family_rank", "_method_rank"])
-    tidy = tidy.drop(columns=["_family_rank", "_method_rank", "_dataset_rank"])
-    tidy = tidy.reset_index(drop=True)
-
-    display_rows = []
-    families = ordered_families(tidy["family"])
-    for family in families:
-        for method in ordered_methods(tidy.loc[tidy["family"] == family, "method"]):
-            row: dict[str, object] = {"group": FAMILY_LABELS.get(family, family), "method": method}
-            for dataset in datasets:
-                match = runs[(runs["dataset"] == dataset) & (runs["method"] == method)]
-                found = tidy[(tidy["dataset"] == dataset) & (tidy["method"] == method)]
-                if found.empty:
-                    row.update(
-                        {
-                            f"{dataset} {c}": ""
-                            for c in ("HR@1", "Valid", "HR@1 (rank)", "vs best", "vs SFT", "seeds")
-                        }
-                    )
-                    continue
-                t = found.iloc[0]
-                mark = RANKING_MARK if t["hr1_mode"] == "ranking" else ""
-                rank_mark = ""
-                if paired is not None:
-                    mark += paired.mark(dataset, t["hr1_mode"], method)
-                    rank_mark = paired.mark(dataset, "ranking", method)
-                row[f"{dataset} HR@1"] = cell(stat(match, headline_column(match)), mark=mark)
-                row[f"{dataset} Valid"] = cell(stat(match, "generation:valid_ratio"))
-                row[f"{dataset} HR@1 (rank)"] = cell(stat(match, "ranking:hr@1"), mark=rank_mark)
-                row[f"{dataset} vs best"] = percent_cell(t["rel_best_baseline_pct"])
-                row[f"{dataset} vs SFT"] = percent_cell(t["rel_sft_pct"])
-                row[f"{dataset} seeds"] = str(t["seeds"])
-            display_rows.append(row)
+    best, sft = _references_per_dataset(runs, datasets)
+    tidy_rows = [
+        _main_tidy_row(runs, dataset, method, best, sft, paired)
+        for dataset in datasets
+        for method in ordered_methods(runs.loc[runs["dataset"] == dataset, "method"])
+    ]
+    tidy = _sorted_main(pd.DataFrame(tidy_rows))
+    display_rows = [
+        _main_display_row(runs, tidy, datasets, family, method, paired)
+        for family in ordered_families(tidy["family"])
+        for method in ordered_methods(tidy.loc[tidy["family"] == family, "method"])
+    ]
     notes = [INTERVAL_NOTE]
     if (tidy["hr1_mode"] == "ranking").any():
         notes.append(RANKING_NOTE)
@@ -306,6 +240,102 @@ def main_table(refs: References, paired: PairedMarks | None = None) -> Table | s
         notes=notes,
         runs=runs,
     )
+
+
+def _references_per_dataset(
+    runs: pd.DataFrame, datasets: list[str]
+) -> tuple[dict[str, tuple[str, float]], dict[str, float]]:
+    """Per dataset: the best baseline (rule, sequential or LLM baseline) and SFT's HR@1."""
+    best: dict[str, tuple[str, float]] = {}
+    sft: dict[str, float] = {}
+    for dataset in datasets:
+        here = runs[runs["dataset"] == dataset]
+        for method, group in here.groupby("method", sort=True):
+            if group["family"].iloc[0] in ("rule", "sequential", "llm_baseline"):
+                value = mean_of(stat(group, headline_column(group)))
+                if not math.isnan(value) and (dataset not in best or value > best[dataset][1]):
+                    best[dataset] = (str(method), value)
+            if method == "sft":
+                sft[dataset] = mean_of(stat(group, headline_column(group)))
+    return best, sft
+
+
+def _main_tidy_row(
+    runs: pd.DataFrame,
+    dataset: str,
+    method: str,
+    best: dict[str, tuple[str, float]],
+    sft: dict[str, float],
+    paired: PairedMarks | None,
+) -> dict:
+    """One method on one dataset, as Table 2's csv holds it."""
+    group = runs[(runs["dataset"] == dataset) & (runs["method"] == method)]
+    column = headline_column(group)
+    hr1 = stat(group, column)
+    best_name, best_value = best.get(dataset, ("", math.nan))
+    row = {
+        "dataset": dataset,
+        "family": group["family"].iloc[0],
+        "method": method,
+        "seeds": _seeds(group),
+        "hr1_mode": column.partition(":")[0],
+        **fields("hr1", hr1),
+        **fields("valid_ratio", stat(group, "generation:valid_ratio")),
+        **fields("ranking_hr1", stat(group, "ranking:hr@1")),
+        "best_baseline": best_name,
+        "rel_best_baseline_pct": relative_percent(mean_of(hr1), best_value),
+        "rel_sft_pct": relative_percent(mean_of(hr1), sft.get(dataset)),
+    }
+    if paired is not None:
+        row["hr1_paired_vs_sft"] = paired.state(dataset, column.partition(":")[0], method)
+        row["ranking_hr1_paired_vs_sft"] = paired.state(dataset, "ranking", method)
+    return row
+
+
+def _sorted_main(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Datasets in the paper's order, then families, then the registries' method order."""
+    order = method_order()
+    keys = {
+        "_dataset_rank": [_rank(DATASET_ORDER, d) for d in tidy["dataset"]],
+        "_family_rank": [_rank(FAMILY_ORDER, f) for f in tidy["family"]],
+        "_method_rank": [_rank(order, m) for m in tidy["method"]],
+    }
+    tidy = tidy.assign(**keys).sort_values(list(keys))
+    return tidy.drop(columns=list(keys)).reset_index(drop=True)
+
+
+_MAIN_CELLS = ("HR@1", "Valid", "HR@1 (rank)", "vs best", "vs SFT", "seeds")
+
+
+def _main_display_row(
+    runs: pd.DataFrame,
+    tidy: pd.DataFrame,
+    datasets: list[str],
+    family: str,
+    method: str,
+    paired: PairedMarks | None,
+) -> dict[str, object]:
+    """One method's row of the displayed Table 2: its cells on every dataset."""
+    row: dict[str, object] = {"group": FAMILY_LABELS.get(family, family), "method": method}
+    for dataset in datasets:
+        match = runs[(runs["dataset"] == dataset) & (runs["method"] == method)]
+        found = tidy[(tidy["dataset"] == dataset) & (tidy["method"] == method)]
+        if found.empty:
+            row.update({f"{dataset} {c}": "" for c in _MAIN_CELLS})
+            continue
+        t = found.iloc[0]
+        mark = RANKING_MARK if t["hr1_mode"] == "ranking" else ""
+        rank_mark = ""
+        if paired is not None:
+            mark += paired.mark(dataset, t["hr1_mode"], method)
+            rank_mark = paired.mark(dataset, "ranking", method)
+        row[f"{dataset} HR@1"] = cell(stat(match, headline_column(match)), mark=mark)
+        row[f"{dataset} Valid"] = cell(stat(match, "generation:valid_ratio"))
+        row[f"{dataset} HR@1 (rank)"] = cell(stat(match, "ranking:hr@1"), mark=rank_mark)
+        row[f"{dataset} vs best"] = percent_cell(t["rel_best_baseline_pct"])
+        row[f"{dataset} vs SFT"] = percent_cell(t["rel_sft_pct"])
+        row[f"{dataset} seeds"] = str(t["seeds"])
+    return row
 
 
 # --------------------------------------------------------------------------- Table 3
