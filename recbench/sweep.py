@@ -12,8 +12,9 @@ so an interrupted sweep leaves complete curves rather than many seeds of a few p
 
 Several sweeps may share one store (two terminals, two jobs on one machine) without running a
 point twice.  Before running a point a sweep takes that point's lock, a ``filelock`` (``flock``)
-file ``<store>.locks/sweep-<digest>.lock`` named by a digest of the point's identity (dataset,
-method, model, profile, seed, every recorded hyper-parameter, the numbers of examples), and with
+file under ``$RECBENCH_HOME/locks`` named by the store's path and a digest of the point's
+identity (dataset, method, model, profile, seed, every recorded hyper-parameter, the numbers of
+examples), and with
 the lock held it reads the store again: the other sweep may have just recorded the point.  The
 lock is tried without waiting; a point locked by another live sweep is put aside and the sweep
 goes on with the rest of the grid, then comes back to the put-aside points in order, waiting for
@@ -21,6 +22,7 @@ each lock (``filelock``'s blocking acquire) and re-checking the store once it ha
 is then "done" if the other sweep recorded it, and run here if that sweep failed on it or was
 killed.  The kernel drops the lock of a killed process, so a stale lock file never blocks anyone;
 the lock files are left in place (they are empty) and may be deleted whenever no sweep runs.
+Two sweeps share a store's locks when they share ``$RECBENCH_HOME``, as sweeps on one machine do.
 A dry run takes no locks and writes nothing.
 """
 
@@ -37,7 +39,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 import losses
-from recbench import results, runner
+from recbench import locks, results, runner
 from recbench.config import RunConfig, parse_value, split_assignments
 from recbench.errors import UserError
 from recbench.reports.runs import compatible, hparams_key
@@ -274,8 +276,10 @@ def point_digest(point: SweepPoint) -> str:
 
 
 def lock_path(store: Path, point: SweepPoint) -> Path:
-    """The lock file a sweep holds while it runs ``point`` into ``store``."""
-    return store.with_name(store.name + ".locks") / f"sweep-{point_digest(point)}.lock"
+    """The lock file a sweep holds while it runs ``point`` into ``store``: under
+    ``$RECBENCH_HOME/locks``, named by the store's resolved path and the point, so that nothing
+    is written beside a store (committed stores stay free of lock files)."""
+    return locks.lock_path(store.with_name(f"{store.name}.sweep-{point_digest(point)}"))
 
 
 #: How often a sweep waiting for another sweep's point checks the lock again (seconds).
@@ -283,9 +287,7 @@ LOCK_POLL_SECONDS = 0.5
 
 
 def _point_lock(store: Path, point: SweepPoint) -> FileLock:
-    path = lock_path(store, point)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(path, poll_interval=LOCK_POLL_SECONDS)
+    return FileLock(lock_path(store, point), poll_interval=LOCK_POLL_SECONDS)
 
 
 def _run_point(point: SweepPoint, store: Path, label: str, say: Callable[[str], None]) -> Outcome:

@@ -394,6 +394,7 @@ def test_cli_sweep_dry_run_over_a_damaged_store(cli, tmp_path):
     clean = write_good_store(store)
     damage(store, clean, [(1, b"\xff\xfe"), (6, DAMAGE["JSON array"])], DAMAGE["torn last line"])
     before = store.read_bytes()
+    before_names = [p.name for p in tmp_path.iterdir()]
     result = cli("sweep", "--dry-run", "--loss", "napo", "--seed", "0,1,2", "--profile", PROFILE,
                  "--results", str(store))  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -408,7 +409,8 @@ def test_cli_sweep_dry_run_over_a_damaged_store(cli, tmp_path):
     assert "[3/3] lastfm napo seed=2: to run" in result.stdout
     assert "3 points: 2 done, 1 todo, 0 ran, 0 failed" in result.stdout
     assert store.read_bytes() == before
-    assert not (tmp_path / "results.jsonl.locks").exists()  # a dry run writes nothing
+    beside = sorted(p.name for p in tmp_path.iterdir() if p.name != "home")  # home: the cache
+    assert beside == sorted(before_names)  # a dry run writes nothing beside the store
 
 
 def hparams_of(config: RunConfig) -> dict:
@@ -522,7 +524,10 @@ def test_the_lock_names_the_point_not_the_sweep(tmp_path, recbench_home):
     plain = expand(SweepSpec.grid(losses=("napo",), results=store))[0]  # rho 0.7 is the default
     n_neg = expand(SweepSpec.grid(losses=("napo",), n_negs=(3,), results=store))[0]  # the default
     assert lock_path(store, rho_sweep) == lock_path(store, plain) == lock_path(store, n_neg)
-    assert lock_path(store, plain).parent == tmp_path / "results.jsonl.locks"
+    # under $RECBENCH_HOME/locks, never beside the store (committed stores stay clean)
+    assert lock_path(store, plain).parent == recbench_home / "locks"
+    other_store = expand(SweepSpec.grid(losses=("napo",), results=tmp_path / "other.jsonl"))[0]
+    assert lock_path(tmp_path / "other.jsonl", other_store) != lock_path(store, plain)
     others = [
         SweepSpec.grid(losses=("napo",), seeds=(1,), results=store),
         SweepSpec.grid(losses=("napo",), n_negs=(7,), results=store),
