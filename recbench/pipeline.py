@@ -30,6 +30,7 @@ from recbench.errors import UserError
 from recbench.evaluation import generate_answers, generation_report, rank_candidates, ranking_report
 from recbench.methods import register_method
 from recbench.outcomes import Outcomes
+from recbench.results import cpu_has_bf16
 from recbench.scoring import encode_pairs, score_responses
 from recbench.trainer import Stage, StageSettings, add_lora
 
@@ -43,19 +44,6 @@ def peak_memory_mb() -> float:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX, seen through oneDNN).
-
-    Without it, bf16 autocast falls back to a reference GEMM: on an AVX2-only x86_64 CPU one
-    SFT step (8 prompts of 250 tokens, one thread) took more than 200 s in bf16 against 30 s
-    in fp32.
-    """
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # pragma: no cover - builds without oneDNN
-        return False
 
 
 def _precision(requested: str) -> str:
@@ -106,13 +94,13 @@ class LLMRun:
         self._model = self._tokenizer = None  # loaded on first use: see `model`
         seed, s = config.seed, self.settings
         n_neg, history = s.n_neg, s.history_items
-        train = self.ds.examples("train")
-        # one seeded order: the preference examples are the first train_examples of the SFT ones
-        sft_count = s.sft_examples or s.train_examples
-        self.sft_items = [render(self.ds, ex, seed, n_neg, history_items=history)
-                          for ex in pick_examples(train, sft_count, seed)]  # fmt: skip
-        self.train_items = [render(self.ds, ex, seed, n_neg, history_items=history)
-                            for ex in pick_examples(train, s.train_examples, seed)]  # fmt: skip
+        # one seeded order, rendered once: the SFT and the preference examples are its first
+        # sft_examples and train_examples (None: all of them)
+        sft_count, pref_count = s.sft_examples or s.train_examples, s.train_examples
+        larger = None if None in (sft_count, pref_count) else max(sft_count, pref_count)
+        items = [render(self.ds, ex, seed, n_neg, history_items=history)
+                 for ex in pick_examples(self.ds.examples("train"), larger, seed)]  # fmt: skip
+        self.sft_items, self.train_items = items[:sft_count], items[:pref_count]
         scored = evaluation_examples(self.ds, s.eval_rows, s.eval_examples, s.eval_split)
         self.eval_items = [render(self.ds, ex, EVAL_SEED, history_items=history) for ex in scored]
         sft_identity = {

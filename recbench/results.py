@@ -102,15 +102,28 @@ def hardware() -> dict[str, object]:
 
         info["torch_threads"] = torch.get_num_threads()
         # whether bf16 runs natively: it decides what precision=auto trains in, and the speed
-        info["cpu_bf16"] = bool(torch.backends.mkldnn.is_available()) and bool(
-            torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        )
+        info["cpu_bf16"] = cpu_has_bf16()
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
             info["gpu_count"] = torch.cuda.device_count()
     except (ImportError, AttributeError, RuntimeError):  # pragma: no cover - torch builds
         pass
     return info
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX, seen through oneDNN).
+
+    Without it, bf16 autocast falls back to a reference GEMM: on an AVX2-only x86_64 CPU one
+    SFT step (8 prompts of 250 tokens, one thread) took more than 200 s in bf16 against 30 s
+    in fp32.
+    """
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - builds without oneDNN
+        return False
 
 
 def _cpu_model() -> str:
