@@ -5,8 +5,11 @@
 #   JOB=a bash benchmarks/study_validation.sh   # SFT lr 1e-3 (h5), then history 10 (lr 3e-3)
 #   JOB=b bash benchmarks/study_validation.sh   # SFT lr 3e-3 (h5), then 2,048 SFT examples
 # Two jobs of one thread each share a 2-core machine; both append to one store (locked).
-# Every variant differs from its neighbour in one setting; `recbench compare` of the store
-# (reports/movielens-study/validation) shows the table the choice was made from.
+# Every variant differs from its neighbour in one setting; the table the choice was made from:
+#   python benchmarks/study_validation_table.py --out reports/movielens-study-validation
+# Done (reports/movielens-study-validation/validation.md): rules; JOB=b on an AVX2 CPU (fp32,
+# precision auto) for 1,024 examples, then on a bf16 CPU (Xeon with AMX, bf16) both items, one
+# 2-thread job: `THREADS=2 JOB=b bash benchmarks/study_validation.sh`. JOB=a was not finished.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STORE=${STORE:-reports/results/movielens-study-validation.jsonl}

@@ -34,9 +34,19 @@ def _runs(store: Path) -> list[dict]:
             label = record["method"] + "".join(
                 f" {k}={overrides[k]}" for k in SHOWN if k in overrides
             )
+            if record["family"] != "rule":  # trained in fp32 on one CPU, bf16 on another
+                label += f" ({record['settings']['precision']}, {_cpu(record['hardware'])})"
             outcomes = results.read_outcomes(record, store)
             runs.append({"label": label, "hits": outcomes.hits("ranking"), "run": record["run_id"]})
     return runs
+
+
+def _cpu(hardware: dict) -> str:
+    """The CPU a run trained on, in a word: records before cpu_model existed were on the AVX2
+    machine of the first validation runs."""
+    if hardware.get("cpu_bf16"):
+        return "bf16 CPU"
+    return "AVX2 CPU" if "cpu_bf16" not in hardware else "CPU without bf16"
 
 
 def _paired(a: dict, b: dict) -> tuple[float, float]:

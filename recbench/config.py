@@ -67,6 +67,10 @@ class Profile:
     sft_examples: int | None = None
     # the split a run is scored on: "test", or "val" to choose settings without seeing test
     eval_split: str = "test"
+    # precision of evaluation: "fp32" whatever the training precision, or "bf16" autocast,
+    # which is cheaper where bf16 is native (benchmarks/bench_bf16_eval.py measures whether
+    # it changes the recommendations)
+    eval_precision: str = "fp32"
     # what a run of this profile can and cannot show, printed with its results
     caveat: str = ""
 
@@ -116,10 +120,11 @@ PROFILES: dict[str, Profile] = {
     ),
     "study": Profile(
         name="study",
-        summary="the powered CPU study: prompts with the last 5 history items, SFT lr 3e-3, "
-        "1,000 test examples (settings chosen on validation: reports/movielens-study)",
+        summary="the powered CPU study: 2,048 distinct SFT examples (lr 3e-3), prompts with "
+        "the last 5 history items, 1,000 test examples (SFT examples chosen on validation: "
+        "reports/movielens-study-validation)",
         train_examples=1024,
-        sft_examples=1024,
+        sft_examples=2048,
         history_items=5,
         eval_examples=1000,
         sft_epochs=1,
@@ -132,7 +137,9 @@ PROFILES: dict[str, Profile] = {
         lora_alpha=32,
         max_prompt_tokens=512,
         n_neg=3,
-        precision="auto",
+        # pinned, not "auto": one study, one precision, whichever CPU a session lands on (a
+        # CPU without bf16 instructions emulates it and is several times slower; it warns)
+        precision="bf16",
     ),
     "paper": Profile(
         name="paper",
@@ -371,6 +378,7 @@ _POSITIVE_INTS = frozenset(
 #: Settings that must be finite and > 0.
 _POSITIVE_FLOATS = frozenset({"sft_epochs", "pref_epochs", "learning_rate", "sft_learning_rate"})
 PRECISIONS = ("auto", "fp32", "bf16")
+EVAL_PRECISIONS = ("fp32", "bf16")
 EVAL_ROWS = ("all", "last")
 EVAL_SPLITS = ("test", "val")
 _TRUE, _FALSE = {"1", "true", "yes"}, {"0", "false", "no"}
@@ -434,6 +442,11 @@ def _check_setting(option: str, name: str, value: object) -> None:
         raise UserError(
             f"{option}: unknown eval_split '{value}'"
             f"{did_you_mean(str(value), list(EVAL_SPLITS))}; use {' or '.join(EVAL_SPLITS)}"
+        )
+    if name == "eval_precision" and value not in EVAL_PRECISIONS:
+        raise UserError(
+            f"{option}: unknown eval_precision '{value}'"
+            f"{did_you_mean(str(value), list(EVAL_PRECISIONS))}; use {' or '.join(EVAL_PRECISIONS)}"
         )
     if name == "precision" and value not in PRECISIONS:
         raise UserError(

@@ -79,6 +79,15 @@ EVALUATION_FIELDS = (
 )  # fmt: skip
 
 
+def _evaluation(settings) -> dict:
+    """The settings that decide how a run is scored; bf16 evaluation only where chosen, so
+    that the ids of the fp32 evaluations recorded before it existed stay what they were."""
+    out = {k: getattr(settings, k) for k in EVALUATION_FIELDS}
+    if settings.eval_precision != "fp32":
+        out["eval_precision"] = settings.eval_precision
+    return out
+
+
 class LLMRun:
     """State shared by the stages of one LLM run."""
 
@@ -171,9 +180,8 @@ class LLMRun:
         the id it always had, so existing stores still know it.
         """
         base = f"{self.config.dataset}-sft-{self.sft_key}-{self.config.profile}"
-        own = get_profile(self.config.profile)
-        evaluation = {k: getattr(self.settings, k) for k in EVALUATION_FIELDS}
-        if evaluation == {k: getattr(own, k) for k in EVALUATION_FIELDS}:
+        evaluation = _evaluation(self.settings)
+        if evaluation == _evaluation(get_profile(self.config.profile)):
             return base
         return f"{base}-eval{_digest(evaluation)}"
 
@@ -370,6 +378,16 @@ class LLMRun:
 
     # ---------------------------------------------------------------------------- evaluation
     def evaluate(self, generation: bool | None = None) -> dict[str, dict]:
+        with self._eval_autocast():
+            return self._evaluate(generation)
+
+    def _eval_autocast(self):
+        """bf16 autocast when the settings ask for bf16 evaluation, else nothing."""
+        device = self.accelerator.device.type
+        enabled = self.settings.eval_precision == "bf16"
+        return torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=enabled)
+
+    def _evaluate(self, generation: bool | None) -> dict[str, dict]:
         s = self.settings
         started = time.perf_counter()
         scores, lengths = rank_candidates(

@@ -89,6 +89,8 @@ RUN_MISTAKES = [
          id="train-examples-twice"),
     case(("--eval-examples", "8", "--set", "eval_examples=16"),
          "eval_examples given twice", id="eval-examples-twice"),
+    case(("--set", "eval_precision=fp16"), "unknown eval_precision 'fp16'", "fp32 or bf16",
+         id="eval-precision-unknown"),
     case(("--aux-checkpoint", "released", "--set", "aux_checkpoint=trained"),
          "aux_checkpoint given twice", id="aux-checkpoint-twice"),
 ]

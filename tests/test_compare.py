@@ -351,6 +351,12 @@ def test_relative_to_sft_follows_the_spec_formulas(store, tmp_path):
     assert steam["rel_pop_bias_pct"] == pytest.approx(100 * (-0.3 + 0.2) / 0.2, abs=1e-4)
     assert steam["rel_hr1_pct"] == pytest.approx(100 * (0.36 - 0.30) / 0.30, abs=1e-4)
     assert "sft" not in set(table["method"]) and "sasrec" not in set(table["method"])
+    # the interval behind the Fig. 3b whiskers: t over seeds of each seed's ratio to its SFT
+    per_seed = [100 * (a - b) / b for a, b in zip(LASTFM_NAPO_HR1, LASTFM_SFT_HR1, strict=True)]
+    _, low, high = t_interval(per_seed)  # 25.0, 28.57, 21.05 percent
+    assert napo["rel_hr1_low"] == pytest.approx(low, abs=1e-4)
+    assert napo["rel_hr1_high"] == pytest.approx(high, abs=1e-4)
+    assert math.isnan(steam["rel_hr1_low"])  # one seed: no interval over seeds
 
 
 def test_studies_keep_other_hyperparameters_at_their_defaults(store, tmp_path):

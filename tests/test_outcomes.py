@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from recbench import results
 from recbench.api import run
@@ -147,3 +148,15 @@ def test_validation_runs_score_validation_examples_under_their_own_sft_id(tiny_l
     assert val_run.sft_key == test_run.sft_key
     assert val_run.sft_id != test_run.sft_id
     assert test_run.sft_id == f"lastfm-sft-{test_run.sft_key}-smoke"  # the profile's own: as before
+
+
+@pytest.mark.model
+def test_bf16_evaluation_is_another_evaluation_of_the_same_stage(tiny_llm, recbench_home):
+    fp32, bf16 = _llm(tiny_llm), _llm(tiny_llm, eval_precision="bf16")
+    assert bf16.sft_key == fp32.sft_key  # evaluation precision does not change training
+    assert bf16.sft_id != fp32.sft_id  # but it is not the fp32 evaluation's record
+    assert fp32.sft_id == f"lastfm-sft-{fp32.sft_key}-smoke"  # ids from before it existed stay
+    with bf16._eval_autocast():
+        assert torch.is_autocast_enabled("cpu")
+    with fp32._eval_autocast():
+        assert not torch.is_autocast_enabled("cpu")

@@ -29,6 +29,11 @@ RC = {
     "axes.unicode_minus": False,
 }
 FORMATS = ("png", "svg")
+WHISKERS = (
+    "Whiskers: 95% t interval over seeds of each seed's relative difference to that seed's SFT "
+    "(none with fewer than two seeds); a whisker that crosses 0 is no evidence of a difference. "
+    "Numbers in fig3ab_relative_to_sft."
+)
 
 
 @dataclass
@@ -74,25 +79,37 @@ def render(plot: Plot, directory: Path, header: list[str]) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- figures
-def _bars(figure: Figure, data: pd.DataFrame, column: str, label: str) -> None:
+def _bars(figure: Figure, data: pd.DataFrame, prefix: str, label: str) -> None:
+    """Grouped bars (a group per method, a bar per dataset) of ``{prefix}_pct`` with a whisker
+    from ``{prefix}_low`` to ``{prefix}_high`` where the table has that interval.
+
+    Drawn with matplotlib rather than seaborn's barplot so that each whisker sits on its own
+    bar; the whisker is drawn as a line, not as a symmetric error, because the interval over
+    per-seed ratios need not be centred on the ratio of the means.
+    """
     ax = figure.add_subplot()
     methods = list(dict.fromkeys(data["method"]))
     datasets = list(dict.fromkeys(data["dataset"]))
-    sns.barplot(
-        data=data,
-        x="method",
-        y=column,
-        hue="dataset",
-        order=methods,
-        hue_order=datasets,
-        errorbar=None,
-        palette=_palette(datasets),
-        ax=ax,
-    )
+    palette = _palette(datasets)
+    width = 0.8 / len(datasets)
+    for j, dataset in enumerate(datasets):
+        part = data[data["dataset"] == dataset]
+        xs = [methods.index(m) - 0.4 + width * (j + 0.5) for m in part["method"]]
+        ax.bar(xs, part[f"{prefix}_pct"], width, color=palette[dataset], label=dataset)
+        for x, low, high in zip(xs, part[f"{prefix}_low"], part[f"{prefix}_high"], strict=True):
+            if pd.notna(low) and pd.notna(high):
+                ax.vlines(x, low, high, color="black", linewidth=0.9)
+                ax.hlines([low, high], x - width / 4, x + width / 4, color="black", linewidth=0.9)
+    if data[[f"{prefix}_low", f"{prefix}_high"]].isna().all(axis=None):
+        ax.text(
+            0.99, 0.02, "one training run per method: no interval over seeds",
+            transform=ax.transAxes, ha="right", va="bottom", fontsize="small", color="dimgray",
+        )  # fmt: skip
     ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(methods)), methods, rotation=30)
     ax.set_xlabel("")
     ax.set_ylabel(label)
-    ax.tick_params(axis="x", labelrotation=30)
+    ax.legend(title="dataset")
 
 
 def relative_plots(tidy: pd.DataFrame) -> list[Plot]:
@@ -107,8 +124,8 @@ def relative_plots(tidy: pd.DataFrame) -> list[Plot]:
                 title="Popularity bias relative to SFT",
                 caption="Bars: 100 (E - E_SFT) / |E_SFT| per method and dataset, where E is the mean "
                 "popularity bias of valid generated recommendations (LOSSES.md 9.3); lower is less "
-                "popularity-biased. Numbers in fig3ab_relative_to_sft.",
-                draw=lambda f: _bars(f, bias, "rel_pop_bias_pct", "popularity bias vs SFT (%)"),
+                "popularity-biased. " + WHISKERS,
+                draw=lambda f: _bars(f, bias, "rel_pop_bias", "popularity bias vs SFT (%)"),
                 size=(width, 3.6),
             )
         )
@@ -119,8 +136,8 @@ def relative_plots(tidy: pd.DataFrame) -> list[Plot]:
                 name="fig3b_hr1_vs_sft",
                 title="HR@1 relative to SFT",
                 caption="Bars: 100 (HR@1 - HR@1_SFT) / HR@1_SFT per method and dataset "
-                "(generation mode). Numbers in fig3ab_relative_to_sft.",
-                draw=lambda f: _bars(f, hr1, "rel_hr1_pct", "HR@1 vs SFT (%)"),
+                "(generation mode). " + WHISKERS,
+                draw=lambda f: _bars(f, hr1, "rel_hr1", "HR@1 vs SFT (%)"),
                 size=(width, 3.6),
             )
         )

@@ -423,10 +423,15 @@ def relative_to_sft_table(refs: References) -> Table | str:
                     **fields("hr1", hr1),
                     "sft_hr1_mean": mean_of(sft_hr1),
                     "rel_hr1_pct": relative_percent(mean_of(hr1), mean_of(sft_hr1)),
+                    **_bounds("rel_hr1", relative_over_seeds(group, sft_runs, "generation:hr@1")),
                     **fields("pop_bias", bias),
                     "sft_pop_bias_mean": mean_of(sft_bias),
                     "rel_pop_bias_pct": relative_percent(
                         mean_of(bias), mean_of(sft_bias), absolute=True
+                    ),
+                    **_bounds(
+                        "rel_pop_bias",
+                        relative_over_seeds(group, sft_runs, "generation:pop_bias", True),
                     ),
                 }
             )
@@ -439,12 +444,12 @@ def relative_to_sft_table(refs: References) -> Table | str:
             "method": tidy["method"],
             "HR@1": [cell(_est(r, "hr1")) for _, r in tidy.iterrows()],
             "SFT HR@1": [f"{v:.4f}" for v in tidy["sft_hr1_mean"]],
-            "HR@1 vs SFT": [percent_cell(v) for v in tidy["rel_hr1_pct"]],
+            "HR@1 vs SFT": [_relative_cell(r, "rel_hr1") for _, r in tidy.iterrows()],
             "pop. bias": [cell(_est(r, "pop_bias")) for _, r in tidy.iterrows()],
             "SFT pop. bias": [
                 "" if math.isnan(v) else f"{v:.4f}" for v in tidy["sft_pop_bias_mean"]
             ],
-            "bias vs SFT": [percent_cell(v) for v in tidy["rel_pop_bias_pct"]],
+            "bias vs SFT": [_relative_cell(r, "rel_pop_bias") for _, r in tidy.iterrows()],
             "seeds": [str(v) for v in tidy["seeds"]],
         }
     )
@@ -454,7 +459,9 @@ def relative_to_sft_table(refs: References) -> Table | str:
             "generation mode; popularity bias E[LogPop(rec) - mean LogPop(history)] over valid "
             "outputs (LOSSES.md 9.3); HR@1 vs SFT = 100 (HR - HR_SFT) / HR_SFT, "
             "bias vs SFT = 100 (E - E_SFT) / |E_SFT| (lower: less popularity-biased); relative "
-            "numbers compare means, so they carry no interval"
+            "numbers compare the means over seeds; [low, high]: 95% t interval over the seeds "
+            "both have of each seed's relative difference to that seed's SFT (they share its "
+            "SFT stage), none with fewer than two such seeds"
         ),
     ]
     if skipped_datasets:
@@ -468,6 +475,36 @@ def relative_to_sft_table(refs: References) -> Table | str:
         notes=notes,
         runs=pd.concat(used, ignore_index=True).drop_duplicates("run_id"),
     )
+
+
+def relative_over_seeds(
+    group: pd.DataFrame, sft_runs: pd.DataFrame, column: str, absolute: bool = False
+) -> Estimate | None:
+    """The t interval over seeds of 100 (x_s - SFT_s) / SFT_s, paired by seed s.
+
+    A method's seed-s run starts from seed s's SFT stage, so the per-seed relative differences
+    are the paired quantities; None with fewer than two seeds that both have.
+    """
+    ours = group.dropna(subset=[column]).groupby("seed")[column].mean()
+    theirs = sft_runs.dropna(subset=[column]).groupby("seed")[column].mean()
+    seeds = sorted(set(ours.index) & set(theirs.index))
+    if len(seeds) < 2:
+        return None
+    return estimate([relative_percent(ours[s], theirs[s], absolute) for s in seeds])
+
+
+def _bounds(prefix: str, est: Estimate | None) -> dict[str, float]:
+    if est is None:
+        return {f"{prefix}_low": math.nan, f"{prefix}_high": math.nan}
+    return {f"{prefix}_low": est.low, f"{prefix}_high": est.high}
+
+
+def _relative_cell(row: pd.Series, prefix: str) -> str:
+    text = percent_cell(row[f"{prefix}_pct"])
+    low, high = row[f"{prefix}_low"], row[f"{prefix}_high"]
+    if text and not (math.isnan(low) or math.isnan(high)):
+        text += f" [{low:+.1f}%, {high:+.1f}%]"
+    return text
 
 
 def _est(row: pd.Series, prefix: str) -> Estimate | None:
