@@ -19,7 +19,14 @@ from conftest import assert_user_error
 from recbench import results
 from recbench.outcomes import Outcomes
 from recbench.reports import compare
-from recbench.reports.paired import Comparison, SeedTest, holm, mcnemar_p, seed_interval
+from recbench.reports.paired import (
+    Comparison,
+    SeedTest,
+    detectable_difference,
+    holm,
+    mcnemar_p,
+    seed_interval,
+)
 
 N = 40
 KEYS = [f"test:{i}" for i in range(N)]
@@ -119,6 +126,36 @@ def test_mcnemar_exact_p_values():
     assert mcnemar_p(7, 7) == pytest.approx(1.0, abs=1e-12)
     assert mcnemar_p(0, 0) == 1.0
     assert mcnemar_p(5, 0) == pytest.approx(2 / 32, rel=1e-12)
+
+
+def _exact_mcnemar_power(examples: int, share: float, difference: float, alpha: float) -> float:
+    """Power of the exact conditional McNemar test by direct binomial sums: D = n p_d discordant
+    examples, each favouring A with probability (1 + d / p_d) / 2; reject where the two-sided
+    binomial(D, 1/2) p-value is at most alpha."""
+    discordant = round(examples * share)
+    favour = (1 + difference / share) / 2
+
+    def pmf(k: int, q: float) -> float:
+        return math.comb(discordant, k) * q**k * (1 - q) ** (discordant - k)
+
+    def p_two_sided(k: int) -> float:
+        tail = sum(pmf(j, 0.5) for j in range(max(k, discordant - k), discordant + 1))
+        return min(1.0, 2 * tail)
+
+    return sum(pmf(k, favour) for k in range(discordant + 1) if p_two_sided(k) <= alpha)
+
+
+@pytest.mark.parametrize(("examples", "share", "alpha"), [(1000, 0.2, 0.05), (1000, 0.3, 0.005),
+                                                          (500, 0.25, 0.05)])  # fmt: skip
+def test_detectable_difference_has_the_stated_power(examples, share, alpha):
+    d = detectable_difference(examples, share, alpha)
+    # worked by hand for the first case: (1.96 sqrt(.2) + 0.8416 sqrt(.2 - d^2)) / sqrt(1000)
+    if (examples, share, alpha) == (1000, 0.2, 0.05):
+        assert d == pytest.approx(0.0396, abs=2e-4)
+    # the normal approximation against the exact test's power, summed here: 80% within 4 points
+    assert _exact_mcnemar_power(examples, share, d, alpha) == pytest.approx(0.80, abs=0.04)
+    assert _exact_mcnemar_power(examples, share, d / 2, alpha) < 0.4  # half of it: mostly missed
+    assert math.isnan(detectable_difference(examples, 0.0))  # nothing discordant: no test
 
 
 def test_holm_adjustment():

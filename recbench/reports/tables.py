@@ -485,6 +485,8 @@ def relative_over_seeds(
     A method's seed-s run starts from seed s's SFT stage, so the per-seed relative differences
     are the paired quantities; None with fewer than two seeds that both have.
     """
+    if column not in group.columns or column not in sft_runs.columns:
+        return None
     ours = group.dropna(subset=[column]).groupby("seed")[column].mean()
     theirs = sft_runs.dropna(subset=[column]).groupby("seed")[column].mean()
     seeds = sorted(set(ours.index) & set(theirs.index))
