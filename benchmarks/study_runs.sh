@@ -3,9 +3,11 @@
 # benchmarks/study_validation.sh), 3 seeds, 1,000 test examples, both evaluation modes.
 # Resumable: `recbench sweep` skips finished points and continues killed runs, so rerunning
 # the same command after an interruption loses at most the steps since the last checkpoint.
+#   THREADS=2 bash benchmarks/study_runs.sh
+# is one job on both cores of a 2-core machine: on a bf16 CPU a second job on the same cores
+# slowed a 2-thread job eightfold (thread contention), and one run peaks near 11 GB. With more
+# cores and memory, jobs on disjoint seeds can share the grid through the sweep's locks:
 #   SEEDS=0,2 bash benchmarks/study_runs.sh & SEEDS=1,2 bash benchmarks/study_runs.sh &
-# runs two one-thread jobs that build different seeds' SFT stages at the same time (the
-# shared third seed is split between them point by point through the sweep's locks).
 # Order (what to have first if time runs out): movielens SFT, S-DPO, NAPO, SimS-DPO with all
 # 19 negatives, DPO; then the same on lastfm; then the NAPO ablations; baselines take seconds
 # to minutes and run first.
