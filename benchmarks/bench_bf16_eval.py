@@ -17,31 +17,24 @@ test.  On a CPU without bf16 instructions bf16 is emulated; the script says so a
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import time
 
 import numpy as np
-import torch
 
 from recbench.config import RunConfig, parse_value
-from recbench.evaluation import generate_answers, rank_candidates
-from recbench.metrics import judge_generation
+from recbench.evaluation import generate_answers, generation_report, rank_candidates
+from recbench.outcomes import Outcomes
 from recbench.pipeline import LLMRun
 from recbench.results import cpu_has_bf16, hardware
-
-
-def _autocast(precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast("cpu", dtype=torch.bfloat16)
+from recbench.trainer import autocast
 
 
 def measure(run: LLMRun, precision: str, generation: bool) -> dict:
     s = run.settings
     items = run.eval_items
     out: dict = {}
-    with _autocast(precision):
+    with autocast(precision, "cpu"):
         started = time.perf_counter()
         scores, _ = rank_candidates(
             run.model, run.tokenizer, run.ds, items, batch_size=max(1, s.batch_size // 2),
@@ -56,6 +49,9 @@ def measure(run: LLMRun, precision: str, generation: bool) -> dict:
                 max_new_tokens=s.max_new_tokens, max_prompt_tokens=s.max_prompt_tokens,
             )  # fmt: skip
             out["generation_seconds"] = time.perf_counter() - started
+            judged = Outcomes()  # the protocol's judge, as a run applies it
+            generation_report(run.ds, items, out["answers"], judged)
+            out["hits"] = list(judged.hits("generation").values())
     return out
 
 
@@ -94,15 +90,7 @@ def main() -> None:
         "ranking_time_ratio_bf16_over_fp32": bf16["ranking_seconds"] / fp32["ranking_seconds"],
     }
     if args.generation:
-        hits = {}
-        for name, result in (("fp32", fp32), ("bf16", bf16)):
-            hits[name] = [
-                judge_generation(
-                    text, it.example.candidates,
-                    [run.ds.item_names[i] for i in it.example.candidates], it.example.target,
-                ).hit
-                for it, text in zip(run.eval_items, result["answers"], strict=True)
-            ]  # fmt: skip
+        hits = {"fp32": fp32["hits"], "bf16": bf16["hits"]}
         same = [
             a.strip() == b.strip() for a, b in zip(fp32["answers"], bf16["answers"], strict=True)
         ]

@@ -381,6 +381,13 @@ PRECISIONS = ("auto", "fp32", "bf16")
 EVAL_PRECISIONS = ("fp32", "bf16")
 EVAL_ROWS = ("all", "last")
 EVAL_SPLITS = ("test", "val")
+#: Settings that take one of a few names.
+_CHOICES = {
+    "eval_rows": EVAL_ROWS,
+    "eval_split": EVAL_SPLITS,
+    "eval_precision": EVAL_PRECISIONS,
+    "precision": PRECISIONS,
+}
 _TRUE, _FALSE = {"1", "true", "yes"}, {"0", "false", "no"}
 
 
@@ -433,23 +440,10 @@ def _check_setting(option: str, name: str, value: object) -> None:
         raise UserError(f"{option} must be a finite number > 0, got {value}")
     if name == "warmup_ratio" and not 0.0 <= float(value) <= 1.0:
         raise UserError(f"{option} must be in [0, 1], got {value}")
-    if name == "eval_rows" and value not in EVAL_ROWS:
+    choices = _CHOICES.get(name)
+    if choices is not None and value not in choices:
+        listed = " or ".join(choices) if len(choices) == 2 else ", ".join(choices)
         raise UserError(
-            f"{option}: unknown eval_rows '{value}'{did_you_mean(str(value), list(EVAL_ROWS))}; "
-            f"use {' or '.join(EVAL_ROWS)}"
-        )
-    if name == "eval_split" and value not in EVAL_SPLITS:
-        raise UserError(
-            f"{option}: unknown eval_split '{value}'"
-            f"{did_you_mean(str(value), list(EVAL_SPLITS))}; use {' or '.join(EVAL_SPLITS)}"
-        )
-    if name == "eval_precision" and value not in EVAL_PRECISIONS:
-        raise UserError(
-            f"{option}: unknown eval_precision '{value}'"
-            f"{did_you_mean(str(value), list(EVAL_PRECISIONS))}; use {' or '.join(EVAL_PRECISIONS)}"
-        )
-    if name == "precision" and value not in PRECISIONS:
-        raise UserError(
-            f"{option}: unknown precision '{value}'{did_you_mean(str(value), list(PRECISIONS))}; "
-            f"use {', '.join(PRECISIONS)}"
+            f"{option}: unknown {name} '{value}'{did_you_mean(str(value), list(choices))}; "
+            f"use {listed}"
         )

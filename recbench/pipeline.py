@@ -32,7 +32,7 @@ from recbench.methods import register_method
 from recbench.outcomes import Outcomes
 from recbench.results import cpu_has_bf16
 from recbench.scoring import encode_pairs, score_responses
-from recbench.trainer import Stage, StageSettings, add_lora
+from recbench.trainer import Stage, StageSettings, add_lora, autocast
 
 
 def _digest(value: object) -> str:
@@ -382,10 +382,8 @@ class LLMRun:
             return self._evaluate(generation)
 
     def _eval_autocast(self):
-        """bf16 autocast when the settings ask for bf16 evaluation, else nothing."""
-        device = self.accelerator.device.type
-        enabled = self.settings.eval_precision == "bf16"
-        return torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=enabled)
+        """bf16 autocast when the settings ask for bf16 evaluation, else a disabled one."""
+        return autocast(self.settings.eval_precision, self.accelerator.device.type)
 
     def _evaluate(self, generation: bool | None) -> dict[str, dict]:
         s = self.settings

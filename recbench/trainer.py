@@ -70,6 +70,14 @@ class StageSettings:
     max_grad_norm: float = 1.0
 
 
+def autocast(precision: str, device_type: str):
+    """bf16 autocast for ``precision == "bf16"``, a disabled one otherwise: the one place that
+    turns a precision setting into a context, for training and evaluation alike."""
+    return torch.autocast(
+        device_type=device_type, dtype=torch.bfloat16, enabled=precision == "bf16"
+    )
+
+
 def add_lora(model, r: int, alpha: int, seed: int):
     """Wrap ``model`` with a LoRA adapter on every linear layer of the decoder (seeded init)."""
     from peft import LoraConfig, get_peft_model
@@ -388,9 +396,7 @@ class Stage:
         tmp.replace(path)
 
     def _autocast(self):
-        device_type = self.accelerator.device.type
-        enabled = self.settings.precision == "bf16"
-        return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=enabled)
+        return autocast(self.settings.precision, self.accelerator.device.type)
 
     def _average_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
         world = self.accelerator.num_processes
