@@ -49,12 +49,14 @@ def _cpu(hardware: dict) -> str:
     return "AVX2 CPU" if "cpu_bf16" not in hardware else "CPU without bf16"
 
 
-def _paired(a: dict, b: dict) -> tuple[float, float]:
+def _paired(a: dict, b: dict) -> tuple[str, float]:
+    """The paired difference as "+d (A only/B only)" and its exact McNemar p-value."""
     if set(a["hits"]) != set(b["hits"]):
         raise SystemExit(f"{a['label']} and {b['label']} were scored on different examples")
     a_only = sum(a["hits"][k] and not b["hits"][k] for k in a["hits"])
     b_only = sum(b["hits"][k] and not a["hits"][k] for k in a["hits"])
-    return (a_only - b_only) / len(a["hits"]), mcnemar_p(a_only, b_only)
+    diff = (a_only - b_only) / len(a["hits"])
+    return f"{diff:+.3f} ({a_only}/{b_only})", mcnemar_p(a_only, b_only)
 
 
 def table(store: Path) -> list[str]:
@@ -73,7 +75,7 @@ def table(store: Path) -> list[str]:
                 row += ["", None]
                 continue
             diff, p = _paired(run, reference)
-            row += [f"{diff:+.3f}", len(pvalues)]  # the p-value's index, adjusted below
+            row += [diff, len(pvalues)]  # the p-value's index, adjusted below
             pvalues.append(p)
         cells.append(row)
     adjusted = holm(pvalues)
@@ -81,7 +83,8 @@ def table(store: Path) -> list[str]:
         (
             f"Validation runs of `{store.name}`: ranking HR@1 on the same {len(pop['hits'])} "
             "validation examples (movielens, seed 0), with the paired difference from the pop rule "
-            "and from the first SFT variant; exact McNemar p-values, Holm-adjusted over the table."
+            "and from the first SFT variant (in brackets: examples only this run hits / only the other "
+            "hits); exact McNemar p-values, Holm-adjusted over the table."
         ),
         "",
         (
