@@ -439,6 +439,45 @@ def test_sequential_baselines_join_the_llm_setting_of_their_profile(store, tmp_p
     assert list(smoke["method"]) == ["gru4rec"]
 
 
+def test_seed_spread_reports_sd_range_and_sampling_error(store, tmp_path):
+    out = tmp_path / "reports"
+    compare(store, out, datasets=["lastfm"], plots_enabled=False)
+    spread = read_csv(out / "seed_spread.csv")
+    # SFT generation HR@1 per seed 0.40, 0.42, 0.38: deviations 0, +0.02, -0.02 from 0.40,
+    # SD sqrt(0.0008 / 2) = 0.02, range 0.04, SE sqrt(0.4 * 0.6 / 500) = 0.0219089.
+    sft = row(spread, method="sft", mode="generation")
+    assert sft["per_seed"] == "0:0.4000 1:0.4200 2:0.3800"
+    # (the CSV keeps 6 decimals, hence the tolerance)
+    assert sft["hr1_mean"] == pytest.approx(0.40, abs=1e-6)
+    assert sft["hr1_sd"] == pytest.approx(0.02, abs=1e-6)
+    assert sft["hr1_range"] == pytest.approx(0.04, abs=1e-6)
+    assert sft["sampling_se"] == pytest.approx(0.0219089, abs=1e-6)
+    assert sft["sd_over_se"] == pytest.approx(0.9128709, abs=1e-6)
+    # SASRec ranks only: 0.30, 0.34, 0.35, mean 0.33, SD sqrt((0.0009+0.0001+0.0004)/2).
+    sasrec = row(spread, method="sasrec", mode="ranking")
+    assert sasrec["hr1_sd"] == pytest.approx(0.0264575, abs=1e-6)
+    assert not ((spread["method"] == "sasrec") & (spread["mode"] == "generation")).any()
+    assert "zero_shot" not in set(spread["method"])  # one seed: no spread to show
+    assert "SD / SE" in (out / "seed_spread.md").read_text()
+
+
+def test_seed_spread_is_skipped_with_one_seed_per_method(tmp_path):
+    store = tmp_path / "one.jsonl"
+    _run(
+        store,
+        "lastfm",
+        "sft",
+        "llm_baseline",
+        0,
+        {},
+        {"hr@1": 0.4, "valid_ratio": 0.9},
+        {"hr@1": 0.4},
+    )
+    report = compare(store, tmp_path / "out", plots_enabled=False)
+    assert ("seed_spread", "no method has two or more seeds") in report.skipped
+    assert not (tmp_path / "out" / "seed_spread.md").exists()
+
+
 def test_two_runs_are_byte_identical_including_plots(store, tmp_path):
     out = tmp_path / "reports"
     first = compare(store, out)

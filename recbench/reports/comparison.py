@@ -10,6 +10,7 @@ Numbers from different models or profiles are never pooled: when the filtered st
 
 Where the store keeps per-example outcomes, the paired tests of :mod:`~recbench.reports.paired`
 go to ``paired_tests`` and mark Table 2; a store without them gives the same files as before.
+Methods with several seeds get ``seed_spread`` (:mod:`~recbench.reports.spread`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pandas as pd
 
 from recbench import results
 from recbench.errors import UserError
-from recbench.reports import paired, plots, tables
+from recbench.reports import paired, plots, spread, tables
 from recbench.reports.runs import (
     WITHOUT_LLM,
     Filters,
@@ -206,6 +207,7 @@ def _write_setting(
         ("study_alpha", lambda: tables.study_table(runs, refs, "alpha")),
         ("table5_training_time", lambda: tables.time_table(refs)),
         ("paired_tests", lambda: paired.paired_table(tests)),
+        ("seed_spread", lambda: spread.seed_spread_table(refs)),
     ]
     for name, build in builders:
         built = build()
