@@ -524,6 +524,8 @@ def sweep_command(
     outcome = api.sweep(sweeps.SweepSpec(base, axes), dry_run=dry_run, report=typer.echo)
     counts = ", ".join(f"{outcome.count(s)} {s}" for s in ("done", "todo", "ran", "failed"))
     typer.echo(f"{len(outcome.outcomes)} points: {counts}")
+    if dry_run and outcome.estimate():
+        typer.echo(outcome.estimate())
     for failure in outcome.failed:
         typer.echo(f"failed: {failure.point.describe()}: {failure.detail}")
         if failure.traceback:

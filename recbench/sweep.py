@@ -23,7 +23,8 @@ is then "done" if the other sweep recorded it, and run here if that sweep failed
 killed.  The kernel drops the lock of a killed process, so a stale lock file never blocks anyone;
 the lock files are left in place (they are empty) and may be deleted whenever no sweep runs.
 Two sweeps share a store's locks when they share ``$RECBENCH_HOME``, as sweeps on one machine do.
-A dry run takes no locks and writes nothing.
+A dry run takes no locks and writes nothing; it estimates each point to run from the store's
+cost records of runs like it on this hardware (:mod:`recbench.sweep_costs`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 import losses
-from recbench import locks, results, runner
+from recbench import locks, results, runner, sweep_costs
 from recbench.config import RunConfig, parse_value, split_assignments
 from recbench.errors import UserError
 from recbench.reports.runs import compatible, hparams_key
@@ -237,6 +238,7 @@ class Outcome:
     status: str
     detail: str = ""
     traceback: str = ""
+    seconds: float | None = None  # a dry run's estimate for a point to run (None: unknown)
 
 
 @dataclass
@@ -250,10 +252,19 @@ class SweepResult:
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
 
+    def estimate(self) -> str:
+        """A dry run's total for the points to run ("" when none is left)."""
+        return sweep_costs.summary(o.seconds for o in self.outcomes if o.status == "todo")
+
     def to_dict(self) -> dict:
         return {
             "points": [
-                {"point": o.point.describe(), "status": o.status, "detail": o.detail}
+                {
+                    "point": o.point.describe(),
+                    "status": o.status,
+                    "detail": o.detail,
+                    **({"estimated_seconds": o.seconds} if o.status == "todo" else {}),
+                }
                 for o in self.outcomes
             ],
             "counts": {s: self.count(s) for s in ("done", "todo", "ran", "failed")},
@@ -326,6 +337,7 @@ def run_sweep(
     outcomes: dict[int, Outcome] = {}
     put_aside: list[int] = []
     records = results.read_records(store)
+    book = sweep_costs.CostBook(records, results.hardware()) if dry_run else None
     for index, point in enumerate(points, 1):
         label = f"[{index}/{total}] {point.describe()}"
         if not dry_run:
@@ -334,9 +346,10 @@ def run_sweep(
             outcomes[index] = Outcome(point, "done", "already in the results store")
             say(f"{label}: done (already in the results store)")
             continue
-        if dry_run:
-            outcomes[index] = Outcome(point, "todo")
-            say(f"{label}: to run")
+        if book is not None:
+            seconds, note = book.estimate(point.config)
+            outcomes[index] = Outcome(point, "todo", note, seconds=seconds)
+            say(f"{label}: to run ({note})")
             continue
         lock = _point_lock(store, point)
         try:

@@ -177,7 +177,10 @@ def test_dry_run_lists_points_and_runs_nothing(tmp_path, fake_run):
     assert (
         lines[0] == "[1/8] lastfm napo seed=0 n_neg=1 rho=0.1: done (already in the results store)"
     )
-    assert lines[1] == "[2/8] lastfm napo seed=0 n_neg=1 rho=0.3: to run"
+    assert lines[1] == (
+        "[2/8] lastfm napo seed=0 n_neg=1 rho=0.3: to run "
+        "(no estimate: no run like it on this hardware in the store)"
+    )
 
 
 def test_cli_sweep_builds_the_grid(tmp_path, fake_run):
@@ -189,6 +192,7 @@ def test_cli_sweep_builds_the_grid(tmp_path, fake_run):
     dry = CliRunner().invoke(app, [*args, "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert "8 points: 0 done, 8 todo, 0 ran, 0 failed" in dry.output and calls == []
+    assert "to run: no estimate" in dry.output  # an empty store holds no cost records
 
     failing.append({"n_neg": 1, "alpha": 0.1, "beta": 0.5})
     result = CliRunner().invoke(app, args)
