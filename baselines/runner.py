@@ -184,6 +184,7 @@ def execute_baseline(
 
     ``train_rows`` limits training to the first rows of the training split (smoke runs only).
     """
+    load = results.LoadMeter()
     spec = BASELINES.get(name)
     ds = load_dataset(dataset)
     if split not in ("val", "test"):
@@ -247,6 +248,7 @@ def execute_baseline(
     cost = {"eval_ranking_seconds": eval_seconds}
     if train_result:
         cost = {"train_seconds": float(train_result["seconds"]), **cost}
+    cost.update(load.readings())
     records = results.run_records(run, {"ranking": metrics}, cost, split=split)
     written = results.append_records(records, store, outcomes) if write_records else None
     return BaselineRun(
@@ -295,7 +297,11 @@ def run_baseline(config: RunConfig, progress: bool = True) -> dict[str, Any]:
         eval_rows=settings.eval_rows,
         split=settings.eval_split,
     )
-    timings = {r["metric"]: r["value"] for r in run.records if r["mode"] == "cost"}
+    timings = {
+        r["metric"]: r["value"]
+        for r in run.records
+        if r["mode"] == "cost" and r["metric"].endswith("_seconds")
+    }
     return {
         "run_id": run.run_id,
         "evaluation": {"ranking": run.metrics},

@@ -97,6 +97,7 @@ class LLMRun:
         self.config = config
         self.settings = config.settings
         self.progress = progress
+        self.load = results.LoadMeter()
         self.ds: Dataset = load_dataset(config.dataset)
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
         self.precision = _precision(self.settings.precision)
@@ -454,7 +455,7 @@ class LLMRun:
         }  # fmt: skip
         if (plugin := plugins.run_provenance(method)) is not None:
             run["settings"]["plugin"] = plugin  # name, file and sha256 of a plugin's loss/method
-        cost = {**self.timings, "peak_memory_mb": peak_memory_mb()}
+        cost = {**self.timings, "peak_memory_mb": peak_memory_mb(), **self.load.readings()}
         return results.run_records(run, evaluation, cost, split=self.settings.eval_split)
 
 

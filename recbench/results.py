@@ -126,6 +126,37 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+@dataclass
+class LoadMeter:
+    """How much of the machine a run had, for its cost records: times carry their load.
+
+    A run's wall times mean little without it: on a 2-core machine a second job, even a test
+    suite, slowed a 2-thread training job severalfold.  Started with the run; :meth:`readings`
+    at its end gives ``cpu_utilisation``, the process's CPU time over wall time times its torch
+    threads (near 1 when the run had its cores, well below when it shared them; single-threaded
+    phases such as tokenising keep an undisturbed run somewhat below 1), and ``load_average``,
+    the machine's 15-minute load average at the end (its own threads included: about its thread
+    count when it ran alone).  The names avoid the ``_seconds`` suffix of stage times.
+    """
+
+    wall: float = field(default_factory=time.perf_counter)
+    cpu: float = field(default_factory=time.process_time)
+
+    def readings(self) -> dict[str, float]:
+        import torch
+
+        wall = time.perf_counter() - self.wall
+        cpu = time.process_time() - self.cpu
+        out: dict[str, float] = {}
+        if wall > 0:
+            out["cpu_utilisation"] = cpu / (wall * max(1, torch.get_num_threads()))
+        try:
+            out["load_average"] = os.getloadavg()[2]
+        except (AttributeError, OSError):  # pragma: no cover - platforms without it
+            pass
+        return out
+
+
 def _cpu_model() -> str:
     """The CPU's model name (Linux: /proc/cpuinfo); "" where it cannot be read."""
     try:

@@ -129,6 +129,7 @@ def write_store(store: Path) -> Path:
                 "sft_seconds": 100.0,
                 "preference_seconds": 200.0 + 10 * seed,
                 "peak_memory_mb": 1000.0 + seed,
+                "cpu_utilisation": 0.9 - 0.05 * seed,
             },
         )
     for n_neg, value in ((1, 0.44), (7, 0.52)):
@@ -380,6 +381,9 @@ def test_studies_keep_other_hyperparameters_at_their_defaults(store, tmp_path):
     napo_time = row(timing, dataset="lastfm", method="napo")
     assert napo_time["train_seconds_mean"] == pytest.approx(310.0)
     assert napo_time["train_seconds_low"] == pytest.approx(t_interval([300, 310, 320])[1])
+    # CPU use 0.90, 0.85, 0.80 over the seeds; SFT runs recorded none (blank, not 0)
+    assert napo_time["cpu_utilisation_mean"] == pytest.approx(0.85, abs=1e-6)
+    assert math.isnan(row(timing, dataset="lastfm", method="sft")["cpu_utilisation_mean"])
 
 
 def test_ablation_table_lists_variants_in_paper_order(store, tmp_path):

@@ -40,6 +40,9 @@ def test_smoke_run_appends_complete_records(model_home, tmp_path, loss):
     assert by_mode["ranking"]["n_examples"] == 4
     assert by_mode["cost"]["preference_seconds"] > 0
     assert by_mode["cost"]["peak_memory_mb"] > 100
+    # the share of its cores the run had, and the machine's load: its times carry their load
+    assert 0.0 < by_mode["cost"]["cpu_utilisation"] <= 1.5
+    assert by_mode["cost"]["load_average"] >= 0.0
     first = mine[0]
     assert first["dataset"] == "lastfm" and first["profile"] == "smoke" and first["seed"] == 0
     assert first["model"] == "smollm2-135m" and first["family"] == "loss"

@@ -634,6 +634,7 @@ def time_table(refs: References) -> Table | str:
                 preference = stat(group, "cost:preference_seconds")
                 total = stat(group, TRAIN_TIME)
                 memory = stat(group, "cost:peak_memory_mb")
+                use = stat(group, "cost:cpu_utilisation")
                 tidy_rows.append(
                     {
                         "dataset": dataset,
@@ -644,6 +645,7 @@ def time_table(refs: References) -> Table | str:
                         **fields("preference_seconds", preference),
                         **fields("train_seconds", total),
                         **fields("peak_memory_mb", memory),
+                        **fields("cpu_utilisation", use),
                     }
                 )
                 display_rows.append(
@@ -655,6 +657,7 @@ def time_table(refs: References) -> Table | str:
                         "preference (s)": cell(preference, 1),
                         "training (s)": cell(total, 1),
                         "peak memory (MB)": cell(memory, 0),
+                        "CPU use": cell(use, 2),
                         "seeds": str(_seeds(group)),
                     }
                 )
@@ -664,6 +667,11 @@ def time_table(refs: References) -> Table | str:
             "training = SFT stage + preference stage of each run (the SFT stage is shared "
             "between losses with the same settings, so a run that reused a cached SFT reports "
             "its load time)"
+        ),
+        (
+            "CPU use: the run's process CPU time over its wall time times its threads (near 1 "
+            "when it had its cores, lower when other work shared them; blank for runs recorded "
+            "before it was measured): times of a run with low CPU use were slowed by other work"
         ),
     ]
     notes += _reference_notes(refs, zip(runs["dataset"], runs["method"], strict=True))
