@@ -181,7 +181,7 @@ class Stage:
     # ------------------------------------------------------------------ checkpointing
     def _save(
         self, model, optimizer, scheduler, extra: dict, step: int, where: str,
-        summary: dict | None = None,
+        summary: dict | None = None, seconds: float = 0.0,
     ) -> None:  # fmt: skip
         if not self.accelerator.is_main_process:
             self.accelerator.wait_for_everyone()
@@ -195,7 +195,7 @@ class Stage:
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save({k: v.state_dict() for k, v in extra.items()}, tmp / "modules.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": step}) + "\n")
+        (tmp / "state.json").write_text(json.dumps({"step": step, "seconds": seconds}) + "\n")
         if where == "final":  # done.json last: it marks the checkpoint complete
             (tmp / "summary.json").write_text(json.dumps(summary or {}) + "\n")
             (tmp / "done.json").write_text(json.dumps(asdict(self.settings)) + "\n")
@@ -218,6 +218,17 @@ class Stage:
             if key in modules:
                 module.load_state_dict(modules[key])
         return int(json.loads((source / "state.json").read_text())["step"])
+
+    def _checkpoint_seconds(self) -> float:
+        """Training seconds up to the checkpoint (0 for one written before they were kept), so
+        that a stage continued after a kill reports the time of all its steps, not of the last
+        part only.  Steps done after the checkpoint and lost with the kill are not counted; they
+        are counted when they are redone."""
+        try:
+            state = json.loads((self.dir / "checkpoint" / "state.json").read_text())
+            return float(state.get("seconds", 0.0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return 0.0
 
     def load_final(self, model, extra: dict | None = None) -> None:
         self._load(model, None, None, extra or {}, "final")
@@ -295,7 +306,7 @@ class Stage:
             )
 
         optimizer, scheduler = fresh_optimizer()
-        step = 0
+        step, resumed_at, seconds_before = 0, None, 0.0
         if (self.dir / "checkpoint").is_dir():
             if not resume:
                 raise InterruptedStageError(
@@ -307,7 +318,8 @@ class Stage:
             if loaded is None:
                 optimizer, scheduler = fresh_optimizer()  # a partial load may have touched them
             else:
-                step = loaded
+                step, resumed_at = loaded, loaded
+                seconds_before = self._checkpoint_seconds()
                 if progress:
                     print(f"{settings.name}: continuing from the checkpoint at step {step} of "
                           f"{total_steps} ({self.dir})", file=sys.stderr, flush=True)  # fmt: skip
@@ -349,16 +361,19 @@ class Stage:
             bar.update(1)
             bar.set_postfix(loss=f"{last['loss']:.4f}")
             if step % settings.checkpoint_every == 0 and step < total_steps:
-                self._save(model, optimizer, scheduler, extra, step, "checkpoint")
+                seconds = seconds_before + time.perf_counter() - started
+                self._save(model, optimizer, scheduler, extra, step, "checkpoint", seconds=seconds)
         bar.close()
         summary = {
             "steps": total_steps,
             "micro_batches": len(batches),
             "examples_seen": len(batches) * settings.batch_size * self.accelerator.num_processes,
-            "seconds": time.perf_counter() - started,
+            # the training time of the whole stage, across the processes that ran its parts
+            "seconds": seconds_before + time.perf_counter() - started,
+            "resumed_at_step": resumed_at,
             "last": last,
         }
-        self._save(model, None, None, extra, step, "final", summary)
+        self._save(model, None, None, extra, step, "final", summary, seconds=summary["seconds"])
         if self.accelerator.is_main_process:
             shutil.rmtree(self.dir / "checkpoint", ignore_errors=True)
         return summary

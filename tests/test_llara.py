@@ -271,7 +271,7 @@ def test_resumed_training_replays_the_curriculum_and_restores_the_projector(
     with pytest.raises(Interrupt):
         train(killed, encoder, tmp_path / "killed")
     hook.remove()
-    assert json.loads((tmp_path / "killed/checkpoint/state.json").read_text()) == {"step": 2}
+    assert json.loads((tmp_path / "killed/checkpoint/state.json").read_text())["step"] == 2
     resumed = _fake_run(lastfm, tokenizer)  # a fresh process: new model, new clock
     train(resumed, encoder, tmp_path / "killed")
 

@@ -393,7 +393,8 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, acceler
     assert f"the last good checkpoint (step {bad_step - 1}) is kept in" in message
 
     checkpoint = tmp_path / "stage" / "checkpoint"
-    assert json.loads((checkpoint / "state.json").read_text()) == {"step": bad_step - 1}
+    state = json.loads((checkpoint / "state.json").read_text())
+    assert state["step"] == bad_step - 1 and state["seconds"] >= 0.0
     assert not (tmp_path / "stage" / "final").exists()
     saved = load_file(str(checkpoint / "adapter.safetensors"))
     assert saved.keys() == snapshot.keys()
@@ -418,6 +419,35 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, acceler
     )
     resumed_state, clean_state = trainable_state(fresh), trainable_state(clean)
     assert all(torch.equal(resumed_state[n], clean_state[n]) for n in clean_state)
+
+
+def test_a_continued_stage_reports_the_time_of_all_its_steps(tmp_path, accelerator):
+    """Stopped after step 3 of 6 and continued, the stage's seconds cover all 6 steps: each
+    step sleeps 0.1 s, so at least 0.6 s (the continued part alone would be about 0.3 s)."""
+    data, model = token_data(), tiny_model(0)
+
+    def slow(step_fn):
+        def step(rows: list[int]):
+            time.sleep(0.1)
+            return step_fn(rows)
+
+        return step
+
+    stage = Stage(tmp_path / "stage", settings(), accelerator)
+    with pytest.raises(TrainingDivergedError):  # stands for a kill after the checkpoint of step 3
+        stage.fit(model, N_ITEMS, slow(_diverging_step(model, data, 4, "loss", {})),
+                  progress=False)  # fmt: skip
+    state = json.loads((tmp_path / "stage" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 3 and state["seconds"] >= 0.3
+    fresh = tiny_model(0)
+    summary = Stage(tmp_path / "stage", settings(), accelerator).fit(
+        fresh, N_ITEMS, slow(lm_step(fresh, data)), resume=True, progress=False
+    )
+    assert summary["resumed_at_step"] == 3 and summary["seconds"] >= 0.6
+    again = Stage(tmp_path / "stage", settings(), accelerator).fit(
+        fresh, N_ITEMS, slow(lm_step(fresh, data)), progress=False
+    )  # the finished stage: its summary, as recorded
+    assert again["seconds"] == pytest.approx(summary["seconds"], abs=1e-9)
 
 
 def test_nan_before_the_first_checkpoint_says_there_is_none(tmp_path, accelerator):

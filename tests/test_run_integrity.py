@@ -129,7 +129,7 @@ def test_an_interrupted_run_says_how_to_resume_and_is_never_silently_restarted(
     assert "\n" not in str(caught.value)
     monkeypatch.undo()
     checkpoint = out / "preference" / "checkpoint"
-    assert json.loads((checkpoint / "state.json").read_text()) == {"step": 1}
+    assert json.loads((checkpoint / "state.json").read_text())["step"] == 1
     assert {r["method"] for r in records(store)} == {"sft"}  # the SFT stage finished
 
     env = {"RECBENCH_HOME": str(home)}
