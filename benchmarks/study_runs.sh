@@ -9,8 +9,8 @@
 # cores and memory, jobs on disjoint seeds can share the grid through the sweep's locks:
 #   SEEDS=0,2 bash benchmarks/study_runs.sh & SEEDS=1,2 bash benchmarks/study_runs.sh &
 # Order (what to have first if time runs out): movielens SFT, S-DPO, NAPO, SimS-DPO with all
-# 19 negatives, DPO; then the same on lastfm; then the NAPO ablations; baselines take seconds
-# to minutes and run first.
+# 19 negatives, DPO; then the same on lastfm; then the NAPO ablations; the rule and sequential
+# baselines take seconds to minutes and run first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${THREADS:-1}
@@ -22,13 +22,13 @@ sweep() {
     --results "reports/results/${dataset}-study.jsonl" "$@"
 }
 for dataset in ${DATASETS:-movielens lastfm}; do
-  sweep "$dataset" --baseline random,pop,markov,cooc,order
+  # minutes each (SASRec about 2 minutes on the bf16 CPU): Table 2 needs them next to the LLMs
+  sweep "$dataset" --baseline random,pop,markov,cooc,order,gru4rec,caser,sasrec
   if [ "$STAGE" = main ]; then
     sweep "$dataset" --loss sdpo,napo  # each seed's SFT stage is recorded as `sft` on the way
     sweep "$dataset" --loss sims_dpo --n-neg 19
     sweep "$dataset" --loss dpo
   else
-    sweep "$dataset" --baseline gru4rec,caser,sasrec
     sweep "$dataset" --loss sims_dpo,napo_no_ns,napo_no_dyn
   fi
 done
