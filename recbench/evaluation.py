@@ -5,10 +5,14 @@
 * generation (the papers' metric): greedy decoding of at most ``max_new_tokens`` tokens, judged
   by the substring rule of :func:`recbench.metrics.judge_generation`.
 Both report popularity bias of the recommended item.
+
+Given a :class:`~recbench.journal.Journal`, each mode appends every batch's results as it
+finishes and, run again after a kill, reuses the batches already done.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,6 +22,7 @@ from tqdm.auto import tqdm
 from recbench import metrics
 from recbench.batches import PromptItem, batched, candidate_texts
 from recbench.data.dataset import Dataset
+from recbench.journal import Journal
 from recbench.outcomes import Outcomes
 from recbench.scoring import encode_pairs, score_responses
 
@@ -32,12 +37,18 @@ def rank_candidates(
     batch_size: int = 4,
     max_prompt_tokens: int | None = None,
     progress: bool = True,
+    journal: Journal | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Summed log-probability and token count of every candidate, each ``[N, 20]``."""
     was_training = model.training
     model.eval()
-    rows, lengths = [], []
-    for chunk in tqdm(batched(items, batch_size), desc="rank", disable=not progress, leave=False):
+    batches, done = _resume(items, batch_size, journal)
+    rows = [np.array(entry["logps"], dtype=np.float64) for entry in done]
+    lengths = [np.array(entry["lengths"], dtype=np.int64) for entry in done]
+    bar = tqdm(batches[len(done) :], desc="rank", disable=not progress, leave=False,
+               initial=len(done), total=len(batches))  # fmt: skip
+    for chunk in bar:
+        started = time.perf_counter()
         prompt_ids, response_ids = encode_pairs(
             tokenizer,
             [item.prompt for item in chunk],
@@ -47,7 +58,10 @@ def rank_candidates(
         )
         scores = score_responses(model, prompt_ids, response_ids, pad_token_id=_pad(tokenizer))
         rows.append(scores.logps.double().cpu().numpy())
-        lengths.append(scores.lengths.cpu().numpy())
+        lengths.append(scores.lengths.cpu().numpy().astype(np.int64))
+        if journal is not None:
+            journal.append(_keys(chunk), time.perf_counter() - started,
+                           logps=rows[-1].tolist(), lengths=lengths[-1].tolist())  # fmt: skip
     model.train(was_training)
     return np.concatenate(rows, axis=0), np.concatenate(lengths, axis=0)
 
@@ -91,15 +105,18 @@ def generate_answers(
     max_new_tokens: int = 20,
     max_prompt_tokens: int | None = None,
     progress: bool = True,
+    journal: Journal | None = None,
 ) -> list[str]:
     """Greedy continuations of every prompt (only the new tokens, decoded)."""
     was_training = model.training
     model.eval()
     pad = _pad(tokenizer)
-    answers: list[str] = []
-    for chunk in tqdm(
-        batched(items, batch_size), desc="generate", disable=not progress, leave=False
-    ):
+    batches, done = _resume(items, batch_size, journal)
+    answers: list[str] = [text for entry in done for text in entry["answers"]]
+    bar = tqdm(batches[len(done) :], desc="generate", disable=not progress, leave=False,
+               initial=len(done), total=len(batches))  # fmt: skip
+    for chunk in bar:
+        started = time.perf_counter()
         prompt_ids, _ = encode_pairs(
             tokenizer, [i.prompt for i in chunk], [[] for _ in chunk], add_bos=False,
             max_prompt_tokens=max_prompt_tokens,
@@ -116,7 +133,10 @@ def generate_answers(
             pad_token_id=pad,
         )
         new_tokens = output[:, width:]
-        answers.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        answers.extend(texts)
+        if journal is not None:
+            journal.append(_keys(chunk), time.perf_counter() - started, answers=texts)
     model.train(was_training)
     return answers
 
@@ -146,6 +166,19 @@ def generation_report(
         )
     )
     return out
+
+
+def _keys(chunk: Sequence[PromptItem]) -> list[str]:
+    return [item.example.key for item in chunk]
+
+
+def _resume(
+    items: Sequence[PromptItem], batch_size: int, journal: Journal | None
+) -> tuple[list[list[PromptItem]], list[dict]]:
+    """The batches of ``items`` and the journal's entries for the first of them."""
+    batches = [list(chunk) for chunk in batched(items, batch_size)]
+    done = journal.resume([_keys(chunk) for chunk in batches]) if journal is not None else []
+    return batches, done
 
 
 def _pad(tokenizer) -> int:

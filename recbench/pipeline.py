@@ -28,6 +28,7 @@ from recbench.data import load_dataset
 from recbench.data.dataset import Dataset
 from recbench.errors import UserError
 from recbench.evaluation import generate_answers, generation_report, rank_candidates, ranking_report
+from recbench.journal import Journal, fingerprint
 from recbench.methods import register_method
 from recbench.outcomes import Outcomes
 from recbench.results import cpu_has_bf16
@@ -386,26 +387,40 @@ class LLMRun:
         """bf16 autocast when the settings ask for bf16 evaluation, else a disabled one."""
         return autocast(self.settings.eval_precision, self.accelerator.device.type)
 
+    def _journals(self) -> dict[str, Journal | None]:
+        """Each mode's journal (see :mod:`recbench.journal`), in this run's directory and named
+        by what decides the numbers; none when several processes evaluate side by side."""
+        if self.accelerator.num_processes > 1:
+            return {"ranking": None, "generation": None}
+        s = self.settings
+        shaping = {"model": self.config.model, "eval_precision": s.eval_precision,
+                   "batch_size": s.batch_size, "max_prompt_tokens": s.max_prompt_tokens,
+                   "max_new_tokens": s.max_new_tokens}  # fmt: skip
+        tag = fingerprint(self.model, shaping, (it.example.key for it in self.eval_items))
+        directory = self.run_dir / "evaluation"
+        return {mode: Journal(directory / f"{mode}-{tag}.jsonl") for mode in MODES}
+
     def _evaluate(self, generation: bool | None) -> dict[str, dict]:
         s = self.settings
+        journals = self._journals()
         started = time.perf_counter()
         scores, lengths = rank_candidates(
             self.model, self.tokenizer, self.ds, self.eval_items,
             batch_size=max(1, s.batch_size // 2), max_prompt_tokens=s.max_prompt_tokens,
-            progress=self.progress,
+            progress=self.progress, journal=journals["ranking"],
         )  # fmt: skip
         self.outcomes = Outcomes()
         out = {"ranking": ranking_report(self.ds, self.eval_items, scores, lengths, self.outcomes)}
-        self.timings["eval_ranking_seconds"] = time.perf_counter() - started
+        self.timings["eval_ranking_seconds"] = _seconds(started, journals["ranking"])
         if s.generation if generation is None else generation:
             started = time.perf_counter()
             answers = generate_answers(
                 self.model, self.tokenizer, self.eval_items, batch_size=s.batch_size,
                 max_new_tokens=s.max_new_tokens, max_prompt_tokens=s.max_prompt_tokens,
-                progress=self.progress,
+                progress=self.progress, journal=journals["generation"],
             )  # fmt: skip
             out["generation"] = generation_report(self.ds, self.eval_items, answers, self.outcomes)
-            self.timings["eval_generation_seconds"] = time.perf_counter() - started
+            self.timings["eval_generation_seconds"] = _seconds(started, journals["generation"])
             self._write_answers(answers)
         return out
 
@@ -457,6 +472,14 @@ class LLMRun:
             run["settings"]["plugin"] = plugin  # name, file and sha256 of a plugin's loss/method
         cost = {**self.timings, "peak_memory_mb": peak_memory_mb(), **self.load.readings()}
         return results.run_records(run, evaluation, cost, split=self.settings.eval_split)
+
+
+MODES = ("ranking", "generation")
+
+
+def _seconds(started: float, journal: Journal | None) -> float:
+    """An evaluation's time: since ``started``, plus what its reused batches took before."""
+    return time.perf_counter() - started + (journal.reused_seconds if journal else 0.0)
 
 
 def _read_reference(path: Path, rows: int, columns: int) -> torch.Tensor | None:

@@ -53,7 +53,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 #: What a run writes into its directory (besides ``run.json``).
 RUN_STATE_NAMES = frozenset({"preference", "train", "answers.jsonl", IDENTITY_FILE + ".tmp",
-                             "answers.jsonl.tmp"})  # fmt: skip
+                             "answers.jsonl.tmp", "evaluation"})  # fmt: skip
 
 
 def holds_run_state(run_dir: Path) -> bool:

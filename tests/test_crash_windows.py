@@ -56,8 +56,8 @@ def interrupted(request, tiny_llm, tmp_path_factory) -> tuple[Path, dict]:
 
         original = Stage._save
 
-        def save(self, model, optimizer, scheduler, extra, step, where, summary=None):
-            original(self, model, optimizer, scheduler, extra, step, where, summary)
+        def save(self, model, optimizer, scheduler, extra, step, where, summary=None, **kw):
+            original(self, model, optimizer, scheduler, extra, step, where, summary, **kw)
             if self.settings.name == stage and where == checkpoint:
                 raise KeyboardInterrupt
 

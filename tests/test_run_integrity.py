@@ -106,8 +106,8 @@ def interrupt_after_first_preference_checkpoint(monkeypatch) -> None:
     """Ctrl-C right after the preference stage wrote its first checkpoint (step 1 of 2)."""
     original = Stage._save
 
-    def save(self, model, optimizer, scheduler, extra, step, where, summary=None):
-        original(self, model, optimizer, scheduler, extra, step, where, summary)
+    def save(self, model, optimizer, scheduler, extra, step, where, summary=None, **kw):
+        original(self, model, optimizer, scheduler, extra, step, where, summary, **kw)
         if self.settings.name == "preference" and where == "checkpoint":
             raise KeyboardInterrupt
 
