@@ -512,11 +512,18 @@ def test_result_records_hold_the_seed_and_every_setting_to_repeat_the_run(tmp_pa
         config, config.settings, "fp32", {"sft_seconds": 1.0}
     )  # fmt: skip
     run.accelerator = type("OneProcess", (), {"num_processes": 1})()
+    run.load = results.LoadMeter()
     hparams = {"rho": 0.3, "beta": 2.0, "n_neg": 5}
     rows = run.records("napo", "loss", hparams, {"ranking": {"hr@1": 0.25}}, "rid")
     stored = results.append_records(rows, tmp_path / "results.jsonl")
     records = results.read_records(stored)
-    assert {r["metric"] for r in records} >= {"hr@1", "sft_seconds", "peak_memory_mb"}
+    assert {r["metric"] for r in records} >= {
+        "hr@1",
+        "sft_seconds",
+        "peak_memory_mb",
+        "cpu_utilisation",
+        "load_average",
+    }
     for record in records:
         assert record["seed"] == 7 and record["dataset"] == "lastfm"
         assert record["profile"] == "smoke" and record["model"] == "smollm2-135m"
