@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,21 +29,7 @@ import losses
 from recbench.config import RunConfig
 from recbench.pipeline import LLMRun
 from recbench.results import cpu_has_bf16, hardware
-from recbench.scoring import score_responses
 from recbench.trainer import autocast
-
-
-@torch.no_grad()
-def logps(run: LLMRun, items: list, precision: str) -> torch.Tensor:
-    """Summed log-probs (examples x (1 + n_neg)) of chosen + negatives, in fp32 or bf16."""
-    rows = []
-    size = run.settings.batch_size
-    for start in range(0, len(items), size):
-        prompt_ids, response_ids = run.encode(items[start : start + size], run.settings.n_neg)
-        with autocast(precision, "cpu"):
-            scores = score_responses(run.model, prompt_ids, response_ids, pad_token_id=run.pad)
-        rows.append(scores.logps.float())
-    return torch.cat(rows)
 
 
 def sdpo_loss(policy: torch.Tensor, reference: torch.Tensor, ids: torch.Tensor) -> float:
@@ -70,12 +57,15 @@ def main() -> None:
     ).validate()
     run = LLMRun(config)
     run.sft()  # the cached stage when it exists
-    run.model.eval()
-    items = run.train_items[: args.examples]
-    fp32, bf16 = logps(run, items, "fp32"), logps(run, items, "bf16")
+    run.train_items = items = run.train_items[: args.examples]
+    n_neg = run.settings.n_neg
+    # the pipeline's own reference computation, as run, and the same under bf16 autocast: what
+    # the policy computes at step 0 of a bf16 preference stage (LoRA dropout is 0)
+    fp32 = run._compute_reference(n_neg)
+    with autocast("bf16", "cpu"):
+        bf16 = run._compute_reference(n_neg)
     diff = (bf16 - fp32).abs().flatten().numpy()
     ids = torch.arange(len(items))
-    n_neg = run.settings.n_neg
     report = {
         "hardware": hardware(),
         "examples": len(items),
@@ -91,11 +81,10 @@ def main() -> None:
         "sdpo_loss_fp32_policy": sdpo_loss(fp32, fp32, ids),
         "sdpo_loss_bf16_policy": sdpo_loss(bf16, fp32, ids),
     }
-    print(json.dumps(report, indent=2))
+    text = json.dumps(report, indent=2)
+    print(text)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2)
-            handle.write("\n")
+        Path(args.json).write_text(text + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
