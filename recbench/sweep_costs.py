@@ -95,7 +95,7 @@ class CostBook:
 
     records: list[Mapping[str, object]]
     hardware: Mapping[str, object]
-    _charged_sft: set[tuple[str, str, object]] = field(default_factory=set)
+    _charged_sft: set[tuple[str, str, object]] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
         self._sft_runs = {
