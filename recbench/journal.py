@@ -26,13 +26,28 @@ from pathlib import Path
 import torch
 
 
-def fingerprint(model: torch.nn.Module, settings: Mapping[str, object], keys: Iterable[str]) -> str:
-    """A digest of what decides an evaluation's numbers: trainable weights, settings, examples."""
-    digest = hashlib.sha256()
+def _hash_trainable(digest, model: torch.nn.Module) -> None:
     for name, param in sorted(model.named_parameters(), key=lambda pair: pair[0]):
         if param.requires_grad:
             digest.update(name.encode())
             digest.update(param.detach().cpu().contiguous().float().numpy().tobytes())
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """A digest of the trainable weights alone: the identity of a trained stage.
+
+    Two stages trained with the same settings and seed on different CPUs (AMX against AVX512
+    bf16 kernels, say) are different models; this digest tells them apart where settings cannot.
+    """
+    digest = hashlib.sha256()
+    _hash_trainable(digest, model)
+    return digest.hexdigest()[:16]
+
+
+def fingerprint(model: torch.nn.Module, settings: Mapping[str, object], keys: Iterable[str]) -> str:
+    """A digest of what decides an evaluation's numbers: trainable weights, settings, examples."""
+    digest = hashlib.sha256()
+    _hash_trainable(digest, model)
     digest.update(json.dumps(dict(settings), sort_keys=True, default=str).encode())
     for key in keys:
         digest.update(key.encode() + b"\n")
@@ -89,4 +104,4 @@ class Journal:
             os.fsync(handle.fileno())
 
 
-__all__ = ["Journal", "fingerprint"]
+__all__ = ["Journal", "fingerprint", "weights_digest"]

@@ -28,7 +28,7 @@ from recbench.data import load_dataset
 from recbench.data.dataset import Dataset
 from recbench.errors import UserError
 from recbench.evaluation import generate_answers, generation_report, rank_candidates, ranking_report
-from recbench.journal import Journal, fingerprint
+from recbench.journal import Journal, fingerprint, weights_digest
 from recbench.methods import register_method
 from recbench.outcomes import Outcomes
 from recbench.results import cpu_has_bf16
@@ -139,6 +139,7 @@ class LLMRun:
         self.run_dir = Path(config.output_dir) if config.output_dir else default_dir
         self.timings: dict[str, float] = {}
         self.outcomes = Outcomes()  # per-example outcomes of the latest evaluation
+        self.sft_weights: str | None = None  # digest of the SFT stage's weights, once trained
 
     # ---------------------------------------------------------------------------- the model
     # Loaded on first use, so that everything decided without it (the run id, a refused run
@@ -292,6 +293,7 @@ class LLMRun:
             )
         # the SFT stage may come from the cache: record what training it took, not the load
         self.timings["sft_seconds"] = summary["seconds"]
+        self.sft_weights = weights_digest(self.model)
         return summary
 
     @property
@@ -435,23 +437,54 @@ class LLMRun:
         )
 
     def evaluate_sft_once(self, sft_id: str) -> dict | None:
-        """Evaluate the SFT stage and record it as ``sft_id``, unless a run already did.
+        """Evaluate the SFT stage and record it, unless the store already holds its evaluation.
 
         Every loss run on the same SFT stage would record the same SFT evaluation; under the
         stage's evaluation lock, the first records it (at once, as its own run) and the others
         find it in the store.  Returns the evaluation, or None when it was already recorded.
+
+        The store may hold an evaluation of *another* stage with the same settings: one trained
+        on another machine (bf16 kernels differ between CPUs, and the stage cache does not
+        travel) or recorded before stages carried a weights digest.  Loss runs must be compared
+        with the model they started from, so this stage is then evaluated again and recorded
+        under its own id (:meth:`sft_record_id`), never silently paired with the other one.
         """
         store = self.config.results
         main = self.accelerator.is_main_process
         with locks.exclusive_for_run(self.sft_dir / "evaluation", "the SFT evaluation",
                                      self.accelerator, quiet=True):  # fmt: skip
-            if already_recorded(store, sft_id):
+            run_id = self.sft_record_id(sft_id)
+            if run_id is None:
                 return None
             evaluation = self.evaluate()
             if main:
-                records = self.records("sft", "llm_baseline", {}, evaluation, sft_id)
+                records = self.records("sft", "llm_baseline", {}, evaluation, run_id)
                 results.append_records(records, store, self.outcomes)
         return evaluation
+
+    def sft_record_id(self, sft_id: str) -> str | None:
+        """The run id this SFT stage's evaluation is recorded under, or None when it is there.
+
+        ``sft_id`` when the store has no evaluation of these settings yet or has this very
+        stage's (same weights digest); ``sft_id-wDIGEST`` when the evaluation under ``sft_id``
+        is of another stage (another digest, or none recorded), with a warning saying so.
+        """
+        recorded = results.read_records(self.config.results)
+        stages = {r.get("settings", {}).get("sft_weights") for r in recorded
+                  if r.get("run_id") == sft_id}  # fmt: skip
+        if not stages or stages == {self.sft_weights}:
+            return None if stages else sft_id
+        own = f"{sft_id}-w{self.sft_weights[:8]}"
+        if any(r.get("run_id") == own for r in recorded):
+            return None
+        warnings.warn(
+            f"the SFT stage of seed {self.config.seed} (weights {self.sft_weights}) is not the "
+            f"one evaluated as {sft_id} in {self.config.results} (weights "
+            f"{', '.join(sorted(str(s) for s in stages))}; retrained on other hardware?): "
+            f"evaluating it as {own}, which the runs trained from it are paired with",
+            stacklevel=2,
+        )
+        return own
 
     # ------------------------------------------------------------------------------ records
     def records(self, method: str, family: str, hparams: dict, evaluation: dict, run_id: str):
@@ -468,6 +501,8 @@ class LLMRun:
                          "precision": self.precision, "processes":
                          self.accelerator.num_processes},
         }  # fmt: skip
+        if self.sft_weights is not None:  # which SFT stage the run's model started from
+            run["settings"]["sft_weights"] = self.sft_weights
         if (plugin := plugins.run_provenance(method)) is not None:
             run["settings"]["plugin"] = plugin  # name, file and sha256 of a plugin's loss/method
         cost = {**self.timings, "peak_memory_mb": peak_memory_mb(), **self.load.readings()}

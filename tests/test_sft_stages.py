@@ -1,0 +1,89 @@
+"""A loss run is recorded with the SFT stage it started from, and is never paired with an
+evaluation of another stage trained with the same settings.
+
+The stage cache does not travel between machines, and bf16 kernels differ between CPUs, so a
+study continued on another machine retrains a seed's SFT stage into another model.  The store
+then holds an evaluation of the old stage under the settings' id; the new stage must be
+evaluated and recorded under its own id, and its loss runs name it.  The runs use the tiny
+random Llama (``tiny_llm``): every stage of the real pipeline in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from recbench import api
+from recbench.config import RunConfig
+
+pytestmark = pytest.mark.model
+
+
+def _run(tiny_llm: Path, store: Path, loss: str) -> dict:
+    config = RunConfig(loss=loss, dataset="lastfm", profile="smoke", model=str(tiny_llm),
+                       results=store)  # fmt: skip
+    return api.run(config)
+
+
+def _runs(store: Path) -> dict[str, dict]:
+    """run id -> (method, sft_weights) of the store's records, read as plain JSON."""
+    out = {}
+    for line in store.read_text().splitlines():
+        record = json.loads(line)
+        out[record["run_id"]] = (record["method"], record["settings"].get("sft_weights"))
+    return out
+
+
+def _rewrite_sft_weights(store: Path, value: str | None) -> None:
+    """Make the store's SFT evaluation look like another stage's (or a record from before
+    stages carried a digest, for ``None``)."""
+    lines = []
+    for line in store.read_text().splitlines():
+        record = json.loads(line)
+        if record["method"] == "sft":
+            if value is None:
+                record["settings"].pop("sft_weights")
+            else:
+                record["settings"]["sft_weights"] = value
+        lines.append(json.dumps(record))
+    store.write_text("\n".join(lines) + "\n")
+
+
+def test_a_loss_run_and_its_sft_evaluation_name_the_same_stage(tiny_llm, recbench_home, tmp_path):
+    store = tmp_path / "r.jsonl"
+    _run(tiny_llm, store, "dpo")
+    runs = _runs(store)
+    assert sorted(m for m, _ in runs.values()) == ["dpo", "sft"]
+    digests = {w for _, w in runs.values()}
+    assert len(digests) == 1
+    digest = digests.pop()
+    assert isinstance(digest, str) and len(digest) == 16
+
+    # a second loss on the same (cached) stage finds the SFT evaluation: recorded once
+    _run(tiny_llm, store, "simpo")
+    runs = _runs(store)
+    assert sorted(m for m, _ in runs.values()) == ["dpo", "sft", "simpo"]
+    assert {w for _, w in runs.values()} == {digest}
+
+
+@pytest.mark.parametrize("recorded", ["0123456789abcdef", None])
+def test_another_stage_with_the_same_settings_is_evaluated_under_its_own_id(
+    tiny_llm, recbench_home, tmp_path, recorded
+):
+    store = tmp_path / "r.jsonl"
+    _run(tiny_llm, store, "dpo")
+    (sft_id,) = [i for i, (m, _) in _runs(store).items() if m == "sft"]
+    _rewrite_sft_weights(store, recorded)  # the store's SFT evaluation is of another stage
+
+    with pytest.warns(UserWarning, match=f"not the one evaluated as {sft_id}"):
+        _run(tiny_llm, store, "simpo")
+    runs = _runs(store)
+    (digest,) = {w for m, w in runs.values() if m == "simpo"}
+    sft_runs = {i: w for i, (m, w) in runs.items() if m == "sft"}
+    assert sft_runs == {sft_id: recorded, f"{sft_id}-w{digest[:8]}": digest}
+
+    # a third loss on the same stage finds that evaluation: no third SFT record
+    _run(tiny_llm, store, "sdpo")
+    assert sum(1 for m, _ in _runs(store).values() if m == "sft") == 2
