@@ -62,10 +62,12 @@ def _add_run(
     ranking: set[int],
     keep_outcomes: bool = True,
     profile: str = "cpu",
+    stage: str | None = None,
+    time: str = "2026-01-01T00:00:00+0000",
 ) -> None:
     run = {
-        "run_id": f"{method}-{profile}-{seed}",
-        "time": "2026-01-01T00:00:00+0000",
+        "run_id": f"{method}-{profile}-{seed}" + (f"-{stage}" if stage else ""),
+        "time": time,
         "dataset": "lastfm",
         "method": method,
         "family": family,
@@ -73,7 +75,7 @@ def _add_run(
         "seed": seed,
         "profile": profile,
         "hparams": {},
-        "settings": {},
+        "settings": {"sft_weights": stage} if stage else {},
         "hardware": HARDWARE,
         "versions": VERSIONS,
     }
@@ -415,3 +417,61 @@ def test_pair_mistakes_are_one_line_errors(store, tmp_path, cli, pair, needles):
     result = cli("compare", "--results", str(store), "--out", str(tmp_path / "r"), "--pair", pair)
     assert_user_error(result, *needles)
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------ two SFT stages of one seed
+LATER = "2026-01-02T00:00:00+0000"
+
+
+def test_each_loss_is_paired_with_the_sft_stage_it_started_from(tmp_path):
+    """Seed 0's SFT stage was trained twice (on two machines): sdpo started from the first
+    (recorded before stages carried a digest), dpo from the second.  Each is compared with
+    the evaluation of its own stage; tables show the latest SFT evaluation."""
+    store = tmp_path / "two-stages.jsonl"
+    _add_run(store, "sft", "llm_baseline", 0, SFT_GEN, SFT_RANK)  # hits 0..9
+    _add_run(store, "sdpo", "loss", 0, SDPO_GEN, SFT_RANK)  # 1..9, 38, 39
+    new_sft = set(range(5))  # the second stage hits 0..4
+    _add_run(store, "sft", "llm_baseline", 0, new_sft, SFT_RANK, stage="b2", time=LATER)
+    dpo = new_sft | {20, 21, 22}
+    _add_run(store, "dpo", "loss", 0, dpo, SFT_RANK, stage="b2", time=LATER)
+    out = tmp_path / "reports"
+    compare(store, out, plots_enabled=False, pairs=["sdpo:sft", "dpo:sft", "dpo:sdpo"])
+    frame = read_csv(out / "paired_tests.csv")
+
+    sdpo = row(frame, mode="generation", method_a="sdpo", method_b="sft")
+    # vs its own stage (0..9): sdpo alone hits 38, 39; SFT alone hits 0
+    assert (sdpo["seed_a_only"], sdpo["seed_b_only"]) == ("2", "1")
+    assert floats(sdpo["seed_diffs"]) == pytest.approx([1 / N], abs=1e-9)
+    dpo_sft = row(frame, mode="generation", method_a="dpo", method_b="sft")
+    # vs its own stage (0..4): dpo alone hits 20..22, SFT alone nothing (against the first
+    # stage it would have been 3 / 5)
+    assert (dpo_sft["seed_a_only"], dpo_sft["seed_b_only"]) == ("3", "0")
+    assert floats(dpo_sft["seed_diffs"]) == pytest.approx([3 / N], abs=1e-9)
+
+    text = (out / "paired_tests.md").read_text()
+    assert "dpo vs sdpo on lastfm (generation), seed 0: the runs started from different SFT" in text
+    assert "sdpo vs sft on lastfm (generation), seed 0: the runs started from" not in text
+    # Table 2 shows one SFT run per seed, the latest stage's: 5 of 40, not 10 nor their mean
+    main = read_csv(out / "table2_main.csv")
+    sft_row = row(main, method="sft")
+    assert float(sft_row["hr1_mean"]) == pytest.approx(5 / N, abs=1e-9)
+
+
+T975_1 = 12.70620474  # Student t, 1 degree of freedom, 97.5% (printed tables)
+
+
+def test_figure3_intervals_pair_each_seed_with_its_own_sft_stage(tmp_path):
+    store = tmp_path / "two-stages.jsonl"
+    _add_run(store, "sft", "llm_baseline", 0, SFT_GEN, SFT_RANK)  # the first stage: 10 hits
+    _add_run(store, "sft", "llm_baseline", 0, set(range(5)), SFT_RANK, stage="b2", time=LATER)
+    _add_run(store, "dpo", "loss", 0, set(range(8)), SFT_RANK, stage="b2", time=LATER)
+    _add_run(store, "sft", "llm_baseline", 1, SFT_GEN, SFT_RANK, stage="c1", time=LATER)
+    _add_run(store, "dpo", "loss", 1, set(range(12)), SFT_RANK, stage="c1", time=LATER)
+    out = tmp_path / "reports"
+    compare(store, out, plots_enabled=False)
+    dpo = row(read_csv(out / "fig3ab_relative_to_sft.csv"), method="dpo")
+    # per seed, 100 (dpo - own SFT) / own SFT: seed 0 8 vs 5 hits (+60), seed 1 12 vs 10 (+20);
+    # mean 40, sample sd 20 sqrt(2); against the first stage seed 0 would be -20
+    half = T975_1 * 20 * math.sqrt(2) / math.sqrt(2)
+    assert float(dpo["rel_hr1_low"]) == pytest.approx(40 - half, abs=1e-4)
+    assert float(dpo["rel_hr1_high"]) == pytest.approx(40 + half, abs=1e-4)

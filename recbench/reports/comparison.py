@@ -30,6 +30,7 @@ from recbench.reports.runs import (
     WITHOUT_LLM,
     Filters,
     choose_references,
+    latest_per_point,
     load_runs,
     runs_of_setting,
     settings_of,
@@ -194,7 +195,8 @@ def _write_setting(
     directory.mkdir(parents=True, exist_ok=True)
     report.directories.append(directory)
     refs = choose_references(runs)
-    tests = paired.paired_tests(refs.runs, reader, pairs)
+    tests = paired.paired_tests(refs.instances, reader, pairs)
+    runs = latest_per_point(runs)  # other SFT stages' evaluations serve the pairing only
     llm_runs = runs[~runs["family"].isin(WITHOUT_LLM)]
     named = llm_runs if len(llm_runs) else runs
     model, profile = str(named["model"].iloc[0]), str(named["profile"].iloc[0])

@@ -244,13 +244,29 @@ def _label(seed: int) -> str:
     return "none" if seed == NO_SEED else str(seed)
 
 
-def _seed_pairs(a: dict[int, str], b: dict[int, str]) -> list[tuple[int, str, str]]:
-    """(seed, run of A, run of B): same seed, or every seed of one against a seedless other."""
+#: A method's usable runs: seed -> [(run id, SFT stage)], oldest first.  A seed has several
+#: when its SFT stage was trained more than once (on two machines): one evaluation each.
+Runs = dict[int, list[tuple[str, str]]]
+
+
+def _stage_pair(a: list[tuple[str, str]], b: list[tuple[str, str]]) -> tuple[str, str, bool]:
+    """The runs of one seed to compare: the latest two that started from the same SFT stage,
+    else the latest of each; and whether their SFT stages differ."""
+    for run_a, stage_a in reversed(a):
+        for run_b, stage_b in reversed(b):
+            if stage_a == stage_b:
+                return run_a, run_b, False
+    return a[-1][0], b[-1][0], True
+
+
+def _seed_pairs(a: Runs, b: Runs) -> list[tuple[int, str, str, bool]]:
+    """(seed, run of A, run of B, from different SFT stages): same seed, or every seed of one
+    against a seedless other."""
     if set(a) == {NO_SEED}:
-        return [(seed, a[NO_SEED], run) for seed, run in sorted(b.items())]
+        return [(seed, a[NO_SEED][-1][0], runs[-1][0], False) for seed, runs in sorted(b.items())]
     if set(b) == {NO_SEED}:
-        return [(seed, run, b[NO_SEED]) for seed, run in sorted(a.items())]
-    return [(seed, a[seed], b[seed]) for seed in sorted(a.keys() & b.keys())]
+        return [(seed, runs[-1][0], b[NO_SEED][-1][0], False) for seed, runs in sorted(a.items())]
+    return [(seed, *_stage_pair(a[seed], b[seed])) for seed in sorted(a.keys() & b.keys())]
 
 
 def _seed_test(seed: int, hits_a: Mapping[str, bool], hits_b: Mapping[str, bool]) -> SeedTest:
@@ -273,24 +289,33 @@ def _compare(
     where: str,
     a: str,
     b: str,
-    seeds_a: dict[int, str],
-    seeds_b: dict[int, str],
+    seeds_a: Runs,
+    seeds_b: Runs,
     hits: Mapping[str, dict[str, bool]],
     notes: list[str],
+    staged: bool = False,
 ) -> tuple[list[SeedTest], set[str]] | None:
     """The per-seed tests of A vs B and the runs behind them, or None (with a note) when they
-    cannot be compared."""
+    cannot be compared.  ``staged``: both methods train from a seed's SFT stage, so runs
+    from different stages of a seed are noted."""
     pairs = _seed_pairs(seeds_a, seeds_b)
     if not pairs:
         notes.append(f"{a} vs {b} {where}: no seed in common; not compared")
         return None
-    paired = {seed for seed, _, _ in pairs}
+    paired = {seed for seed, *_ in pairs}
     alone = sorted((set(seeds_a) | set(seeds_b)) - paired - {NO_SEED})
     if alone:
         listed = ", ".join(_label(s) for s in alone)
         notes.append(f"{a} vs {b} {where}: seed {listed} of one method only, left out")
+    apart = [_label(seed) for seed, _, _, differ in pairs if differ and staged]
+    if apart:
+        notes.append(
+            f"{a} vs {b} {where}, seed {', '.join(apart)}: the runs started from different "
+            "SFT stages of the seed (trained on two machines), so they share the test examples "
+            "but not the starting model"
+        )
     tests = []
-    for seed, run_a, run_b in pairs:
+    for seed, run_a, run_b, _ in pairs:
         hits_a, hits_b = hits[run_a], hits[run_b]
         if set(hits_a) != set(hits_b) or not hits_a:
             only = len(set(hits_a) ^ set(hits_b))
@@ -300,7 +325,7 @@ def _compare(
             )
             return None
         tests.append(_seed_test(seed, hits_a, hits_b))
-    return tests, {run for _, run_a, run_b in pairs for run in (run_a, run_b)}
+    return tests, {run for _, run_a, run_b, _ in pairs for run in (run_a, run_b)}
 
 
 def _default_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
@@ -320,15 +345,15 @@ def _table(
     column = f"{mode}:hr@1"
     here = runs[(runs["dataset"] == dataset) & runs[column].notna()]
     where = f"on {dataset} ({mode})"
-    seeds: dict[str, dict[int, str]] = {}  # method -> seed -> run with usable outcomes
+    seeds: dict[str, Runs] = {}  # method -> seed -> runs with usable outcomes
     hits: dict[str, dict[str, bool]] = {}
     without: list[str] = []
     for method in tables.ordered_methods(here["method"]):
-        usable: dict[int, str] = {}
+        usable: Runs = {}
         missing: list[int] = []
         group = here[here["method"] == method].sort_values(["time", "run_id"])
-        for run_id, seed, references in zip(
-            group["run_id"], group["seed"], group["outcomes"], strict=True
+        for run_id, seed, references, stage in zip(
+            group["run_id"], group["seed"], group["outcomes"], group["sft_stage"], strict=True
         ):
             reference = references.get(mode) if isinstance(references, dict) else None
             found = reader.read(str(run_id), reference) if reference else None
@@ -336,7 +361,7 @@ def _table(
                 missing.append(int(seed))
                 continue
             out.any_outcomes = True
-            usable[int(seed)] = str(run_id)
+            usable.setdefault(int(seed), []).append((str(run_id), str(stage)))
             hits[str(run_id)] = found.hits(mode)
         if not usable:
             without.append(method)
@@ -349,11 +374,14 @@ def _table(
     if without and seeds:
         out.notes.append(f"{dataset} ({mode}): no per-example outcomes for {', '.join(without)}")
     profile = str(here["profile"].iloc[0]) if len(here) else ""
+    # the methods trained from a seed's SFT stage: the losses, and the stage's own evaluation
+    from_stage = set(here.loc[here["family"] == "loss", "method"]) | {REFERENCE}
     comparisons = []
     for a, b in pairs or _default_pairs(list(seeds)):
         if a not in seeds or b not in seeds:
             continue
-        compared = _compare(where, a, b, seeds[a], seeds[b], hits, out.notes)
+        staged = {a, b} <= from_stage
+        compared = _compare(where, a, b, seeds[a], seeds[b], hits, out.notes, staged)
         if compared is not None:
             comparisons.append(Comparison(dataset, profile, mode, a, b, compared[0]))
             out.used.update(compared[1])
@@ -368,8 +396,9 @@ def paired_tests(
 ) -> PairedTests:
     """The comparisons of ``pairs`` (default: every method vs sft, napo vs sdpo) in every table.
 
-    ``runs`` are the reference runs of one setting (:attr:`References.runs`: one configuration
-    per method, one run per seed).
+    ``runs`` are the reference runs of one setting (:attr:`References.instances`: one
+    configuration per method, one run per seed and SFT stage); a loss run is paired with the
+    SFT evaluation of the stage it started from.
     """
     out = PairedTests()
     for dataset in tables.ordered_datasets(runs["dataset"]):
@@ -469,7 +498,9 @@ def paired_table(tests: PairedTests) -> tables.Table | str:
             "counts of the exact two-sided McNemar test (p = 1 when both are 0)"
         ),
         (
-            "pairing: same seed (the losses of a seed share its SFT stage); a method without "
+            "pairing: same seed (the losses of a seed share its SFT stage) and, where a seed's "
+            "SFT stage was trained twice (on two machines), the same stage: a loss run is "
+            "compared with the evaluation of the very model it started from; a method without "
             "seeds (deterministic) is paired with every seed of the other; runs: the "
             "configuration Table 2 shows"
         ),

@@ -34,6 +34,7 @@ RUN_COLUMNS = (
     "hkey",
     "hardware",
     "outcomes",  # mode -> the record's reference to its per-example outcomes (paired tests)
+    "sft_stage",  # digest of the SFT stage the run's model started from ("" when not recorded)
 )
 #: Evaluation modes whose records may point to per-example outcomes.
 OUTCOME_MODES = ("ranking", "generation")
@@ -169,6 +170,7 @@ def _to_runs(records: list[dict]) -> pd.DataFrame:
                 "hkey": hparams_key(hparams),
                 "hardware": describe_hardware(record.get("hardware")),
                 "outcomes": {},
+                "sft_stage": _sft_stage(record),
             }
         reference = record.get("outcomes")
         if record.get("mode") in OUTCOME_MODES and isinstance(reference, dict):
@@ -186,9 +188,40 @@ def _to_runs(records: list[dict]) -> pd.DataFrame:
         if TRAIN_TIME in frame.columns:  # a baseline that records its own training total
             total = total.fillna(frame[TRAIN_TIME])
         frame[TRAIN_TIME] = total
-    point = ["dataset", "method", "model", "profile", "hkey", "seed"]
-    frame = frame.sort_values(["time", "run_id"]).drop_duplicates(point, keep="last")
-    return frame.sort_values(point + ["run_id"]).reset_index(drop=True)
+    # a point recorded twice keeps its latest run, per SFT stage: a seed's losses are paired
+    # with the evaluation of the stage they started from (see latest_per_point)
+    frame = frame.sort_values(["time", "run_id"]).drop_duplicates(
+        [*POINT, "sft_stage"], keep="last"
+    )
+    return frame.sort_values([*POINT, "run_id"]).reset_index(drop=True)
+
+
+#: What makes two runs the same point of a study (a rerun replaces the earlier run).
+POINT = ("dataset", "method", "model", "profile", "hkey", "seed")
+
+
+def _sft_stage(record: dict) -> str:
+    settings = record.get("settings")
+    stage = settings.get("sft_weights") if isinstance(settings, dict) else None
+    return str(stage) if stage else ""
+
+
+def latest_per_point(frame: pd.DataFrame) -> pd.DataFrame:
+    """One run per point: the latest.  A seed whose SFT stage was trained twice (on two
+    machines; see :mod:`recbench.pipeline`) has an SFT evaluation of each; tables show the
+    latest, while paired tests pair every loss run with the evaluation of its own stage."""
+    latest = frame.sort_values(["time", "run_id"]).drop_duplicates(list(POINT), keep="last")
+    return latest.sort_values([*POINT, "run_id"]).reset_index(drop=True)
+
+
+def matching_stage(run: pd.Series, candidates: pd.DataFrame) -> pd.Series | None:
+    """The run of ``candidates`` to pair with ``run`` (same seed, or none): the latest with
+    the same SFT stage, else the latest one; None when no candidate has the seed."""
+    same_seed = candidates[candidates["seed"] == run["seed"]].sort_values(["time", "run_id"])
+    if same_seed.empty:
+        return None
+    same_stage = same_seed[same_seed["sft_stage"] == run["sft_stage"]]
+    return (same_stage if len(same_stage) else same_seed).iloc[-1]
 
 
 SEQUENTIAL = "sequential"
@@ -253,7 +286,8 @@ class References:
 
     hparams: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
     notes: dict[tuple[str, str], str] = field(default_factory=dict)
-    runs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    runs: pd.DataFrame = field(default_factory=pd.DataFrame)  # one per point: what tables show
+    instances: pd.DataFrame = field(default_factory=pd.DataFrame)  # + other SFT stages' runs
 
 
 def _pick(groups: pd.DataFrame) -> str:
@@ -305,7 +339,8 @@ def choose_references(runs: pd.DataFrame) -> References:
             expected if expected is not None else dict(selected["hparams"].iloc[0])
         )
         kept.append(selected)
-    out.runs = pd.concat(kept, ignore_index=True) if kept else runs.iloc[0:0]
+    out.instances = pd.concat(kept, ignore_index=True) if kept else runs.iloc[0:0]
+    out.runs = latest_per_point(out.instances)
     return out
 
 

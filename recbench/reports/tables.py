@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from recbench import methods as method_registry
-from recbench.reports.runs import TRAIN_TIME, References, one_factor
+from recbench.reports.runs import TRAIN_TIME, References, matching_stage, one_factor
 from recbench.reports.stats import Estimate, estimate, relative_percent
 
 #: Families in table order: the method registry's (rule, sequential, LLM baseline, loss).
@@ -401,6 +401,9 @@ def relative_to_sft_table(refs: References) -> Table | str:
     for dataset in ordered_datasets(runs["dataset"]):
         here = runs[runs["dataset"] == dataset]
         sft_runs = here[here["method"] == "sft"]
+        sft_stages = refs.instances[
+            (refs.instances["dataset"] == dataset) & (refs.instances["method"] == "sft")
+        ]
         if sft_runs.empty or sft_runs["generation:hr@1"].isna().all():
             skipped_datasets.append(dataset)
             continue
@@ -423,7 +426,7 @@ def relative_to_sft_table(refs: References) -> Table | str:
                     **fields("hr1", hr1),
                     "sft_hr1_mean": mean_of(sft_hr1),
                     "rel_hr1_pct": relative_percent(mean_of(hr1), mean_of(sft_hr1)),
-                    **_bounds("rel_hr1", relative_over_seeds(group, sft_runs, "generation:hr@1")),
+                    **_bounds("rel_hr1", relative_over_seeds(group, sft_stages, "generation:hr@1")),
                     **fields("pop_bias", bias),
                     "sft_pop_bias_mean": mean_of(sft_bias),
                     "rel_pop_bias_pct": relative_percent(
@@ -431,7 +434,7 @@ def relative_to_sft_table(refs: References) -> Table | str:
                     ),
                     **_bounds(
                         "rel_pop_bias",
-                        relative_over_seeds(group, sft_runs, "generation:pop_bias", True),
+                        relative_over_seeds(group, sft_stages, "generation:pop_bias", True),
                     ),
                 }
             )
@@ -483,16 +486,21 @@ def relative_over_seeds(
     """The t interval over seeds of 100 (x_s - SFT_s) / SFT_s, paired by seed s.
 
     A method's seed-s run starts from seed s's SFT stage, so the per-seed relative differences
-    are the paired quantities; None with fewer than two seeds that both have.
+    are the paired quantities; SFT_s is the evaluation of the very stage the run started from
+    when ``sft_runs`` holds several of one seed (:func:`~.runs.matching_stage`).  None with
+    fewer than two seeds that both have.
     """
     if column not in group.columns or column not in sft_runs.columns:
         return None
-    ours = group.dropna(subset=[column]).groupby("seed")[column].mean()
-    theirs = sft_runs.dropna(subset=[column]).groupby("seed")[column].mean()
-    seeds = sorted(set(ours.index) & set(theirs.index))
-    if len(seeds) < 2:
+    theirs = sft_runs.dropna(subset=[column])
+    relative = []
+    for _, run in group.dropna(subset=[column]).sort_values("seed").iterrows():
+        partner = matching_stage(run, theirs)  # the evaluation of the stage it started from
+        if partner is not None:
+            relative.append(relative_percent(run[column], partner[column], absolute))
+    if len(relative) < 2:
         return None
-    return estimate([relative_percent(ours[s], theirs[s], absolute) for s in seeds])
+    return estimate(relative)
 
 
 def _bounds(prefix: str, est: Estimate | None) -> dict[str, float]:
