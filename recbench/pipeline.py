@@ -67,6 +67,46 @@ def _precision(requested: str) -> str:
 RUN_LOCATION_FIELDS = rundir.RUN_LOCATION_FIELDS
 
 
+def _training_examples(config: RunConfig, ds: Dataset) -> tuple[list, int | None, int | None]:
+    """The seed's training examples in their seeded order, and how many of them go to the SFT
+    and to the preference stage (their first ``sft_examples`` and ``train_examples``)."""
+    s = config.settings
+    sft_count, pref_count = s.sft_examples or s.train_examples, s.train_examples
+    larger = None if None in (sft_count, pref_count) else max(sft_count, pref_count)
+    return pick_examples(ds.examples("train"), larger, config.seed), sft_count, pref_count
+
+
+def _sft_key(config: RunConfig, sft_examples: list, precision: str) -> str:
+    """What names the SFT stage: everything its training depends on, nothing else."""
+    s = config.settings
+    identity = {
+        "model": config.model,
+        "dataset": config.dataset,
+        "seed": config.seed,
+        "train": [ex.key for ex in sft_examples],
+        "profile": {k: getattr(s, k) for k in
+                    ("sft_epochs", "batch_size", "grad_accum", "sft_learning_rate",
+                     "lora_r", "lora_alpha", "max_prompt_tokens", "warmup_ratio")},
+        "precision": precision,
+    }  # fmt: skip
+    if s.history_items is not None:  # only when set, so that earlier stages keep their keys
+        identity["history_items"] = s.history_items
+    return _digest(identity)
+
+
+def sft_stage_dir(config: RunConfig) -> Path:
+    """Where the SFT stage of a run with ``config`` is (or will be) cached, found without a
+    model: a planner asks whether it is built here before charging its training."""
+    examples, sft_count, _ = _training_examples(config, load_dataset(config.dataset))
+    key = _sft_key(config, examples[:sft_count], _precision(config.settings.precision))
+    return paths.home() / "stages" / f"sft-{key}"
+
+
+def sft_stage_built(config: RunConfig) -> bool:
+    """Whether the SFT stage of a run with ``config`` is built (finished) in $RECBENCH_HOME."""
+    return (sft_stage_dir(config) / "final" / "done.json").is_file()
+
+
 class RunInterrupted(UserError):
     """Ctrl-C during a run: one line saying how to continue it."""
 
@@ -104,29 +144,16 @@ class LLMRun:
         self.precision = _precision(self.settings.precision)
         self._model = self._tokenizer = None  # loaded on first use: see `model`
         seed, s = config.seed, self.settings
-        n_neg, history = s.n_neg, s.history_items
         # one seeded order, rendered once: the SFT and the preference examples are its first
         # sft_examples and train_examples (None: all of them)
-        sft_count, pref_count = s.sft_examples or s.train_examples, s.train_examples
-        larger = None if None in (sft_count, pref_count) else max(sft_count, pref_count)
-        items = [render(self.ds, ex, seed, n_neg, history_items=history)
-                 for ex in pick_examples(self.ds.examples("train"), larger, seed)]  # fmt: skip
+        examples, sft_count, pref_count = _training_examples(config, self.ds)
+        items = [render(self.ds, ex, seed, s.n_neg, history_items=s.history_items)
+                 for ex in examples]  # fmt: skip
         self.sft_items, self.train_items = items[:sft_count], items[:pref_count]
         scored = evaluation_examples(self.ds, s.eval_rows, s.eval_examples, s.eval_split)
-        self.eval_items = [render(self.ds, ex, EVAL_SEED, history_items=history) for ex in scored]
-        sft_identity = {
-            "model": config.model,
-            "dataset": config.dataset,
-            "seed": seed,
-            "train": [it.example.key for it in self.sft_items],
-            "profile": {k: getattr(s, k) for k in
-                        ("sft_epochs", "batch_size", "grad_accum", "sft_learning_rate",
-                         "lora_r", "lora_alpha", "max_prompt_tokens", "warmup_ratio")},
-            "precision": self.precision,
-        }  # fmt: skip
-        if history is not None:  # only when set, so that earlier stages keep their keys
-            sft_identity["history_items"] = history
-        self.sft_key = _digest(sft_identity)
+        self.eval_items = [render(self.ds, ex, EVAL_SEED, history_items=s.history_items)
+                           for ex in scored]  # fmt: skip
+        self.sft_key = _sft_key(config, examples[:sft_count], self.precision)
         # where a run is stored, and whether it is being resumed, do not change what it computes:
         # a resumed run must find its own directory and keep its run id
         identity = {k: v for k, v in config.to_dict().items() if k not in RUN_LOCATION_FIELDS}

@@ -40,7 +40,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 import losses
-from recbench import locks, results, runner, sweep_costs
+from recbench import locks, pipeline, results, runner, sweep_costs
 from recbench.config import RunConfig, parse_value, split_assignments
 from recbench.errors import UserError
 from recbench.reports.runs import compatible, hparams_key
@@ -337,7 +337,9 @@ def run_sweep(
     outcomes: dict[int, Outcome] = {}
     put_aside: list[int] = []
     records = results.read_records(store)
-    book = sweep_costs.CostBook(records, results.hardware()) if dry_run else None
+    book = None
+    if dry_run:
+        book = sweep_costs.CostBook(records, results.hardware(), pipeline.sft_stage_built)
     for index, point in enumerate(points, 1):
         label = f"[{index}/{total}] {point.describe()}"
         if not dry_run:

@@ -8,17 +8,20 @@ this process's (CPU model, cores, threads, GPU: a bf16 CPU trains about ten time
 AVX2 one, so another machine's seconds say nothing here).  When the method has no such run, other
 losses with the same n_neg stand in for a loss, and the estimate says so.
 
-A loss run trains its seed's SFT stage first unless it is cached, and the sweep records that
-stage, evaluated, as an ``sft`` run on the way.  So a loss point whose seed has no ``sft`` run in
-the store is charged one SFT run as well, once per seed.  (A stage cached in ``$RECBENCH_HOME``
-without a record would make that an overestimate; a store whose SFT records outlived their cache,
-on a fresh machine, an underestimate: the store cannot see the cache.)
+A loss run trains its seed's SFT stage first unless it is built in ``$RECBENCH_HOME``, and
+records that stage, evaluated, as an ``sft`` run unless the store has that very stage's
+evaluation.  The stage cache does not travel with a committed store, and a stage retrained on
+another CPU is another model that is evaluated anew (:mod:`recbench.pipeline`).  So a loss point
+is charged one SFT run (training and evaluation) as well, once per seed, when its seed's stage is
+not built here or the store has no ``sft`` run of the seed.  (Retrained on the machine that
+recorded it, a stage comes out the same and is not evaluated again: then the charge overestimates
+by the evaluation's time.)
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from recbench.config import RunConfig
@@ -95,6 +98,8 @@ class CostBook:
 
     records: list[Mapping[str, object]]
     hardware: Mapping[str, object]
+    #: whether a loss point's SFT stage is built here (sweep: :func:`~.pipeline.sft_stage_built`)
+    stage_built: Callable[[RunConfig], bool]
     _charged_sft: set[tuple[str, str, object]] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
@@ -121,9 +126,12 @@ class CostBook:
         return [c.seconds for c in others], f"other losses with n_neg {n_neg}"
 
     def _sft(self, config: RunConfig) -> float | None:
-        """One SFT run's seconds, when this loss point's seed has no sft run yet (else 0)."""
+        """One SFT run's seconds, when this loss point's seed has no sft run yet or its stage
+        is not built here (else 0)."""
         key = (config.dataset, config.profile, config.seed)
-        if config.loss is None or key in self._sft_runs or key in self._charged_sft:
+        if config.loss is None or key in self._charged_sft:
+            return 0.0
+        if key in self._sft_runs and self.stage_built(config):
             return 0.0
         seconds = [
             c.seconds

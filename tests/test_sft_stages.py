@@ -87,3 +87,13 @@ def test_another_stage_with_the_same_settings_is_evaluated_under_its_own_id(
     # a third loss on the same stage finds that evaluation: no third SFT record
     _run(tiny_llm, store, "sdpo")
     assert sum(1 for m, _ in _runs(store).values() if m == "sft") == 2
+
+
+@pytest.mark.parametrize("overrides", [{}, {"sft_examples": 12, "history_items": 2}])
+def test_a_planner_finds_the_stage_a_run_would_use(tiny_llm, recbench_home, overrides):
+    """``sweep --dry-run`` asks where a point's SFT stage is without loading any model."""
+    from recbench.pipeline import LLMRun, sft_stage_dir
+
+    config = RunConfig(loss="dpo", profile="smoke", model=str(tiny_llm), seed=3,
+                       overrides=overrides).validate()  # fmt: skip
+    assert sft_stage_dir(config) == LLMRun(config, progress=False).sft_dir

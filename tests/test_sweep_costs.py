@@ -8,6 +8,7 @@ import pytest
 
 from recbench import results
 from recbench.config import RunConfig
+from recbench.pipeline import sft_stage_dir
 from recbench.sweep import SweepSpec, run_sweep
 from recbench.sweep_costs import CostBook, duration, run_costs, summary
 
@@ -59,8 +60,12 @@ def test_a_loss_run_pays_its_stages_but_not_the_sft_stage_it_copied(records):
     assert costs[("sdpo", 1, "Xeon")] == pytest.approx(2200.0, abs=1e-9)
 
 
+def built(_config: RunConfig) -> bool:
+    return True  # every seed's SFT stage is built here
+
+
 def test_median_of_like_runs_on_this_hardware_and_sft_charged_once_per_seed(records):
-    book = CostBook(records, HERE)
+    book = CostBook(records, HERE, built)
     # seed 0 has its sft run: the median of the two Xeon S-DPO runs only (the EPYC one is 10x)
     seconds, note = book.estimate(config("sdpo", 0))
     assert seconds == pytest.approx(2100.0, abs=1e-9)
@@ -72,8 +77,18 @@ def test_median_of_like_runs_on_this_hardware_and_sft_charged_once_per_seed(reco
     assert seconds == pytest.approx(2100.0, abs=1e-9)
 
 
+def test_a_recorded_seed_whose_stage_is_not_built_here_pays_its_sft_run(records):
+    """A committed store carries SFT records but not their stages: on a fresh machine the
+    seed's stage is trained (and evaluated) again."""
+    book = CostBook(records, HERE, lambda c: c.seed != 0)
+    seconds, note = book.estimate(config("sdpo", 0))
+    assert seconds == pytest.approx(2100.0 + 2700.0, abs=1e-9) and note.endswith("SFT run")
+    seconds, _ = book.estimate(config("napo", 0))  # once per seed
+    assert seconds == pytest.approx(2100.0, abs=1e-9)
+
+
 def test_another_loss_with_the_same_n_neg_stands_in_and_says_so(records):
-    book = CostBook(records, HERE)
+    book = CostBook(records, HERE, built)
     seconds, note = book.estimate(config("napo", 0))
     assert seconds == pytest.approx(2100.0, abs=1e-9)
     assert "other losses with n_neg 3" in note
@@ -82,7 +97,8 @@ def test_another_loss_with_the_same_n_neg_stands_in_and_says_so(records):
 
 
 def test_nothing_on_this_hardware_gives_no_estimate(records):
-    seconds, note = CostBook(records, {**HERE, "torch_threads": 1}).estimate(config("sdpo", 0))
+    book = CostBook(records, {**HERE, "torch_threads": 1}, built)
+    seconds, note = book.estimate(config("sdpo", 0))
     assert seconds is None and "on this hardware" in note
 
 
@@ -103,6 +119,10 @@ def test_dry_run_prints_each_estimate(tmp_path: Path, recbench_home, records, mo
     spec = SweepSpec.grid(losses=("napo",), datasets=("lastfm",), seeds=(0, 1),
                           profile="study", results=store)  # fmt: skip
     lines: list[str] = []
+    # seed 0's stage is built here (a finished stage directory), seed 1's is not
+    done = sft_stage_dir(config("napo", 0).validate()) / "final" / "done.json"
+    done.parent.mkdir(parents=True)
+    done.write_text("{}\n")
     outcome = run_sweep(spec, dry_run=True, report=lines.append)
     assert outcome.count("todo") == 2
     assert lines[0] == (
