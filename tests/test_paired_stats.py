@@ -475,3 +475,26 @@ def test_figure3_intervals_pair_each_seed_with_its_own_sft_stage(tmp_path):
     half = T975_1 * 20 * math.sqrt(2) / math.sqrt(2)
     assert float(dpo["rel_hr1_low"]) == pytest.approx(40 - half, abs=1e-4)
     assert float(dpo["rel_hr1_high"]) == pytest.approx(40 + half, abs=1e-4)
+
+
+def test_sft_stages_table_sets_one_seeds_two_stages_side_by_side(tmp_path):
+    store = tmp_path / "two-stages.jsonl"
+    _add_run(store, "sft", "llm_baseline", 0, SFT_GEN, SFT_RANK)  # hits 0..9
+    _add_run(store, "sft", "llm_baseline", 0, set(range(5)), SFT_RANK, stage="b2", time=LATER)
+    _add_run(store, "sft", "llm_baseline", 1, SFT_GEN, SFT_RANK, stage="c1", time=LATER)
+    out = tmp_path / "reports"
+    compare(store, out, plots_enabled=False)
+    frame = read_csv(out / "sft_stages.csv")
+    assert list(zip(frame["seed"], frame["mode"], strict=True)) == [
+        ("0", "generation"),
+        ("0", "ranking"),
+    ]  # seed 1 has one stage: no row
+    generation = row(frame, mode="generation")
+    # examples 5..9 are hit by the first stage only: 5 of 40 changed, McNemar 2 (1/2)^5
+    assert (generation["first_only"], generation["second_only"]) == ("5", "0")
+    assert float(generation["changed_share"]) == pytest.approx(5 / N, abs=1e-9)
+    assert float(generation["difference"]) == pytest.approx(-5 / N, abs=1e-9)
+    assert float(generation["p"]) == pytest.approx(2 / 32, rel=1e-9)
+    assert generation["first_stage"] == "(not recorded)" and generation["second_stage"] == "b2"
+    ranking = row(frame, mode="ranking")  # the same ranking hits: nothing changed
+    assert float(ranking["changed_share"]) == 0.0 and float(ranking["p"]) == 1.0

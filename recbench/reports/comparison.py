@@ -10,7 +10,8 @@ Numbers from different models or profiles are never pooled: when the filtered st
 
 Where the store keeps per-example outcomes, the paired tests of :mod:`~recbench.reports.paired`
 go to ``paired_tests`` and mark Table 2; a store without them gives the same files as before.
-Methods with several seeds get ``seed_spread`` (:mod:`~recbench.reports.spread`).
+Methods with several seeds get ``seed_spread`` (:mod:`~recbench.reports.spread`), and a seed
+whose SFT stage was trained on two machines gets ``sft_stages`` (:mod:`~recbench.reports.stages`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pandas as pd
 
 from recbench import results
 from recbench.errors import UserError
-from recbench.reports import paired, plots, spread, tables
+from recbench.reports import paired, plots, spread, stages, tables
 from recbench.reports.runs import (
     WITHOUT_LLM,
     Filters,
@@ -210,6 +211,7 @@ def _write_setting(
         ("table5_training_time", lambda: tables.time_table(refs)),
         ("paired_tests", lambda: paired.paired_table(tests)),
         ("seed_spread", lambda: spread.seed_spread_table(refs)),
+        ("sft_stages", lambda: stages.sft_stages_table(refs, reader)),
     ]
     for name, build in builders:
         built = build()

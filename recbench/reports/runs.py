@@ -33,6 +33,7 @@ RUN_COLUMNS = (
     "hparams",
     "hkey",
     "hardware",
+    "machine",  # the processor (or GPU) and threads, in a few words
     "outcomes",  # mode -> the record's reference to its per-example outcomes (paired tests)
     "sft_stage",  # digest of the SFT stage the run's model started from ("" when not recorded)
 )
@@ -77,6 +78,14 @@ def describe_hardware(hardware: Mapping[str, object] | None) -> str:
     if not hardware:
         return "unknown"
     return ", ".join(f"{k}={hardware[k]}" for k in sorted(hardware))
+
+
+def describe_machine(hardware: Mapping[str, object] | None) -> str:
+    """The processor (or GPU) a run was timed on and its threads: "Intel Xeon, 2 threads"."""
+    hardware = hardware or {}
+    name = hardware.get("gpu") or hardware.get("cpu_model") or hardware.get("cpu") or "unknown"
+    threads = hardware.get("torch_threads")
+    return f"{name}, {threads} threads" if threads else str(name)
 
 
 @dataclass(frozen=True)
@@ -169,6 +178,7 @@ def _to_runs(records: list[dict]) -> pd.DataFrame:
                 "hparams": hparams,
                 "hkey": hparams_key(hparams),
                 "hardware": describe_hardware(record.get("hardware")),
+                "machine": describe_machine(record.get("hardware")),
                 "outcomes": {},
                 "sft_stage": _sft_stage(record),
             }
