@@ -331,13 +331,15 @@ class LLMRun:
     def reference_logps(self, n_used: int) -> torch.Tensor:
         """Log-probs of chosen + first ``n_used`` negatives under the SFT model.
 
-        They depend only on the SFT stage, the rendered examples and ``n_used``, so they are
-        cached next to the SFT stage and shared by every loss run that needs them (DPO, S-DPO,
-        alpha-DPO); one process computes them under a lock, the others wait and read them.
-        A damaged cache file is recomputed.
+        They depend only on the SFT stage (its settings and the digest of its weights), the
+        rendered examples and ``n_used``, so they are cached next to the SFT stage and shared
+        by every loss run that needs them (DPO, S-DPO, alpha-DPO); one process computes them
+        under a lock, the others wait and read them.  A damaged cache file is recomputed.
         """
-        key = _digest({"sft": self.sft_key, "n_neg": self.settings.n_neg, "used": n_used})
-        cache = paths.home() / "stages" / f"reference-{key}.safetensors"
+        identity = {"sft": self.sft_key, "n_neg": self.settings.n_neg, "used": n_used}
+        if self.sft_weights is not None:  # the stage itself: one retrained elsewhere differs
+            identity["weights"] = self.sft_weights
+        cache = paths.home() / "stages" / f"reference-{_digest(identity)}.safetensors"
         with locks.exclusive_for_run(cache, "the reference log-probs", self.accelerator):
             logps = _read_reference(cache, len(self.train_items), n_used + 1)
             if logps is None:
