@@ -370,6 +370,9 @@ class LLMRun:
         n_used = s.n_neg if loss_module.uses_all_negatives else 1
         needs = loss_module.requires
         reference = self.reference_logps(n_used) if loss_module.needs_reference else None
+        if self.accelerator.is_main_process:
+            _check_started_from(self.run_dir / "preference", self.sft_weights)
+        self.accelerator.wait_for_everyone()
         stage = Stage(
             self.run_dir / "preference",
             self.stage_settings("preference", s.pref_epochs, s.learning_rate),
@@ -544,6 +547,32 @@ MODES = ("ranking", "generation")
 def _seconds(started: float, journal: Journal | None) -> float:
     """An evaluation's time: since ``started``, plus what its reused batches took before."""
     return time.perf_counter() - started + (journal.reused_seconds if journal else 0.0)
+
+
+STARTED_FROM = "sft_weights.txt"  # in a preference stage: the SFT stage it trains on
+
+
+def _check_started_from(stage_dir: Path, sft_weights: str | None) -> None:
+    """A preference stage continues only on the SFT stage it started from.
+
+    Its checkpoints hold an adapter trained from that stage; resumed after the stage was
+    trained again into other weights (another machine), the run would record the new stage
+    while holding the old one's descendant.  Refused with one line; nothing is deleted.
+    """
+    if sft_weights is None:
+        return
+    marker = stage_dir / STARTED_FROM
+    if marker.is_file():
+        started = marker.read_text(encoding="utf-8").strip()
+        if started != sft_weights:
+            raise rundir.RunDirectoryError(
+                f"{stage_dir} holds a preference stage trained from the SFT stage with weights "
+                f"{started}, but that stage now has weights {sft_weights} (trained again "
+                f"elsewhere?): continuing would mix two models; remove {stage_dir} to retrain it"
+            )
+        return
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    rundir.write_atomic(marker, sft_weights + "\n")
 
 
 def _read_reference(path: Path, rows: int, columns: int) -> torch.Tensor | None:

@@ -146,3 +146,29 @@ def test_an_interrupted_run_says_how_to_resume_and_is_never_silently_restarted(
     log = (out / "preference" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in log] == [1, 2]
     assert {r["method"] for r in records(store)} == {"sft", "dpo"}
+
+
+def test_a_preference_stage_is_not_continued_on_another_sft_stage(tiny_llm, tmp_path, monkeypatch):
+    """Its checkpoint descends from the SFT stage it started from; after that stage was trained
+    again into other weights (another machine), continuing would record a model that mixes the
+    two.  Refused in one line, the checkpoint kept."""
+    home, store, out = tmp_path / "home", tmp_path / "results.jsonl", tmp_path / "run"
+    monkeypatch.setenv("RECBENCH_HOME", str(home))
+    config = RunConfig(loss="dpo", dataset="lastfm", profile="smoke", model=str(tiny_llm),
+                       output_dir=out, results=store)  # fmt: skip
+    interrupt_after_first_preference_checkpoint(monkeypatch)
+    with pytest.raises(RunInterrupted):
+        api.run(config)
+    monkeypatch.undo()
+    marker = out / "preference" / "sft_weights.txt"
+    sft_weights = {r["settings"]["sft_weights"] for r in records(store)}
+    assert marker.read_text().strip() in sft_weights  # it names the stage it trains on
+    marker.write_text("0123456789abcdef\n")  # as if that stage had other weights then
+
+    args = smoke(tiny_llm, "--loss", "dpo", "--output-dir", str(out), "--results", str(store))
+    refused = run_cli(*args, "--resume", env={"RECBENCH_HOME": str(home)})
+    message = one_error_line(refused)
+    assert "trained from the SFT stage with weights 0123456789abcdef" in message
+    assert f"remove {out / 'preference'} to retrain it" in message
+    assert (out / "preference" / "checkpoint" / "adapter.safetensors").is_file()
+    assert {r["method"] for r in records(store)} == {"sft"}
