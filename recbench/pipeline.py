@@ -509,11 +509,12 @@ class LLMRun:
         own = f"{sft_id}-w{self.sft_weights[:8]}"
         if any(r.get("run_id") == own for r in recorded):
             return None
+        theirs = ", ".join(sorted(str(s or "not recorded") for s in stages))
         warnings.warn(
             f"the SFT stage of seed {self.config.seed} (weights {self.sft_weights}) is not the "
-            f"one evaluated as {sft_id} in {self.config.results} (weights "
-            f"{', '.join(sorted(str(s) for s in stages))}; retrained on other hardware?): "
-            f"evaluating it as {own}, which the runs trained from it are paired with",
+            f"one evaluated as {sft_id} in {self.config.results} (weights {theirs}; retrained "
+            f"on other hardware?): evaluating it as {own}, which the runs trained from it are "
+            "paired with",
             stacklevel=2,
         )
         return own
