@@ -68,6 +68,22 @@ def test_a_loss_run_and_its_sft_evaluation_name_the_same_stage(tiny_llm, recbenc
     assert {w for _, w in runs.values()} == {digest}
 
 
+def test_a_stage_retrained_on_the_same_machine_is_the_same_stage(tiny_llm, recbench_home, tmp_path):
+    """Training is deterministic on one machine: the stage trained again after its cache was
+    lost has the same weights, so its recorded evaluation still stands (no second one)."""
+    import shutil
+
+    store = tmp_path / "r.jsonl"
+    _run(tiny_llm, store, "dpo")
+    (stage,) = (recbench_home / "stages").glob("sft-*")
+    shutil.rmtree(stage)
+    _run(tiny_llm, store, "simpo")
+    assert (stage / "final" / "done.json").is_file()  # trained again
+    runs = _runs(store)
+    assert sorted(m for m, _ in runs.values()) == ["dpo", "sft", "simpo"]
+    assert len({w for _, w in runs.values()}) == 1
+
+
 @pytest.mark.parametrize("recorded", ["0123456789abcdef", None])
 def test_another_stage_with_the_same_settings_is_evaluated_under_its_own_id(
     tiny_llm, recbench_home, tmp_path, recorded
