@@ -8,6 +8,11 @@
 # slowed a 2-thread job eightfold (thread contention), and one run peaks near 11 GB. With more
 # cores and memory, jobs on disjoint seeds can share the grid through the sweep's locks:
 #   SEEDS=0,2 bash benchmarks/study_runs.sh & SEEDS=1,2 bash benchmarks/study_runs.sh &
+# SFT stages are cached in $RECBENCH_HOME, on the machine that trained them: a seed continued on
+# another machine trains its stage again into another model, which the pipeline evaluates and
+# records again (each loss is paired with its own stage; compare's sft_stages table shows the two
+# trainings side by side). Each new stage costs its training and evaluation, so where sessions
+# are shorter than the grid, give one session whole seeds (SEEDS=1, then SEEDS=2).
 # Order (what to have first if time runs out): movielens SFT, S-DPO, NAPO, SimS-DPO with all
 # 19 negatives, DPO; then the same on lastfm; then the NAPO ablations; the rule and sequential
 # baselines take seconds to minutes and run first.
