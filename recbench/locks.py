@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,15 @@ def lock_path(target: Path) -> Path:
     return paths.subdir("locks") / f"{resolved.name[:48]}-{digest}.lock"
 
 
+_waited = [0.0]  # seconds this process has spent waiting for locks held by others
+
+
+def waited_seconds() -> float:
+    """How long this process has waited for other processes' locks so far: a run that waited
+    for another to build a shared stage was idle, not slowed (see ``results.LoadMeter``)."""
+    return _waited[0]
+
+
 @contextmanager
 def exclusive(target: Path, what: str, quiet: bool = False) -> Iterator[None]:
     """Hold the lock of ``target``; say once on stderr when another process makes us wait."""
@@ -46,7 +56,11 @@ def exclusive(target: Path, what: str, quiet: bool = False) -> Iterator[None]:
         if not quiet:
             print(f"waiting for another process that is building {what} ({path})",
                   file=sys.stderr, flush=True)  # fmt: skip
-        lock.acquire()
+        started = time.perf_counter()
+        try:
+            lock.acquire()
+        finally:
+            _waited[0] += time.perf_counter() - started
     try:
         yield
     finally:

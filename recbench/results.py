@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from recbench import paths
+from recbench import locks, paths
 from recbench.outcomes import Outcomes, sha256
 
 RECORD_FIELDS = (
@@ -136,18 +136,22 @@ class LoadMeter:
     threads (near 1 when the run had its cores, well below when it shared them; single-threaded
     phases such as tokenising keep an undisturbed run somewhat below 1), and ``load_average``,
     the machine's 15-minute load average at the end (its own threads included: about its thread
-    count when it ran alone).  The names avoid the ``_seconds`` suffix of stage times.
+    count when it ran alone).  Time spent waiting for another process's lock (a shared SFT
+    stage it was building) is left out of the wall time and reported as ``lock_wait``: the run
+    was idle then, not slowed.  The names avoid the ``_seconds`` suffix of stage times.
     """
 
     wall: float = field(default_factory=time.perf_counter)
     cpu: float = field(default_factory=time.process_time)
+    waited: float = field(default_factory=locks.waited_seconds)
 
     def readings(self) -> dict[str, float]:
         import torch
 
-        wall = time.perf_counter() - self.wall
+        waited = locks.waited_seconds() - self.waited
+        wall = time.perf_counter() - self.wall - waited
         cpu = time.process_time() - self.cpu
-        out: dict[str, float] = {}
+        out: dict[str, float] = {"lock_wait": waited}
         if wall > 0:
             out["cpu_utilisation"] = cpu / (wall * max(1, torch.get_num_threads()))
         try:

@@ -350,6 +350,7 @@ def test_a_trained_baseline_is_saved_and_reloads(recbench_home, tmp_path, one_th
         "eval_ranking_seconds",
         "cpu_utilisation",
         "load_average",
+        "lock_wait",
     }
     assert 0.0 < cost["cpu_utilisation"] <= 1.5 and cost["load_average"] >= 0.0
     assert all(r["run_id"] == run.run_id and r["seed"] == 1 for r in records)

@@ -31,3 +31,38 @@ def test_a_busy_run_uses_its_thread_and_a_sleeping_one_does_not(one_thread):
     readings = idle.readings()
     assert readings["cpu_utilisation"] < 0.05
     assert readings["load_average"] >= 0.0
+
+
+def test_waiting_for_another_process_lock_is_not_counted_as_a_slow_run(
+    one_thread, tmp_path, monkeypatch
+):
+    """A run that waited for another process to build a shared stage was idle: the wait is
+    reported as lock_wait and left out of the wall time its CPU use is measured over."""
+    import subprocess
+    import sys
+
+    from recbench import locks
+
+    monkeypatch.setenv("RECBENCH_HOME", str(tmp_path / "home"))
+    target = tmp_path / "stage"
+    script = (
+        "import pathlib, time\nfrom recbench import locks\n"
+        f"with locks.exclusive(pathlib.Path({str(target)!r}), 'x'):\n"
+        "    print('held', flush=True)\n    time.sleep(1.0)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    meter = LoadMeter()
+    wall, cpu = time.perf_counter(), time.process_time()
+    with locks.exclusive(target, "the test stage", quiet=True):  # waits for the holder
+        pass
+    deadline = time.perf_counter() + 0.3
+    while time.perf_counter() < deadline:  # then works
+        pass
+    holder.wait(timeout=30)
+    readings = meter.readings()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert 0.3 < readings["lock_wait"] < 5.0  # about the holder's remaining second
+    # CPU use over the time it did not wait (one thread): not diluted by the wait
+    expected = cpu / (wall - readings["lock_wait"])
+    assert readings["cpu_utilisation"] == pytest.approx(expected, rel=0.05)

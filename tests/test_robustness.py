@@ -511,6 +511,7 @@ def test_result_records_hold_the_seed_and_every_setting_to_repeat_the_run(tmp_pa
     run.config, run.settings, run.precision, run.timings = (
         config, config.settings, "fp32", {"sft_seconds": 1.0}
     )  # fmt: skip
+    run.sft_weights = "0123456789abcdef"
     run.accelerator = type("OneProcess", (), {"num_processes": 1})()
     run.load = results.LoadMeter()
     hparams = {"rho": 0.3, "beta": 2.0, "n_neg": 5}
