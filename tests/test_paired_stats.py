@@ -455,6 +455,10 @@ def test_each_loss_is_paired_with_the_sft_stage_it_started_from(tmp_path):
     main = read_csv(out / "table2_main.csv")
     sft_row = row(main, method="sft")
     assert float(sft_row["hr1_mean"]) == pytest.approx(5 / N, abs=1e-9)
+    # vs SFT: each loss against the stage it started from: sdpo 11 vs 10 hits (+10%), dpo 8
+    # vs 5 (+60%); against the SFT run Table 2 shows, sdpo would read 11 vs 5 (+120%)
+    assert float(row(main, method="sdpo")["rel_sft_pct"]) == pytest.approx(10.0, abs=1e-9)
+    assert float(row(main, method="dpo")["rel_sft_pct"]) == pytest.approx(60.0, abs=1e-9)
 
 
 T975_1 = 12.70620474  # Student t, 1 degree of freedom, 97.5% (printed tables)
@@ -498,3 +502,20 @@ def test_sft_stages_table_sets_one_seeds_two_stages_side_by_side(tmp_path):
     assert generation["first_stage"] == "(not recorded)" and generation["second_stage"] == "b2"
     ranking = row(frame, mode="ranking")  # the same ranking hits: nothing changed
     assert float(ranking["changed_share"]) == 0.0 and float(ranking["p"]) == 1.0
+
+
+def test_vs_sft_sets_a_loss_against_the_sft_seeds_it_has(tmp_path):
+    """SFT has seeds 0 and 1, the loss only seed 0: its gain is over seed 0's SFT, not over
+    the mean of both SFT seeds (one seed of a loss against another seed's SFT)."""
+    store = tmp_path / "uneven.jsonl"
+    _add_run(store, "sft", "llm_baseline", 0, SFT_GEN, SFT_RANK)  # 10 of 40
+    _add_run(store, "sft", "llm_baseline", 1, set(range(6)), SFT_RANK)  # 6 of 40
+    _add_run(store, "sdpo", "loss", 0, SFT_GEN, SFT_RANK)  # 10 of 40: the same as its SFT
+    out = tmp_path / "reports"
+    compare(store, out, plots_enabled=False)
+    main = read_csv(out / "table2_main.csv")
+    assert float(row(main, method="sdpo")["rel_sft_pct"]) == pytest.approx(0.0, abs=1e-9)
+    figure = read_csv(out / "fig3ab_relative_to_sft.csv")
+    sdpo = row(figure, method="sdpo")
+    assert float(sdpo["rel_hr1_pct"]) == pytest.approx(0.0, abs=1e-9)
+    assert float(sdpo["sft_hr1_mean"]) == pytest.approx(10 / N, abs=1e-9)  # not 8 of 40

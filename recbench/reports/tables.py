@@ -206,8 +206,9 @@ def main_table(refs: References, paired: PairedMarks | None = None) -> Table | s
         return "no runs of baselines or losses"
     datasets = ordered_datasets(runs["dataset"])
     best, sft = _references_per_dataset(runs, datasets)
+    stages = refs.instances[refs.instances["method"] == "sft"]
     tidy_rows = [
-        _main_tidy_row(runs, dataset, method, best, sft, paired)
+        _main_tidy_row(runs, dataset, method, best, sft, paired, stages)
         for dataset in datasets
         for method in ordered_methods(runs.loc[runs["dataset"] == dataset, "method"])
     ]
@@ -224,7 +225,9 @@ def main_table(refs: References, paired: PairedMarks | None = None) -> Table | s
         notes.append(paired.note)
     notes.append(
         "vs best: relative HR@1 change over the best baseline (rule, sequential or LLM) of the dataset; "
-        "vs SFT: over the SFT model, 100 (HR - HR_ref) / HR_ref"
+        "vs SFT: over the SFT model, 100 (HR - HR_ref) / HR_ref; for a loss, HR_ref is the "
+        "mean of the SFT runs it started from (same seeds, same stages), so an SFT seed "
+        "without the loss does not enter its comparison"
     )
     for dataset in datasets:
         if dataset in best:
@@ -267,12 +270,17 @@ def _main_tidy_row(
     best: dict[str, tuple[str, float]],
     sft: dict[str, float],
     paired: PairedMarks | None,
+    stages: pd.DataFrame,
 ) -> dict:
     """One method on one dataset, as Table 2's csv holds it."""
     group = runs[(runs["dataset"] == dataset) & (runs["method"] == method)]
     column = headline_column(group)
     hr1 = stat(group, column)
     best_name, best_value = best.get(dataset, ("", math.nan))
+    if group["family"].iloc[0] == "loss":
+        rel_sft = relative_to_own_sft(group, stages[stages["dataset"] == dataset], column)
+    else:
+        rel_sft = relative_percent(mean_of(hr1), sft.get(dataset))
     row = {
         "dataset": dataset,
         "family": group["family"].iloc[0],
@@ -284,12 +292,38 @@ def _main_tidy_row(
         **fields("ranking_hr1", stat(group, "ranking:hr@1")),
         "best_baseline": best_name,
         "rel_best_baseline_pct": relative_percent(mean_of(hr1), best_value),
-        "rel_sft_pct": relative_percent(mean_of(hr1), sft.get(dataset)),
+        "rel_sft_pct": rel_sft,
     }
     if paired is not None:
         row["hr1_paired_vs_sft"] = paired.state(dataset, column.partition(":")[0], method)
         row["ranking_hr1_paired_vs_sft"] = paired.state(dataset, "ranking", method)
     return row
+
+
+def own_sft_means(group: pd.DataFrame, stages: pd.DataFrame, column: str) -> tuple[float, float]:
+    """A loss's mean ``column`` and that of the SFT runs it started from, over its seeds that
+    have the SFT run of their stage (:func:`~.runs.matching_stage`); NaNs when none has.
+
+    Comparing with SFT's mean over all its seeds would set one seed of a loss against
+    another seed's SFT: training runs differ by more than 1,000 test examples resolve.
+    """
+    ours, theirs = [], []
+    if column in stages.columns:
+        for _, run in group.dropna(subset=[column]).iterrows():
+            partner = matching_stage(run, stages.dropna(subset=[column]))
+            if partner is not None:
+                ours.append(float(run[column]))
+                theirs.append(float(partner[column]))
+    if not ours:
+        return math.nan, math.nan
+    return math.fsum(ours) / len(ours), math.fsum(theirs) / len(theirs)
+
+
+def relative_to_own_sft(
+    group: pd.DataFrame, stages: pd.DataFrame, column: str, absolute: bool = False
+) -> float:
+    """100 (x - SFT) / SFT for a loss against the SFT runs it started from (own_sft_means)."""
+    return relative_percent(*own_sft_means(group, stages, column), absolute)
 
 
 def _sorted_main(tidy: pd.DataFrame) -> pd.DataFrame:
@@ -424,14 +458,12 @@ def relative_to_sft_table(refs: References) -> Table | str:
                     "seeds": _seeds(group),
                     "sft_seeds": _seeds(sft_runs),
                     **fields("hr1", hr1),
-                    "sft_hr1_mean": mean_of(sft_hr1),
-                    "rel_hr1_pct": relative_percent(mean_of(hr1), mean_of(sft_hr1)),
+                    "sft_hr1_mean": _sft_mean(group, sft_stages, sft_hr1, "hr@1"),
+                    "rel_hr1_pct": _vs_sft(group, sft_stages, hr1, sft_hr1, "hr@1"),
                     **_bounds("rel_hr1", relative_over_seeds(group, sft_stages, "generation:hr@1")),
                     **fields("pop_bias", bias),
-                    "sft_pop_bias_mean": mean_of(sft_bias),
-                    "rel_pop_bias_pct": relative_percent(
-                        mean_of(bias), mean_of(sft_bias), absolute=True
-                    ),
+                    "sft_pop_bias_mean": _sft_mean(group, sft_stages, sft_bias, "pop_bias"),
+                    "rel_pop_bias_pct": _vs_sft(group, sft_stages, bias, sft_bias, "pop_bias"),
                     **_bounds(
                         "rel_pop_bias",
                         relative_over_seeds(group, sft_stages, "generation:pop_bias", True),
@@ -462,7 +494,8 @@ def relative_to_sft_table(refs: References) -> Table | str:
             "generation mode; popularity bias E[LogPop(rec) - mean LogPop(history)] over valid "
             "outputs (LOSSES.md 9.3); HR@1 vs SFT = 100 (HR - HR_SFT) / HR_SFT, "
             "bias vs SFT = 100 (E - E_SFT) / |E_SFT| (lower: less popularity-biased); relative "
-            "numbers compare the means over seeds; [low, high]: 95% t interval over the seeds "
+            "numbers compare the means over seeds, for a loss with the SFT runs it started from "
+            "(its seeds' stages: SFT columns show their mean); [low, high]: 95% t interval over the seeds "
             "both have of each seed's relative difference to that seed's SFT (they share its "
             "SFT stage), none with fewer than two such seeds"
         ),
@@ -478,6 +511,28 @@ def relative_to_sft_table(refs: References) -> Table | str:
         notes=notes,
         runs=pd.concat(used, ignore_index=True).drop_duplicates("run_id"),
     )
+
+
+def _vs_sft(
+    group: pd.DataFrame,
+    stages: pd.DataFrame,
+    ours: Estimate | None,
+    sft: Estimate | None,
+    metric: str,
+) -> float:
+    """Figure 3's relative change of a generation metric: a loss against the SFT runs it
+    started from, any other method against SFT's mean (bias over |bias|, LOSSES.md 9.3)."""
+    absolute = metric == "pop_bias"
+    if group["family"].iloc[0] == "loss":
+        return relative_to_own_sft(group, stages, f"generation:{metric}", absolute)
+    return relative_percent(mean_of(ours), mean_of(sft), absolute)
+
+
+def _sft_mean(group: pd.DataFrame, stages: pd.DataFrame, sft: Estimate | None, metric: str):
+    """The SFT value Figure 3 sets a method against (see :func:`_vs_sft`)."""
+    if group["family"].iloc[0] == "loss":
+        return own_sft_means(group, stages, f"generation:{metric}")[1]
+    return mean_of(sft)
 
 
 def relative_over_seeds(
