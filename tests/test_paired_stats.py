@@ -430,13 +430,18 @@ def test_each_loss_is_paired_with_the_sft_stage_it_started_from(tmp_path):
     store = tmp_path / "two-stages.jsonl"
     _add_run(store, "sft", "llm_baseline", 0, SFT_GEN, SFT_RANK)  # hits 0..9
     _add_run(store, "sdpo", "loss", 0, SDPO_GEN, SFT_RANK)  # 1..9, 38, 39
-    new_sft = set(range(5))  # the second stage hits 0..4
-    _add_run(store, "sft", "llm_baseline", 0, new_sft, SFT_RANK, stage="b2", time=LATER)
+    new_sft = set(range(5))  # the second stage hits 0..4 (and ranks 0..2 first)
+    _add_run(store, "sft", "llm_baseline", 0, new_sft, set(range(3)), stage="b2", time=LATER)
     dpo = new_sft | {20, 21, 22}
     _add_run(store, "dpo", "loss", 0, dpo, SFT_RANK, stage="b2", time=LATER)
+    _add_run(store, "gru4rec", "sequential", 0, None, set(range(8)))  # ranks 0..7 first
     out = tmp_path / "reports"
-    compare(store, out, plots_enabled=False, pairs=["sdpo:sft", "dpo:sft", "dpo:sdpo"])
+    pairs = ["sdpo:sft", "dpo:sft", "dpo:sdpo", "gru4rec:sft"]
+    compare(store, out, plots_enabled=False, pairs=pairs)
     frame = read_csv(out / "paired_tests.csv")
+    # a model that has no SFT stage is compared with the SFT run Table 2 shows, the latest
+    gru4rec = row(frame, mode="ranking", method_a="gru4rec", method_b="sft")
+    assert (gru4rec["seed_a_only"], gru4rec["seed_b_only"]) == ("5", "0")
 
     sdpo = row(frame, mode="generation", method_a="sdpo", method_b="sft")
     # vs its own stage (0..9): sdpo alone hits 38, 39; SFT alone hits 0

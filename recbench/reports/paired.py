@@ -249,24 +249,32 @@ def _label(seed: int) -> str:
 Runs = dict[int, list[tuple[str, str]]]
 
 
-def _stage_pair(a: list[tuple[str, str]], b: list[tuple[str, str]]) -> tuple[str, str, bool]:
-    """The runs of one seed to compare: the latest two that started from the same SFT stage,
-    else the latest of each; and whether their SFT stages differ."""
-    for run_a, stage_a in reversed(a):
-        for run_b, stage_b in reversed(b):
-            if stage_a == stage_b:
-                return run_a, run_b, False
-    return a[-1][0], b[-1][0], True
+def _stage_pair(
+    a: list[tuple[str, str]], b: list[tuple[str, str]], staged: bool
+) -> tuple[str, str, bool]:
+    """The runs of one seed to compare and whether their SFT stages differ.
+
+    Between two methods trained from a seed's SFT stage (``staged``): the latest two that
+    started from the same stage, else the latest of each.  Otherwise (a sequential model
+    against SFT, say) the latest of each: the run each table shows.
+    """
+    if staged:
+        for run_a, stage_a in reversed(a):
+            for run_b, stage_b in reversed(b):
+                if stage_a == stage_b:
+                    return run_a, run_b, False
+    return a[-1][0], b[-1][0], staged
 
 
-def _seed_pairs(a: Runs, b: Runs) -> list[tuple[int, str, str, bool]]:
+def _seed_pairs(a: Runs, b: Runs, staged: bool) -> list[tuple[int, str, str, bool]]:
     """(seed, run of A, run of B, from different SFT stages): same seed, or every seed of one
     against a seedless other."""
     if set(a) == {NO_SEED}:
         return [(seed, a[NO_SEED][-1][0], runs[-1][0], False) for seed, runs in sorted(b.items())]
     if set(b) == {NO_SEED}:
         return [(seed, runs[-1][0], b[NO_SEED][-1][0], False) for seed, runs in sorted(a.items())]
-    return [(seed, *_stage_pair(a[seed], b[seed])) for seed in sorted(a.keys() & b.keys())]
+    common = sorted(a.keys() & b.keys())
+    return [(seed, *_stage_pair(a[seed], b[seed], staged)) for seed in common]
 
 
 def _seed_test(seed: int, hits_a: Mapping[str, bool], hits_b: Mapping[str, bool]) -> SeedTest:
@@ -298,7 +306,7 @@ def _compare(
     """The per-seed tests of A vs B and the runs behind them, or None (with a note) when they
     cannot be compared.  ``staged``: both methods train from a seed's SFT stage, so runs
     from different stages of a seed are noted."""
-    pairs = _seed_pairs(seeds_a, seeds_b)
+    pairs = _seed_pairs(seeds_a, seeds_b, staged)
     if not pairs:
         notes.append(f"{a} vs {b} {where}: no seed in common; not compared")
         return None
@@ -307,7 +315,7 @@ def _compare(
     if alone:
         listed = ", ".join(_label(s) for s in alone)
         notes.append(f"{a} vs {b} {where}: seed {listed} of one method only, left out")
-    apart = [_label(seed) for seed, _, _, differ in pairs if differ and staged]
+    apart = [_label(seed) for seed, _, _, differ in pairs if differ]
     if apart:
         notes.append(
             f"{a} vs {b} {where}, seed {', '.join(apart)}: the runs started from different "
