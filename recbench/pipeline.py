@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import resource
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -558,20 +560,32 @@ def _check_started_from(stage_dir: Path, sft_weights: str | None) -> None:
 
     Its checkpoints hold an adapter trained from that stage; resumed after the stage was
     trained again into other weights (another machine), the run would record the new stage
-    while holding the old one's descendant.  Refused with one line; nothing is deleted.
+    while holding the old one's descendant.  Refused with one line; nothing is deleted.  The
+    record is written atomically, so no kill damages it; a damaged one (a disk error) leaves
+    the lineage unknown, and the stage is discarded with a warning and trained again, as a
+    damaged checkpoint is.  A stage without the record (written before it existed) continues.
     """
     if sft_weights is None:
         return
     marker = stage_dir / STARTED_FROM
     if marker.is_file():
-        started = marker.read_text(encoding="utf-8").strip()
-        if started != sft_weights:
+        started = marker.read_text(encoding="utf-8", errors="replace").strip()
+        if not re.fullmatch(r"[0-9a-f]{16}", started):  # damaged: its lineage is unknown
+            warnings.warn(
+                f"preference: discarding {stage_dir}, whose record of the SFT stage it "
+                "trains on is damaged; the stage is trained again from the start",
+                UserWarning,
+                stacklevel=3,
+            )
+            shutil.rmtree(stage_dir)
+        elif started != sft_weights:
             raise rundir.RunDirectoryError(
                 f"{stage_dir} holds a preference stage trained from the SFT stage with weights "
                 f"{started}, but that stage now has weights {sft_weights} (trained again "
                 f"elsewhere?): continuing would mix two models; remove {stage_dir} to retrain it"
             )
-        return
+        else:
+            return
     stage_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_atomic(marker, sft_weights + "\n")
 

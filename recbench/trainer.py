@@ -95,8 +95,16 @@ def add_lora(model, r: int, alpha: int, seed: int):
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
+    """A copy of the trainable weights on the CPU.
+
+    A copy even on the CPU, where ``.cpu()`` returns the parameter itself: the state is kept
+    to undo a partial load (:meth:`Stage._load_or_discard`), and an alias would follow the
+    load instead of keeping what came before it.
+    """
     return {
-        n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad
+        n: p.detach().to("cpu", copy=True).contiguous()
+        for n, p in model.named_parameters()
+        if p.requires_grad
     }
 
 

@@ -11,6 +11,8 @@ random Llama (``tiny_llm``): every stage of the real pipeline in seconds.
 from __future__ import annotations
 
 import json
+import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -71,8 +73,6 @@ def test_a_loss_run_and_its_sft_evaluation_name_the_same_stage(tiny_llm, recbenc
 def test_a_stage_retrained_on_the_same_machine_is_the_same_stage(tiny_llm, recbench_home, tmp_path):
     """Training is deterministic on one machine: the stage trained again after its cache was
     lost has the same weights, so its recorded evaluation still stands (no second one)."""
-    import shutil
-
     store = tmp_path / "r.jsonl"
     _run(tiny_llm, store, "dpo")
     (stage,) = (recbench_home / "stages").glob("sft-*")
@@ -113,3 +113,37 @@ def test_a_planner_finds_the_stage_a_run_would_use(tiny_llm, recbench_home, over
     config = RunConfig(loss="dpo", profile="smoke", model=str(tiny_llm), seed=3,
                        overrides=overrides).validate()  # fmt: skip
     assert sft_stage_dir(config) == LLMRun(config, progress=False).sft_dir
+
+
+def test_a_stage_retrained_after_its_damaged_final_is_the_stage_a_fresh_training_gives(
+    tiny_llm, tmp_path, monkeypatch
+):
+    """Reading a damaged final loads its intact weights first; undoing that must restore the
+    initial adapter (on the CPU a kept state that aliased the parameters followed the load, and
+    the stage retrained from the final weights: another model)."""
+    stores = {}
+    for name in ("fresh", "damaged"):
+        home = tmp_path / name / "home"
+        monkeypatch.setenv("RECBENCH_HOME", str(home))
+        if name == "damaged":  # the fresh run's state, with its stage's final/modules.pt gone
+            shutil.copytree(tmp_path / "fresh" / "home", home)
+            (stage,) = (home / "stages").glob("sft-*")
+            (stage / "final" / "modules.pt").unlink()
+        stores[name] = tmp_path / name / "r.jsonl"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "discarding the damaged final"
+            _run(tiny_llm, stores[name], "dpo")
+    fresh, damaged = ({w for _, w in _runs(stores[n]).values()} for n in ("fresh", "damaged"))
+    assert len(fresh) == 1 and damaged == fresh
+
+
+def test_trainable_state_is_a_copy_not_the_parameters():
+    import torch
+
+    from recbench.trainer import trainable_state
+
+    layer = torch.nn.Linear(2, 2)
+    kept = trainable_state(layer)
+    with torch.no_grad():
+        layer.weight.add_(1.0)
+    assert not torch.allclose(kept["weight"], layer.weight, atol=0.5)
