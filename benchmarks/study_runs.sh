@@ -5,8 +5,9 @@
 # the same command after an interruption loses at most the steps since the last checkpoint.
 #   THREADS=2 bash benchmarks/study_runs.sh
 # is one job on both cores of a 2-core machine: on a bf16 CPU a second job on the same cores
-# slowed a 2-thread job eightfold (thread contention), and one run peaks near 11 GB. With more
-# cores and memory, jobs on disjoint seeds can share the grid through the sweep's locks:
+# slowed a 2-thread job eightfold (thread contention), and one run peaks near 11 GB (13 GB for
+# S-DPO, 18 GB for SimS-DPO with 19 negatives). With more cores and memory, jobs on disjoint
+# seeds can share the grid through the sweep's locks:
 #   SEEDS=0,2 bash benchmarks/study_runs.sh & SEEDS=1,2 bash benchmarks/study_runs.sh &
 # SFT stages are cached in $RECBENCH_HOME, on the machine that trained them: a seed continued on
 # another machine trains its stage again into another model, which the pipeline evaluates and
