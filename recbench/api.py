@@ -116,15 +116,17 @@ def compare(
     formats: str | Sequence[str] = "md,csv,tex",
     plots: bool = True,
     pairs: Sequence[str] = (),
+    variants: Sequence[str] = (),
 ) -> CompareReport:
     """Write the paper-style tables and plots for the (filtered) results store into ``out``.
 
     ``pairs`` (``"A:B"``) replace the default paired tests (every method vs sft, napo vs sdpo).
+    ``variants`` (``"sims_dpo:n_neg=19"``) show other configurations as rows of their own.
     Returns a :class:`recbench.reports.CompareReport` (files written, skipped, removed).
     """
     from recbench.reports import compare as build_reports
 
-    return build_reports(results, out, datasets, model, profile, formats, plots, pairs)
+    return build_reports(results, out, datasets, model, profile, formats, plots, pairs, variants)
 
 
 def sweep(

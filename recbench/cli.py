@@ -431,6 +431,18 @@ def compare_command(
             show_default=False,
         ),
     ] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--variant",
+            metavar="METHOD:KEY=VALUE[,KEY=VALUE]",
+            help="Also show METHOD at these hyper-parameters (its others at their defaults) as "
+            "a row of its own, labelled METHOD[KEY=VALUE], in Table 2, the paired tests (vs sft; "
+            "--pair may name the label) and the per-method tables; repeatable. E.g. "
+            "sims_dpo:n_neg=19 next to SimS-DPO's default 3 negatives.",
+            show_default=False,
+        ),
+    ] = None,
     plugin: PluginOption = None,
 ) -> None:
     """Paper-style tables (Markdown, CSV, LaTeX) and plots from the results store."""
@@ -445,6 +457,7 @@ def compare_command(
         formats=formats,
         plots=plots,
         pairs=pair or [],
+        variants=variant or [],
     )
     typer.echo(f"results: {report.store}")
     typer.echo(f"wrote {len(report.written)} files:")

@@ -26,7 +26,7 @@ import pandas as pd
 
 from recbench import results
 from recbench.errors import UserError
-from recbench.reports import paired, plots, spread, stages, tables
+from recbench.reports import paired, plots, spread, stages, tables, variants
 from recbench.reports.runs import (
     WITHOUT_LLM,
     Filters,
@@ -93,6 +93,7 @@ def command_line(
     formats: Sequence[str],
     plots_enabled: bool,
     pairs: Sequence[tuple[str, str]] = (),
+    shown: Sequence[variants.Variant] = (),
 ) -> str:
     """The canonical command that regenerates a report (options in a fixed order)."""
     parts = ["recbench", "compare"]
@@ -111,6 +112,8 @@ def command_line(
         parts.append("--no-plots")
     for a, b in sorted(set(pairs)):
         parts += ["--pair", f"{a}:{b}"]
+    for variant in shown:
+        parts += ["--variant", variant.text]
     return shlex.join(parts)
 
 
@@ -144,20 +147,32 @@ def compare(
     formats: str | Sequence[str] = FORMATS,
     plots_enabled: bool = True,
     pairs: Sequence[str] = (),
+    variant_texts: Sequence[str] = (),
 ) -> CompareReport:
     """Write the tables (and plots) for the filtered store into ``out``; see the module doc.
 
     ``pairs`` (``"A:B"`` strings) replace the default paired comparisons (every method vs sft,
-    napo vs sdpo); a method they name must have runs in the filtered store.
+    napo vs sdpo); a method they name must have runs in the filtered store.  ``variant_texts``
+    (``"METHOD:KEY=VALUE,..."``) add configurations as rows of their own
+    (:mod:`~recbench.reports.variants`); ``--pair`` may name them by label.
     """
     chosen_formats = parse_formats(formats)
     chosen_pairs = paired.parse_pairs(pairs)
+    shown = variants.parse_variants(variant_texts)
     datasets = tuple(sorted({d.strip() for item in datasets for d in item.split(",") if d.strip()}))
     store = Path(results_path) if results_path is not None else results.default_store()
     runs = load_runs(store, Filters(datasets=datasets, model=model, profile=profile))
-    paired.check_pairs(chosen_pairs, runs["method"])
+    paired.check_pairs(chosen_pairs, variants.add_variants(runs, shown)["method"])
     command = command_line(
-        results_path, out, datasets, model, profile, chosen_formats, plots_enabled, chosen_pairs
+        results_path,
+        out,
+        datasets,
+        model,
+        profile,
+        chosen_formats,
+        plots_enabled,
+        chosen_pairs,
+        shown,
     )
     report = CompareReport(store=store)
     reader = paired.OutcomeReader(store)
@@ -178,6 +193,7 @@ def compare(
             report,
             reader,
             chosen_pairs,
+            shown,
         )
     return report
 
@@ -192,10 +208,12 @@ def _write_setting(
     report: CompareReport,
     reader: paired.OutcomeReader,
     pairs: Sequence[tuple[str, str]],
+    shown: Sequence[variants.Variant],
 ) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     report.directories.append(directory)
-    refs = choose_references(runs)
+    # variants join the per-method tables; the one-factor studies keep the runs as recorded
+    refs = choose_references(variants.add_variants(runs, shown, strict=False))
     tests = paired.paired_tests(refs.instances, reader, pairs)
     runs = latest_per_point(runs)  # other SFT stages' evaluations serve the pairing only
     llm_runs = runs[~runs["family"].isin(WITHOUT_LLM)]

@@ -18,6 +18,7 @@ import pandas as pd
 from recbench import methods as method_registry
 from recbench.reports.runs import TRAIN_TIME, References, matching_stage, one_factor
 from recbench.reports.stats import Estimate, estimate, relative_percent
+from recbench.reports.variants import base_method
 
 #: Families in table order: the method registry's (rule, sequential, LLM baseline, loss).
 FAMILY_ORDER = method_registry.FAMILIES
@@ -90,8 +91,9 @@ class Table:
 
 # ------------------------------------------------------------------------------- helpers
 def _rank(order: Iterable[str], name: str) -> tuple[int, str]:
-    order = list(order)
-    return (order.index(name) if name in order else len(order), name)
+    """Position in ``order``; a variant (``sims_dpo[n_neg=19]``) right after its method."""
+    order, base = list(order), base_method(name)
+    return (order.index(base) if base in order else len(order), name)
 
 
 def method_order() -> tuple[str, ...]:

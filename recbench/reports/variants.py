@@ -1,0 +1,147 @@
+"""Configurations shown as methods of their own: ``recbench compare --variant sims_dpo:n_neg=19``.
+
+The headline tables show one configuration per method (its registered defaults, see
+:func:`~recbench.reports.runs.choose_references`).  Some comparisons need two configurations of
+one method side by side: the paper's Table 2 has SimS-DPO with 3 negatives *and* with all 19.  A
+variant names such a configuration; its runs are added to the report under a label of their own,
+``METHOD[KEY=VALUE,...]``, so Table 2, the paired tests (against sft by default, or with
+``--pair``), the seed spread and the time table show it as one more row, while the default
+configuration stays where it was and the one-factor studies (fig3c_n_neg) keep drawing the
+method's curve from the runs as recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from recbench.errors import UserError
+from recbench.registry import did_you_mean
+from recbench.reports.runs import compatible, hparams_key, registry_defaults
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A method at some hyper-parameters that differ from what its table row shows."""
+
+    method: str
+    settings: tuple[tuple[str, object], ...]  # sorted (key, value) pairs
+
+    @property
+    def label(self) -> str:
+        """``sims_dpo[n_neg=19]``: the name the variant's rows carry in every table."""
+        inner = ",".join(f"{key}={_text(value)}" for key, value in self.settings)
+        return f"{self.method}[{inner}]"
+
+    @property
+    def text(self) -> str:
+        """The ``--variant`` argument that gives this variant (canonical form)."""
+        return f"{self.method}:{','.join(f'{k}={_text(v)}' for k, v in self.settings)}"
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _value(text: str) -> object:
+    """``19`` -> 19, ``0.5`` -> 0.5, ``true`` -> True; anything else stays a string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_variants(texts: Iterable[str]) -> tuple[Variant, ...]:
+    """``["sims_dpo:n_neg=19"]`` -> (Variant("sims_dpo", (("n_neg", 19),)),), sorted, no repeats.
+
+    Malformed text is a one-line :class:`UserError`.
+    """
+    found = set()
+    for text in texts:
+        method, colon, rest = text.strip().partition(":")
+        method = method.strip()
+        settings: dict[str, object] = {}
+        for item in rest.split(","):
+            key, equals, value = item.partition("=")
+            key, value = key.strip(), value.strip()
+            if not equals or not key or not value:
+                settings = {}
+                break
+            settings[key] = _value(value)
+        if not colon or not method or not settings:
+            raise UserError(
+                f"--variant takes METHOD:KEY=VALUE[,KEY=VALUE...], e.g. sims_dpo:n_neg=19; "
+                f"got '{text}'"
+            )
+        found.add(Variant(method, tuple(sorted(settings.items()))))
+    return tuple(sorted(found, key=lambda v: v.label))
+
+
+def base_method(name: str) -> str:
+    """``sims_dpo[n_neg=19]`` -> ``sims_dpo`` (other names unchanged): where a variant sorts."""
+    return name.split("[", 1)[0] if name.endswith("]") else name
+
+
+def _wanted(variant: Variant, group: pd.DataFrame) -> dict[str, object]:
+    """The hyper-parameters a run of the variant has: the method's defaults with the variant's
+    settings (a loss), or just the settings (a method without registered defaults)."""
+    profile = str(group["profile"].iloc[0])
+    defaults = registry_defaults(variant.method, profile)
+    known = set(defaults or {}) | {k for h in group["hparams"] for k in h}
+    for key, _ in variant.settings:
+        if key not in known:
+            raise UserError(
+                f"--variant {variant.text}: {variant.method} has no hyper-parameter "
+                f"'{key}'{did_you_mean(key, sorted(known))}; it has: {', '.join(sorted(known))}"
+            )
+    return {**(defaults or {}), **dict(variant.settings)}
+
+
+def _matches(hparams: Mapping[str, object], wanted: Mapping[str, object], keys: set[str]) -> bool:
+    return all(k in hparams for k in keys) and compatible(hparams, wanted)
+
+
+def add_variants(
+    runs: pd.DataFrame, variants: Sequence[Variant], strict: bool = True
+) -> pd.DataFrame:
+    """``runs`` plus a copy of each variant's runs, relabelled with :attr:`Variant.label`.
+
+    ``strict`` (the whole filtered store): a variant with no runs, or one that is its method's
+    default configuration (it would repeat the method's own row), is a :class:`UserError`.
+    Otherwise (one setting of several) a variant without runs here is skipped.
+    """
+    if not variants:
+        return runs
+    added = []
+    for variant in variants:
+        group = runs[runs["method"] == variant.method]
+        if group.empty and not strict:
+            continue
+        if group.empty:
+            known = sorted(set(runs["method"]))
+            raise UserError(
+                f"--variant {variant.text}: no runs of method '{variant.method}'"
+                f"{did_you_mean(variant.method, known)}; the store has: {', '.join(known)}"
+            )
+        wanted = _wanted(variant, group)
+        defaults = registry_defaults(variant.method, str(group["profile"].iloc[0]))
+        if defaults is not None and hparams_key(defaults) == hparams_key(wanted):
+            raise UserError(
+                f"--variant {variant.text}: these are {variant.method}'s defaults, which its "
+                "own row already shows"
+            )
+        keys = {key for key, _ in variant.settings}
+        chosen = group[[_matches(h, wanted, keys) for h in group["hparams"]]]
+        if chosen.empty and strict:
+            raise UserError(
+                f"--variant {variant.text}: no run of {variant.method} has these "
+                "hyper-parameters (with its other hyper-parameters at their defaults)"
+            )
+        added.append(chosen.assign(method=variant.label))
+    return pd.concat([runs, *added], ignore_index=True)
+
+
+__all__ = ["Variant", "add_variants", "base_method", "parse_variants"]
