@@ -57,6 +57,32 @@ def import_dataset(name: str, train: Path, val: Path, test: Path, item_names: Pa
     return load_dataset(spec.name).stats()
 
 
+def keep_example_users(
+    name: str, results: Path | None = None, split: str = "test"
+) -> tuple[Path, bool]:
+    """Keep which user each example of ``split`` belongs to beside a results store, so that
+    ``recbench compare`` clusters its paired tests by user (runs do this themselves; this is for
+    stores filled before they did).  Returns the map's path and whether it was written now.
+    """
+    from recbench import results as store_io
+    from recbench.errors import UserError
+
+    store = Path(results) if results is not None else store_io.default_store()
+    if not store.is_file():
+        raise UserError(f"no results store at {store}")
+    if split not in SPLITS:
+        raise UserError(f"unknown split '{split}'; choose from {', '.join(SPLITS)}")
+    users = load_dataset(name).example_users(split)
+    try:
+        written = store_io.write_example_users(store, users)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return store_io.users_path(store, users.dataset, split), written is not None
+
+
+SPLITS = ("train", "val", "test")
+
+
 def prompt_for(ds: Dataset, example: Example, seed: int = 0, template: int | None = None) -> str:
     """The prompt text of one example (history and candidate titles filled in)."""
     names = ds.item_names

@@ -92,6 +92,25 @@ def data_info(
     typer.echo(f"source: {info['source']}")
 
 
+@data_app.command("users")
+def data_users(
+    name: Annotated[str, typer.Argument(help="Dataset the store's runs were scored on.")],
+    results: Annotated[
+        Path | None,
+        typer.Option(help="Results store (default: the one `recbench run` writes)."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Split the runs were scored on.")] = "test",
+) -> None:
+    """Keep which user each example belongs to beside a results store (runs do it themselves).
+
+    Sliding-window data gives one user many examples whose outcomes move together; with this map
+    `recbench compare` adds a paired test clustered by user.  Needed once for a store filled by
+    a recbench that did not keep it.
+    """
+    path, written = api.keep_example_users(name, results, split)
+    typer.echo(f"{'kept' if written else 'already kept'}: {path}")
+
+
 @data_app.command("audit")
 def data_audit(
     name: Annotated[str, typer.Argument(help="Dataset name (built-in, built or imported).")],

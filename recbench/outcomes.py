@@ -14,9 +14,12 @@ sha256 (:mod:`recbench.results`), so an edited or swapped outcomes file is detec
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -86,6 +89,65 @@ class Outcomes:
                 raise ValueError(f"line {number} has unknown fields {sorted(unknown)}")
             rows[key] = value
         return cls(rows)
+
+
+@dataclass(frozen=True)
+class ExampleUsers:
+    """Which user each example of a split belongs to: what clusters the paired tests.
+
+    Sliding-window data gives one user many test examples (movielens: 8,632 from 94 users), whose
+    outcomes move together, so a test that treats examples as independent is optimistic.  The
+    row format has no user id; users are recovered as runs of consecutive rows, each continuing
+    the one before (:func:`recbench.data.dataset.user_runs`), and a user's examples are
+    consecutive, so the map is the example index at which each user starts.  Stored once per
+    (dataset, split) beside a store's outcomes, stamped with the split file's sha256.
+    """
+
+    dataset: str
+    split: str
+    split_sha256: str
+    examples: int
+    starts: tuple[int, ...]  # ascending, starting at 0: the first example of each user
+
+    def user_of(self, key: str) -> int | None:
+        """The user (0-based) of example ``split:index``, or None if not one of this split's."""
+        split, _, index = key.partition(":")
+        if split != self.split or not index.isdigit() or int(index) >= self.examples:
+            return None
+        return bisect.bisect_right(self.starts, int(index)) - 1
+
+    def to_json(self) -> bytes:
+        value = {
+            "dataset": self.dataset,
+            "split": self.split,
+            "split_sha256": self.split_sha256,
+            "examples": self.examples,
+            "users": len(self.starts),
+            "starts": list(self.starts),
+            "how": "users are runs of consecutive rows, each continuing the one before; "
+            "starts[u] is the index of user u's first example (rows with len_seq >= 3)",
+        }
+        return (json.dumps(value, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ExampleUsers:
+        """Parse :meth:`to_json`; raises ``ValueError`` on anything inconsistent."""
+        try:
+            value = json.loads(data.decode("utf-8"))
+            users = cls(
+                dataset=str(value["dataset"]),
+                split=str(value["split"]),
+                split_sha256=str(value["split_sha256"]),
+                examples=int(value["examples"]),
+                starts=tuple(int(s) for s in value["starts"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"not a users map ({exc})") from None
+        starts = users.starts
+        ordered = all(a < b for a, b in itertools.pairwise(starts))
+        if not starts or starts[0] != 0 or not ordered or starts[-1] >= max(users.examples, 1):
+            raise ValueError("not a users map (starts must ascend from 0 below 'examples')")
+        return users
 
 
 def sha256(data: bytes) -> str:

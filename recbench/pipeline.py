@@ -536,6 +536,10 @@ class LLMRun:
                          "precision": self.precision, "processes":
                          self.accelerator.num_processes},
         }  # fmt: skip
+        # the files trained and scored on: what a store's users map is checked against
+        run["settings"]["dataset_files"] = {
+            split: self.ds.split_spec(split).sha256 for split in ("train", self.settings.eval_split)
+        }
         if self.sft_weights is not None:  # which SFT stage the run's model started from
             run["settings"]["sft_weights"] = self.sft_weights
         if (plugin := plugins.run_provenance(method)) is not None:

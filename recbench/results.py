@@ -31,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 
 from recbench import locks, paths
-from recbench.outcomes import Outcomes, sha256
+from recbench.outcomes import ExampleUsers, Outcomes, sha256
 
 RECORD_FIELDS = (
     "run_id",
@@ -264,6 +264,60 @@ def read_outcomes(record: Mapping[str, object], store: Path | None = None) -> Ou
         raise ValueError(f"{path}: outcomes of run {record.get('run_id')} do not match the "
                          "sha256 in the store (the file was changed or replaced)")  # fmt: skip
     return Outcomes.from_jsonl(data)
+
+
+def users_path(store: Path, dataset: str, split: str) -> Path:
+    """Where a store keeps the users of a split's examples: ``STORE_STEM.outcomes/users-...``."""
+    return store.parent / f"{store.stem}.outcomes" / f"users-{dataset}-{split}.json"
+
+
+def write_example_users(store: Path, users: ExampleUsers) -> Path | None:
+    """Keep ``users`` beside the store's outcomes (atomically), unless the store has them.
+
+    A map already there from another version of the split (another sha256) is kept, and a
+    :class:`ValueError` says so: the store's outcomes were clustered by it.  Returns the path
+    written, or None when the same map was there.
+    """
+    path = users_path(store, users.dataset, users.split)
+    data = users.to_json()
+    if path.is_file():
+        existing = path.read_bytes()
+        if existing == data:
+            return None
+        try:
+            other = ExampleUsers.from_json(existing).split_sha256[:12]
+        except ValueError:
+            other = "unreadable"
+        raise ValueError(
+            f"{path} maps the examples of another {users.dataset} {users.split} file "
+            f"({other}, this one {users.split_sha256[:12]}); left as it is"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # one per process
+    partial.write_bytes(data)
+    os.replace(partial, path)
+    return path
+
+
+def read_example_users(store: Path, dataset: str, split: str) -> ExampleUsers | None:
+    """The users of a split's examples kept beside the store, or None when there are none.
+
+    An unreadable or inconsistent file is a :class:`ValueError` naming it.
+    """
+    path = users_path(store, dataset, split)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ValueError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    try:
+        users = ExampleUsers.from_json(data)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if (users.dataset, users.split) != (dataset, split):
+        raise ValueError(f"{path}: holds {users.dataset} {users.split}, not {dataset} {split}")
+    return users
 
 
 def append_records(

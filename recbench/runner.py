@@ -8,12 +8,17 @@ registry, filled by the core and by plugins (``baselines`` among them), never by
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import losses
-from recbench import auxiliary, models, paths, plugins
+from recbench import auxiliary, models, paths, plugins, results
 from recbench.config import RunConfig
 from recbench.data import load_dataset
 from recbench.methods import check_checkpoint, get_method, method_names
 from recbench.pipeline import run_llm
+
+log = logging.getLogger(__name__)
 
 
 def check_inputs(config: RunConfig) -> None:
@@ -48,5 +53,25 @@ def execute(config: RunConfig, progress: bool = True) -> dict:
     """Run a loss (SFT then preference optimisation) or a method, and store its records."""
     check_inputs(config)
     if config.baseline is not None:
-        return get_method(config.baseline).run(config, progress)
-    return run_llm(config, progress=progress)
+        output = get_method(config.baseline).run(config, progress)
+    else:
+        output = run_llm(config, progress=progress)
+    keep_example_users(config.results or results.default_store(), config.dataset,
+                       config.settings.eval_split)  # fmt: skip
+    return output
+
+
+def keep_example_users(store: Path, dataset: str, split: str) -> Path | None:
+    """Keep the users of ``split``'s examples beside the store's outcomes, once, so that
+    ``recbench compare`` clusters its paired tests by user from the store alone.
+
+    A store holding another version of the split's map keeps it, with one warning line: the
+    run's records are what matter here, not the map.  Returns the path written, if any.
+    """
+    if not store.is_file():
+        return None
+    try:
+        return results.write_example_users(store, load_dataset(dataset).example_users(split))
+    except ValueError as exc:
+        log.warning("warning: %s", exc)
+        return None

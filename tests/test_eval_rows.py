@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from recbench.data import load_dataset
-from recbench.data.dataset import user_last_rows
+from recbench.data.dataset import example_user_starts, user_last_rows
 from recbench.data.rows import SplitRows
 
 PAD = 50
@@ -31,6 +31,18 @@ def test_a_users_rows_continue_each_other_and_the_last_one_is_kept():
         [3, 4, 5, 1, 2, 21, 22],
     )
     assert user_last_rows(split, PAD, 10) == frozenset({1, 2, 4, 6})
+
+
+def test_users_are_runs_of_rows_and_examples_are_rows_with_three_items():
+    # rows: A [1,2]->3 (len 2: no example), A [1,2,3]->4, B [7,8,9]->5, C [5,6]->1 (no example),
+    # C [5,6,1]->2, D a full window, D sliding on: examples are rows 1, 2, 4, 5, 6 of users
+    # A, B, C, D, D, so users start at examples 0, 1, 2, 3
+    window = [11, 12, 13, 14, 15, 16, 17, 18, 19, 20]
+    split = rows(
+        [[1, 2], [1, 2, 3], [7, 8, 9], [5, 6], [5, 6, 1], window, window[1:] + [21]],
+        [3, 4, 5, 1, 2, 21, 22],
+    )
+    assert example_user_starts(split, PAD, 10) == (0, 1, 2, 3)
 
 
 def test_lastfm_last_rows_are_the_122_test_users():

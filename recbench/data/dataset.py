@@ -27,6 +27,7 @@ from recbench.data.rows import (
     sha256_of,
 )
 from recbench.errors import DataError, UnknownNameError
+from recbench.outcomes import ExampleUsers
 from recbench.registry import did_you_mean
 
 SPLITS = ("train", "val", "test")
@@ -153,6 +154,19 @@ def user_runs(rows: SplitRows, padding_id: int, window: int) -> list[list[int]]:
     return runs
 
 
+def example_user_starts(rows: SplitRows, padding_id: int, window: int) -> tuple[int, ...]:
+    """The index of each user's first example (row with ``len_seq >= 3``), users as
+    :func:`user_runs` finds them; a user's examples are consecutive.  A user without examples
+    has no start."""
+    user_of_row = np.empty(len(rows), dtype=np.int64)
+    for user, run in enumerate(user_runs(rows, padding_id, window)):
+        user_of_row[run] = user
+    users = user_of_row[np.flatnonzero(rows.len_seq >= MIN_LEN_SEQ)]
+    if not len(users):
+        return ()
+    return (0, *(np.flatnonzero(np.diff(users) != 0) + 1).tolist())
+
+
 def user_last_rows(rows: SplitRows, padding_id: int, window: int) -> frozenset[int]:
     """Row indices that end a user's run of rows (:func:`user_runs`): each test user's last row.
 
@@ -249,6 +263,16 @@ class Dataset:
             raise ValueError(f"unknown eval_rows '{eval_rows}' (use 'all' or 'last')")
         last = user_last_rows(self.rows(split), self.padding_id, STATE_SIZE)
         return [ex for ex in examples if ex.row in last]
+
+    def example_users(self, split: str) -> ExampleUsers:
+        """The users of ``split``'s examples, as paired tests cluster them."""
+        return ExampleUsers(
+            dataset=self.name,
+            split=split,
+            split_sha256=self.split_spec(split).sha256,
+            examples=len(self.examples(split)),
+            starts=example_user_starts(self.rows(split), self.padding_id, STATE_SIZE),
+        )
 
     def popularity(self) -> np.ndarray:
         """Pop(i): how many rows of the unfiltered training split have ``next == i``."""

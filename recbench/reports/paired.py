@@ -17,8 +17,18 @@ t interval over the per-seed differences (two seeds or more; one seed is labelle
 run", since it says nothing about run-to-run spread).  The McNemar p-values of every seed of every
 comparison in a table are adjusted together with Holm's method (statsmodels).
 
-Decision rule (:data:`RULE`): a comparison *survives* when every seed's Holm-adjusted p-value is
-below 0.05 and, with two seeds or more, the 95% interval over seeds excludes 0.
+Examples are not always independent: sliding-window data gives one user many test examples
+(movielens: 1,000 drawn from 94 users), whose outcomes move together, so McNemar's test, which
+counts examples, is then optimistic.  Where the store keeps which user each example belongs to
+(:class:`~recbench.outcomes.ExampleUsers`), each seed also gets a test clustered by user: the
+per-user sums of (hit A - hit B) under random sign flips (scipy's permutation test; under the null
+hypothesis A and B are exchangeable within each user), Holm-adjusted across the table like
+McNemar's, and the *design effect*, the variance of the clustered difference over its variance
+with independent examples, which divides the examples when the detectable difference is computed.
+
+Decision rule (:data:`RULE`): a comparison *survives* when every seed's Holm-adjusted McNemar
+p-value (and, where users are known, every seed's Holm-adjusted user-clustered p-value) is below
+0.05 and, with two seeds or more, the 95% interval over seeds excludes 0.
 """
 
 from __future__ import annotations
@@ -29,15 +39,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
-from scipy.stats import norm
+from scipy.stats import norm, permutation_test
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
 from recbench import results
 from recbench.errors import UserError
-from recbench.outcomes import Outcomes
+from recbench.outcomes import ExampleUsers, Outcomes
 from recbench.registry import did_you_mean
 from recbench.reports import tables
 from recbench.reports.stats import Estimate, estimate
@@ -50,8 +61,10 @@ MODES = ("generation", "ranking")  # table order: the paper's HR@1 first
 NO_SEED = -1  # the seed runs.py gives a run recorded without one
 ONE_RUN = "one training run"
 NO_SEED_RUN = "one run of two seedless methods"  # deterministic: no training run to repeat
+RESAMPLES = 9_999  # sign flips of the user-clustered test (exact when 2^users is fewer)
 RULE = (
-    "a difference survives when every seed's exact McNemar p-value, Holm-adjusted over all "
+    "a difference survives when every seed's exact McNemar p-value and, where the store knows "
+    "each example's user, every seed's user-clustered p-value, each Holm-adjusted over all "
     "seeds and comparisons of its dataset, profile and mode, is below 0.05 and, with two or more "
     "seeds, the 95% Student t interval over the per-seed differences excludes 0"
 )
@@ -69,6 +82,37 @@ def mcnemar_p(a_only: int, b_only: int) -> float:
     if a_only + b_only == 0:
         return 1.0
     return float(mcnemar([[0, a_only], [b_only, 0]], exact=True).pvalue)
+
+
+def user_clustered_p(differences: Sequence[int]) -> float:
+    """Two-sided p-value that A and B hit equally often, from per-user sums of (hit A - hit B).
+
+    Under the null hypothesis the two methods are exchangeable within each user, so each user's
+    sum is as likely to be negated: a sign-flip permutation test of the total (scipy, seeded, so
+    a report is the same on every run; exact when the users with a non-zero sum are few).
+    1 when fewer than two users have one.
+    """
+    nonzero = np.asarray([d for d in differences if d != 0], dtype=float)
+    if len(nonzero) < 2:  # one user's sum and its negation are equally extreme: p = 1
+        return 1.0
+    result = permutation_test(
+        (nonzero,),
+        lambda x, axis: np.sum(x, axis=axis),
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=RESAMPLES,
+        rng=np.random.default_rng(0),
+    )
+    return float(min(1.0, result.pvalue))
+
+
+def design_effect(differences: Sequence[int], discordant: int) -> float:
+    """Variance of the total difference with users as clusters over that with independent
+    examples, both under the null hypothesis: sum of squared per-user sums / discordant
+    examples.  NaN when nothing is discordant."""
+    if discordant <= 0:
+        return math.nan
+    return math.fsum(float(d) * d for d in differences) / discordant
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -149,6 +193,19 @@ class OutcomeReader:
     def __init__(self, store: Path) -> None:
         self.store = store
         self._cache: dict[tuple[str, str], Outcomes | None] = {}
+        self._users: dict[tuple[str, str], ExampleUsers | None] = {}
+
+    def users(self, dataset: str, split: str) -> ExampleUsers | None:
+        """The store's map of ``split``'s examples to users, or None (warned once if damaged)."""
+        key = (dataset, split)
+        if key not in self._users:
+            try:
+                found = results.read_example_users(self.store, dataset, split)
+            except ValueError as exc:
+                log.warning("warning: %s; paired tests are not clustered by user", exc)
+                found = None
+            self._users[key] = found
+        return self._users[key]
 
     def read(self, run_id: str, reference: Mapping[str, object]) -> Outcomes | None:
         key = (str(reference.get("file")), str(reference.get("sha256")))
@@ -175,10 +232,20 @@ class SeedTest:
     b_only: int  # examples B hit and A missed
     p: float
     p_holm: float = math.nan
+    users: int = 0  # users the examples come from (0: not known)
+    p_users: float = math.nan  # user-clustered test (NaN: users not known)
+    p_users_holm: float = math.nan
+    design_effect: float = math.nan
 
     @property
     def difference(self) -> float:
         return self.a_rate - self.b_rate
+
+    @property
+    def significant(self) -> bool:
+        """Every test this seed has rejects at the adjusted level."""
+        clustered = math.isnan(self.p_users) or self.p_users_holm < ALPHA
+        return self.p_holm < ALPHA and clustered
 
 
 @dataclass
@@ -206,7 +273,7 @@ class Comparison:
     @property
     def survives(self) -> bool:
         """The decision rule of :data:`RULE`."""
-        if not all(s.p_holm < ALPHA for s in self.seeds):
+        if not all(s.significant for s in self.seeds):
             return False
         est = self.interval
         return len(self.seeds) < 2 or est.low > 0 or est.high < 0
@@ -277,11 +344,28 @@ def _seed_pairs(a: Runs, b: Runs, staged: bool) -> list[tuple[int, str, str, boo
     return [(seed, *_stage_pair(a[seed], b[seed], staged)) for seed in common]
 
 
-def _seed_test(seed: int, hits_a: Mapping[str, bool], hits_b: Mapping[str, bool]) -> SeedTest:
+def _seed_test(
+    seed: int,
+    hits_a: Mapping[str, bool],
+    hits_b: Mapping[str, bool],
+    users: ExampleUsers | None = None,
+) -> SeedTest:
     keys = sorted(hits_a)
     a_only = sum(1 for k in keys if hits_a[k] and not hits_b[k])
     b_only = sum(1 for k in keys if hits_b[k] and not hits_a[k])
     n = len(keys)
+    clustered: dict[str, object] = {}
+    if users is not None:
+        per_user: dict[int, int] = {}
+        for key in keys:
+            user = users.user_of(key)
+            per_user[user] = per_user.get(user, 0) + int(hits_a[key]) - int(hits_b[key])
+        sums = list(per_user.values())
+        clustered = {
+            "users": len(per_user),
+            "p_users": user_clustered_p(sums),
+            "design_effect": design_effect(sums, a_only + b_only),
+        }
     return SeedTest(
         seed=_label(seed),
         examples=n,
@@ -290,6 +374,7 @@ def _seed_test(seed: int, hits_a: Mapping[str, bool], hits_b: Mapping[str, bool]
         a_only=a_only,
         b_only=b_only,
         p=mcnemar_p(a_only, b_only),
+        **clustered,
     )
 
 
@@ -302,6 +387,7 @@ def _compare(
     hits: Mapping[str, dict[str, bool]],
     notes: list[str],
     staged: bool = False,
+    users: ExampleUsers | None = None,
 ) -> tuple[list[SeedTest], set[str]] | None:
     """The per-seed tests of A vs B and the runs behind them, or None (with a note) when they
     cannot be compared.  ``staged``: both methods train from a seed's SFT stage, so runs
@@ -332,7 +418,7 @@ def _compare(
                 f"examples ({len(hits_a)} and {len(hits_b)}, {only} in one only); not compared"
             )
             return None
-        tests.append(_seed_test(seed, hits_a, hits_b))
+        tests.append(_seed_test(seed, hits_a, hits_b, users))
     return tests, {run for _, run_a, run_b, _ in pairs for run in (run_a, run_b)}
 
 
@@ -382,6 +468,7 @@ def _table(
     if without and seeds:
         out.notes.append(f"{dataset} ({mode}): no per-example outcomes for {', '.join(without)}")
     profile = str(here["profile"].iloc[0]) if len(here) else ""
+    users = _example_users(here, dataset, hits, reader, out.notes)
     # the methods trained from a seed's SFT stage: the losses, and the stage's own evaluation
     from_stage = set(here.loc[here["family"] == "loss", "method"]) | {REFERENCE}
     comparisons = []
@@ -389,14 +476,57 @@ def _table(
         if a not in seeds or b not in seeds:
             continue
         staged = {a, b} <= from_stage
-        compared = _compare(where, a, b, seeds[a], seeds[b], hits, out.notes, staged)
+        compared = _compare(where, a, b, seeds[a], seeds[b], hits, out.notes, staged, users)
         if compared is not None:
             comparisons.append(Comparison(dataset, profile, mode, a, b, compared[0]))
             out.used.update(compared[1])
-    adjusted = iter(holm([s.p for c in comparisons for s in c.seeds]))
+    tests = [s for c in comparisons for s in c.seeds]
+    adjusted = iter(holm([s.p for s in tests]))
+    clustered = [s.p_users for s in tests if not math.isnan(s.p_users)]
+    adjusted_users = iter(holm(clustered))
     for comparison in comparisons:
-        comparison.seeds = [replace(s, p_holm=next(adjusted)) for s in comparison.seeds]
+        comparison.seeds = [
+            replace(
+                s,
+                p_holm=next(adjusted),
+                p_users_holm=math.nan if math.isnan(s.p_users) else next(adjusted_users),
+            )
+            for s in comparison.seeds
+        ]
     return comparisons
+
+
+def _example_users(
+    here: pd.DataFrame,
+    dataset: str,
+    hits: Mapping[str, Mapping[str, bool]],
+    reader: OutcomeReader,
+    notes: list[str],
+) -> ExampleUsers | None:
+    """The store's users of the table's examples, if it has them and they fit: made from the
+    split file the runs that record its sha256 were scored on, and covering every example."""
+    keys = {key for run_hits in hits.values() for key in run_hits}
+    splits = {key.partition(":")[0] for key in keys}
+    if len(splits) != 1:
+        return None
+    split = splits.pop()
+    users = reader.users(dataset, split)
+    if users is None:
+        return None
+    recorded = {str(sha) for sha in here["split_sha256"] if sha}
+    if recorded - {users.split_sha256}:
+        notes.append(
+            f"{dataset}: the store's users map was made from another {split} file than its "
+            "runs were scored on; no user-clustered tests"
+        )
+        return None
+    if any(users.user_of(key) is None for key in keys):
+        notes.append(
+            f"{dataset}: the store's users map does not cover every {split} example; no "
+            "user-clustered tests"
+        )
+        return None
+    return users
 
 
 def paired_tests(
@@ -418,10 +548,17 @@ def paired_tests(
 
 
 # ---------------------------------------------------------------------------------- table
+def _mean_design_effect(c: Comparison) -> float:
+    known = [s.design_effect for s in c.seeds if not math.isnan(s.design_effect)]
+    return math.fsum(known) / len(known) if known else math.nan
+
+
 def _detectable(c: Comparison, tests_in_table: int) -> float:
     examples = math.fsum(s.examples for s in c.seeds) / len(c.seeds)
     share = math.fsum((s.a_only + s.b_only) / s.examples for s in c.seeds) / len(c.seeds)
-    return detectable_difference(round(examples), share, ALPHA / max(1, tests_in_table))
+    effect = _mean_design_effect(c)  # never below 1: clustering is not allowed to add power
+    effective = examples / (1.0 if math.isnan(effect) else max(1.0, effect))
+    return detectable_difference(round(effective), share, ALPHA / max(1, tests_in_table))
 
 
 def _signed(value: float) -> str:
@@ -452,6 +589,8 @@ def paired_table(tests: PairedTests) -> tables.Table | str:
         est = c.interval
         n = len(c.seeds)
         detectable = _detectable(c, per_table[(c.dataset, c.profile, c.mode)])
+        clustered = all(not math.isnan(s.p_users) for s in c.seeds)
+        effect = _mean_design_effect(c)
         low, high = (est.low, est.high) if n >= 2 else (math.nan, math.nan)
         tidy_rows.append(
             {
@@ -474,6 +613,12 @@ def paired_table(tests: PairedTests) -> tables.Table | str:
                 "seed_b_only": _joined(s.b_only for s in c.seeds),
                 "seed_p": _joined((s.p for s in c.seeds), ".6g"),
                 "seed_p_holm": _joined((s.p_holm for s in c.seeds), ".6g"),
+                "seed_users": _joined(s.users for s in c.seeds) if clustered else "",
+                "seed_p_users": _joined((s.p_users for s in c.seeds), ".6g") if clustered else "",
+                "seed_p_users_holm": (
+                    _joined((s.p_users_holm for s in c.seeds), ".6g") if clustered else ""
+                ),
+                "design_effect": _mean_design_effect(c),
                 "survives": "yes" if c.survives else "no",
                 "detectable_diff": detectable,
             }
@@ -493,6 +638,11 @@ def paired_table(tests: PairedTests) -> tables.Table | str:
                 "A only / B only": ", ".join(f"{s.a_only}/{s.b_only}" for s in c.seeds),
                 "McNemar p": ", ".join(_p(s.p) for s in c.seeds),
                 "Holm p": ", ".join(_p(s.p_holm) for s in c.seeds),
+                "users": ", ".join(str(s.users) for s in c.seeds) if clustered else "",
+                "by-user Holm p": (
+                    ", ".join(_p(s.p_users_holm) for s in c.seeds) if clustered else ""
+                ),
+                "design effect": "" if math.isnan(effect) else f"{effect:.2f}",
                 "survives": "yes" if c.survives else "no",
                 "detectable (80%)": "" if math.isnan(detectable) else f"{detectable:.4f}",
             }
@@ -513,11 +663,22 @@ def paired_table(tests: PairedTests) -> tables.Table | str:
             "configuration Table 2 shows"
         ),
         (
+            "users, by-user Holm p, design effect (where the store knows each example's user, "
+            "`recbench data users`): the users the examples come from; the two-sided sign-flip "
+            f"permutation test of the per-user sums of (hit A - hit B) (scipy, {RESAMPLES:,} "
+            "seeded resamples, exact with few users), Holm-adjusted like McNemar's; the "
+            "variance of the summed difference with users as clusters over that with "
+            "independent examples (sum of squared per-user sums / discordant examples; mean "
+            "over seeds): above 1, examples of one user move together and McNemar's p is "
+            "optimistic"
+        ),
+        (
             "detectable (80%): the smallest HR@1 difference one seed's exact McNemar test finds "
             "with 80% power at the strictest Holm level of its table (0.05 / tests in the table), "
-            "given the comparison's mean discordant share and examples (Connor's normal "
-            "approximation); a difference below it that does not survive is 'not separated at "
-            "this power', not 'equal'"
+            "given the comparison's mean discordant share and examples, the examples divided by "
+            "the design effect where it is known and above 1 (Connor's normal approximation); a "
+            "difference below it that does not survive is 'not separated at this power', not "
+            "'equal'"
         ),
         *tests.notes,
     ]
@@ -538,6 +699,7 @@ __all__ = [
     "PairedTests",
     "SeedTest",
     "check_pairs",
+    "design_effect",
     "detectable_difference",
     "holm",
     "mcnemar_p",
@@ -545,4 +707,5 @@ __all__ = [
     "paired_tests",
     "parse_pairs",
     "seed_interval",
+    "user_clustered_p",
 ]

@@ -36,6 +36,7 @@ RUN_COLUMNS = (
     "machine",  # the processor (or GPU) and threads, in a few words
     "outcomes",  # mode -> the record's reference to its per-example outcomes (paired tests)
     "sft_stage",  # digest of the SFT stage the run's model started from ("" when not recorded)
+    "split_sha256",  # sha256 of the split file the run was scored on ("" when not recorded)
 )
 #: Evaluation modes whose records may point to per-example outcomes.
 OUTCOME_MODES = ("ranking", "generation")
@@ -181,7 +182,10 @@ def _to_runs(records: list[dict]) -> pd.DataFrame:
                 "machine": describe_machine(record.get("hardware")),
                 "outcomes": {},
                 "sft_stage": _sft_stage(record),
+                "split_sha256": "",
             }
+        if record.get("mode") in OUTCOME_MODES and not row["split_sha256"]:
+            row["split_sha256"] = _split_sha256(record)
         reference = record.get("outcomes")
         if record.get("mode") in OUTCOME_MODES and isinstance(reference, dict):
             row["outcomes"][str(record.get("mode"))] = reference
@@ -208,6 +212,13 @@ def _to_runs(records: list[dict]) -> pd.DataFrame:
 
 #: What makes two runs the same point of a study (a rerun replaces the earlier run).
 POINT = ("dataset", "method", "model", "profile", "hkey", "seed")
+
+
+def _split_sha256(record: dict) -> str:
+    settings = record.get("settings")
+    files = settings.get("dataset_files") if isinstance(settings, dict) else None
+    sha = files.get(str(record.get("split"))) if isinstance(files, dict) else None
+    return str(sha) if sha else ""
 
 
 def _sft_stage(record: dict) -> str:
