@@ -17,6 +17,9 @@
 # Order (what to have first if time runs out): movielens SFT, S-DPO, NAPO, SimS-DPO with all
 # 19 negatives, DPO; then the same on lastfm; then the NAPO ablations; the rule and sequential
 # baselines take seconds to minutes and run first.
+# Reports, after each run (SimS-DPO with 19 negatives as a row of its own next to its default 3):
+#   recbench compare --results reports/results/DATASET-study.jsonl --out reports/DATASET-study \
+#     --variant sims_dpo:n_neg=19
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${THREADS:-1}
