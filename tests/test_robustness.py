@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 
 from recbench import paths, results
 from recbench.config import RunConfig
+from recbench.data import load_dataset
 from recbench.errors import UserError
 from recbench.trainer import (
     Stage,
@@ -512,6 +513,7 @@ def test_result_records_hold_the_seed_and_every_setting_to_repeat_the_run(tmp_pa
         config, config.settings, "fp32", {"sft_seconds": 1.0}
     )  # fmt: skip
     run.sft_weights = "0123456789abcdef"
+    run.ds = load_dataset("lastfm")
     run.accelerator = type("OneProcess", (), {"num_processes": 1})()
     run.load = results.LoadMeter()
     hparams = {"rho": 0.3, "beta": 2.0, "n_neg": 5}
@@ -539,6 +541,9 @@ def test_result_records_hold_the_seed_and_every_setting_to_repeat_the_run(tmp_pa
         # the resolved settings are stored too, with the precision actually used for "auto"
         expected = {**config.resolved(), "precision": "fp32"}
         assert {k: record["settings"][k] for k in expected} == expected
+        # and the files trained and scored on, which a store's users map is checked against
+        files = {split: run.ds.split_spec(split).sha256 for split in ("train", "test")}
+        assert record["settings"]["dataset_files"] == files
 
 
 # ------------------------------------------------------------------- concurrent result writes
