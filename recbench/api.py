@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from recbench.config import RunConfig
 from recbench.data import catalog, load_dataset
-from recbench.data.dataset import Dataset, Example
+from recbench.data.dataset import SPLITS, Dataset, Example
 from recbench.data.prompts import choose_template, render_prompt, render_response
 from recbench.errors import UnknownNameError
 from recbench.registry import did_you_mean
@@ -78,9 +78,6 @@ def keep_example_users(
     except ValueError as exc:
         raise UserError(str(exc)) from None
     return store_io.users_path(store, users.dataset, split), written is not None
-
-
-SPLITS = ("train", "val", "test")
 
 
 def prompt_for(ds: Dataset, example: Example, seed: int = 0, template: int | None = None) -> str:

@@ -95,7 +95,7 @@ class Outcomes:
 class ExampleUsers:
     """Which user each example of a split belongs to: what clusters the paired tests.
 
-    Sliding-window data gives one user many test examples (movielens: 8,632 from 94 users), whose
+    Sliding-window data gives one user many test examples (movielens: 8,350 from 94 users), whose
     outcomes move together, so a test that treats examples as independent is optimistic.  The
     row format has no user id; users are recovered as runs of consecutive rows, each continuing
     the one before (:func:`recbench.data.dataset.user_runs`), and a user's examples are

@@ -18,7 +18,7 @@ run", since it says nothing about run-to-run spread).  The McNemar p-values of e
 comparison in a table are adjusted together with Holm's method (statsmodels).
 
 Examples are not always independent: sliding-window data gives one user many test examples
-(movielens: 1,000 drawn from 94 users), whose outcomes move together, so McNemar's test, which
+(movielens: 1,000 from 86 of its 94 test users), whose outcomes move together, so McNemar's test, which
 counts examples, is then optimistic.  Where the store keeps which user each example belongs to
 (:class:`~recbench.outcomes.ExampleUsers`), each seed also gets a test clustered by user: the
 per-user sums of (hit A - hit B) under random sign flips (scipy's permutation test; under the null
@@ -348,17 +348,17 @@ def _seed_test(
     seed: int,
     hits_a: Mapping[str, bool],
     hits_b: Mapping[str, bool],
-    users: ExampleUsers | None = None,
+    user_of: Mapping[str, int] | None = None,
 ) -> SeedTest:
     keys = sorted(hits_a)
     a_only = sum(1 for k in keys if hits_a[k] and not hits_b[k])
     b_only = sum(1 for k in keys if hits_b[k] and not hits_a[k])
     n = len(keys)
     clustered: dict[str, object] = {}
-    if users is not None:
+    if user_of is not None:
         per_user: dict[int, int] = {}
         for key in keys:
-            user = users.user_of(key)
+            user = user_of[key]
             per_user[user] = per_user.get(user, 0) + int(hits_a[key]) - int(hits_b[key])
         sums = list(per_user.values())
         clustered = {
@@ -387,7 +387,7 @@ def _compare(
     hits: Mapping[str, dict[str, bool]],
     notes: list[str],
     staged: bool = False,
-    users: ExampleUsers | None = None,
+    user_of: Mapping[str, int] | None = None,
 ) -> tuple[list[SeedTest], set[str]] | None:
     """The per-seed tests of A vs B and the runs behind them, or None (with a note) when they
     cannot be compared.  ``staged``: both methods train from a seed's SFT stage, so runs
@@ -418,7 +418,7 @@ def _compare(
                 f"examples ({len(hits_a)} and {len(hits_b)}, {only} in one only); not compared"
             )
             return None
-        tests.append(_seed_test(seed, hits_a, hits_b, users))
+        tests.append(_seed_test(seed, hits_a, hits_b, user_of))
     return tests, {run for _, run_a, run_b, _ in pairs for run in (run_a, run_b)}
 
 
@@ -468,7 +468,7 @@ def _table(
     if without and seeds:
         out.notes.append(f"{dataset} ({mode}): no per-example outcomes for {', '.join(without)}")
     profile = str(here["profile"].iloc[0]) if len(here) else ""
-    users = _example_users(here, dataset, hits, reader, out.notes)
+    user_of = _users_of_examples(here, dataset, hits, reader, out.notes)
     # the methods trained from a seed's SFT stage: the losses, and the stage's own evaluation
     from_stage = set(here.loc[here["family"] == "loss", "method"]) | {REFERENCE}
     comparisons = []
@@ -476,7 +476,7 @@ def _table(
         if a not in seeds or b not in seeds:
             continue
         staged = {a, b} <= from_stage
-        compared = _compare(where, a, b, seeds[a], seeds[b], hits, out.notes, staged, users)
+        compared = _compare(where, a, b, seeds[a], seeds[b], hits, out.notes, staged, user_of)
         if compared is not None:
             comparisons.append(Comparison(dataset, profile, mode, a, b, compared[0]))
             out.used.update(compared[1])
@@ -496,15 +496,16 @@ def _table(
     return comparisons
 
 
-def _example_users(
+def _users_of_examples(
     here: pd.DataFrame,
     dataset: str,
     hits: Mapping[str, Mapping[str, bool]],
     reader: OutcomeReader,
     notes: list[str],
-) -> ExampleUsers | None:
-    """The store's users of the table's examples, if it has them and they fit: made from the
-    split file the runs that record its sha256 were scored on, and covering every example."""
+) -> dict[str, int] | None:
+    """Example key -> user for the table's examples, from the store's users map if it has one
+    that fits: made from the split file the runs that record its sha256 were scored on, and
+    covering every example."""
     keys = {key for run_hits in hits.values() for key in run_hits}
     splits = {key.partition(":")[0] for key in keys}
     if len(splits) != 1:
@@ -520,13 +521,15 @@ def _example_users(
             "runs were scored on; no user-clustered tests"
         )
         return None
-    if any(users.user_of(key) is None for key in keys):
+    found = {key: users.user_of(key) for key in keys}
+    user_of = {key: user for key, user in found.items() if user is not None}
+    if len(user_of) < len(found):
         notes.append(
             f"{dataset}: the store's users map does not cover every {split} example; no "
             "user-clustered tests"
         )
         return None
-    return users
+    return user_of
 
 
 def paired_tests(
@@ -618,7 +621,7 @@ def paired_table(tests: PairedTests) -> tables.Table | str:
                 "seed_p_users_holm": (
                     _joined((s.p_users_holm for s in c.seeds), ".6g") if clustered else ""
                 ),
-                "design_effect": _mean_design_effect(c),
+                "design_effect": effect,
                 "survives": "yes" if c.survives else "no",
                 "detectable_diff": detectable,
             }

@@ -85,11 +85,11 @@ def base_method(name: str) -> str:
     return name.split("[", 1)[0] if name.endswith("]") else name
 
 
-def _wanted(variant: Variant, group: pd.DataFrame) -> dict[str, object]:
+def _wanted(
+    variant: Variant, group: pd.DataFrame, defaults: Mapping[str, object] | None
+) -> dict[str, object]:
     """The hyper-parameters a run of the variant has: the method's defaults with the variant's
     settings (a loss), or just the settings (a method without registered defaults)."""
-    profile = str(group["profile"].iloc[0])
-    defaults = registry_defaults(variant.method, profile)
     known = set(defaults or {}) | {k for h in group["hparams"] for k in h}
     for key, _ in variant.settings:
         if key not in known:
@@ -126,8 +126,8 @@ def add_variants(
                 f"--variant {variant.text}: no runs of method '{variant.method}'"
                 f"{did_you_mean(variant.method, known)}; the store has: {', '.join(known)}"
             )
-        wanted = _wanted(variant, group)
         defaults = registry_defaults(variant.method, str(group["profile"].iloc[0]))
+        wanted = _wanted(variant, group, defaults)
         if defaults is not None and hparams_key(defaults) == hparams_key(wanted):
             raise UserError(
                 f"--variant {variant.text}: these are {variant.method}'s defaults, which its "
