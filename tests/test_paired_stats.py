@@ -524,3 +524,39 @@ def test_vs_sft_sets_a_loss_against_the_sft_seeds_it_has(tmp_path):
     sdpo = row(figure, method="sdpo")
     assert float(sdpo["rel_hr1_pct"]) == pytest.approx(0.0, abs=1e-9)
     assert float(sdpo["sft_hr1_mean"]) == pytest.approx(10 / N, abs=1e-9)  # not 8 of 40
+
+
+def _clustered(seed: str, difference: float, p_holm: float, p_users_holm: float) -> SeedTest:
+    return SeedTest(
+        seed, 100, 0.5 + difference, 0.5, 0, 0, p_holm, p_holm, 10, p_users_holm, p_users_holm, 1.0
+    )
+
+
+def test_verdict_says_which_part_of_the_rule_fails():
+    def comparison(*seeds: SeedTest) -> Comparison:
+        return Comparison("movielens", "study", "generation", "napo", "sdpo", list(seeds))
+
+    # three seeds of 0.10, 0.12, 0.11: t interval 0.11 +- 4.30 * 0.01 / sqrt(3) excludes 0
+    survivor = comparison(_seed("0", 0.1, 0.01), _seed("1", 0.12, 0.02), _seed("2", 0.11, 0.01))
+    assert survivor.verdict(0.03) == "separated" and survivor.shortfalls() == []
+    assert comparison(_seed("0", 0.1, 0.01)).verdict(0.03) == "separated (one training run)"
+
+    # every seed below the detectable 0.03 and no test surviving: a matter of power
+    weak = comparison(_seed("0", 0.015, 0.46), _seed("1", 0.014, 0.62), _seed("2", 0.008, 1.0))
+    assert weak.verdict(0.03) == "not separated at this power"
+    assert weak.shortfalls() == ["McNemar Holm p >= 0.05 on seeds 0, 1, 2"]
+    # seed 1 as large as the design detects, yet its test fails: not a matter of power alone
+    assert weak.verdict(0.0145) == "not separated"
+    assert weak.verdict(math.nan) == "not separated at this power"  # nothing is detectable
+
+    # McNemar survives everywhere; seed 2's users do not, and the seeds disagree in sign
+    mixed = comparison(
+        _clustered("0", 0.05, 0.001, 0.01),
+        _clustered("1", -0.05, 0.001, 0.02),
+        _clustered("2", 0.05, 0.001, 0.2),
+    )
+    assert mixed.shortfalls() == [
+        "by user Holm p >= 0.05 on seed 2",
+        "the interval over seeds holds 0",
+    ]
+    assert mixed.verdict(0.03) == "not separated"

@@ -278,6 +278,35 @@ class Comparison:
         est = self.interval
         return len(self.seeds) < 2 or est.low > 0 or est.high < 0
 
+    def shortfalls(self) -> list[str]:
+        """Which parts of :data:`RULE` fail, in words (empty when the comparison survives)."""
+        if self.survives:
+            return []
+        failed = {"McNemar": [], "by user": []}
+        for s in self.seeds:
+            if not s.p_holm < ALPHA:
+                failed["McNemar"].append(s.seed)
+            if not math.isnan(s.p_users) and not s.p_users_holm < ALPHA:
+                failed["by user"].append(s.seed)
+        words = [
+            f"{test} Holm p >= {ALPHA} on {'seed' if len(seeds) == 1 else 'seeds'} "
+            + ", ".join(seeds)
+            for test, seeds in failed.items()
+            if seeds
+        ]
+        if len(self.seeds) >= 2 and self.interval.low <= 0 <= self.interval.high:
+            words.append("the interval over seeds holds 0")
+        return words
+
+    def verdict(self, detectable: float) -> str:
+        """ "separated", or why not: "not separated at this power" when every seed's difference
+        is smaller than one seed detects (``detectable``; NaN: no difference is detectable),
+        else "not separated"."""
+        if self.survives:
+            return "separated" + (f" ({self.label})" if self.label else "")
+        small = math.isnan(detectable) or all(abs(s.difference) < detectable for s in self.seeds)
+        return "not separated at this power" if small else "not separated"
+
 
 @dataclass
 class PairedTests:
@@ -623,6 +652,8 @@ def paired_table(tests: PairedTests) -> tables.Table | str:
                 ),
                 "design_effect": effect,
                 "survives": "yes" if c.survives else "no",
+                "verdict": c.verdict(detectable),
+                "why": "; ".join(c.shortfalls()),
                 "detectable_diff": detectable,
             }
         )
@@ -646,8 +677,9 @@ def paired_table(tests: PairedTests) -> tables.Table | str:
                     ", ".join(_p(s.p_users_holm) for s in c.seeds) if clustered else ""
                 ),
                 "design effect": "" if math.isnan(effect) else f"{effect:.2f}",
-                "survives": "yes" if c.survives else "no",
                 "detectable (80%)": "" if math.isnan(detectable) else f"{detectable:.4f}",
+                "verdict": c.verdict(detectable),
+                "why": "; ".join(c.shortfalls()),
             }
         )
     notes = [
@@ -682,6 +714,12 @@ def paired_table(tests: PairedTests) -> tables.Table | str:
             "the design effect where it is known and above 1 (Connor's normal approximation); a "
             "difference below it that does not survive is 'not separated at this power', not "
             "'equal'"
+        ),
+        (
+            "verdict: separated (the rule holds), not separated at this power (it fails and "
+            "every seed's difference is below what one seed detects), not separated (it fails "
+            "although some seed's difference is as large as that: the seeds or the tests "
+            "disagree); why: the parts of the rule that fail"
         ),
         *tests.notes,
     ]
