@@ -17,7 +17,7 @@ from pathlib import Path
 
 from recbench import results
 from recbench.metrics import wilson_interval
-from recbench.reports.paired import holm, mcnemar_p
+from recbench.reports.significance import holm, mcnemar_p
 
 ROOT = Path(__file__).resolve().parent.parent
 STORE = Path("reports/results/movielens-study-validation.jsonl")

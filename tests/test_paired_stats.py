@@ -19,14 +19,8 @@ from conftest import assert_user_error
 from recbench import results
 from recbench.outcomes import Outcomes
 from recbench.reports import compare
-from recbench.reports.paired import (
-    Comparison,
-    SeedTest,
-    detectable_difference,
-    holm,
-    mcnemar_p,
-    seed_interval,
-)
+from recbench.reports.paired import Comparison, SeedTest
+from recbench.reports.significance import detectable_difference, holm, mcnemar_p, seed_interval
 
 N = 40
 KEYS = [f"test:{i}" for i in range(N)]

@@ -18,7 +18,7 @@ from conftest import assert_user_error
 from recbench import results
 from recbench.outcomes import ExampleUsers, Outcomes
 from recbench.reports import compare
-from recbench.reports.paired import design_effect, user_clustered_p
+from recbench.reports.significance import design_effect, user_clustered_p
 
 
 # ------------------------------------------------------------------------------ the test

@@ -39,29 +39,31 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from scipy.optimize import brentq
-from scipy.stats import norm, permutation_test
-from statsmodels.stats.contingency_tables import mcnemar
-from statsmodels.stats.multitest import multipletests
 
 from recbench import results
 from recbench.errors import UserError
 from recbench.outcomes import ExampleUsers, Outcomes
 from recbench.registry import did_you_mean
 from recbench.reports import tables
-from recbench.reports.stats import Estimate, estimate
+from recbench.reports.significance import (
+    ALPHA,
+    RESAMPLES,
+    design_effect,
+    detectable_difference,
+    holm,
+    mcnemar_p,
+    seed_interval,
+    user_clustered_p,
+)
+from recbench.reports.stats import Estimate
 
-ALPHA = 0.05
-POWER = 0.8  # of the smallest detectable difference each paired test reports
 REFERENCE = "sft"  # every method is compared with it by default
 EXTRA_PAIRS = (("napo", "sdpo"),)  # default comparisons besides those with the reference
 MODES = ("generation", "ranking")  # table order: the paper's HR@1 first
 NO_SEED = -1  # the seed runs.py gives a run recorded without one
 ONE_RUN = "one training run"
 NO_SEED_RUN = "one run of two seedless methods"  # deterministic: no training run to repeat
-RESAMPLES = 9_999  # sign flips of the user-clustered test (exact when 2^users is fewer)
 RULE = (
     "a difference survives when every seed's exact McNemar p-value and, where the store knows "
     "each example's user, every seed's user-clustered p-value, each Holm-adjusted over all "
@@ -70,88 +72,6 @@ RULE = (
 )
 
 log = logging.getLogger(__name__)
-
-
-# ----------------------------------------------------------------------------- statistics
-def mcnemar_p(a_only: int, b_only: int) -> float:
-    """Two-sided exact McNemar p-value from the discordant counts (1 when there are none).
-
-    Only the discordant examples carry information on which method is better; under the null
-    hypothesis each is equally likely to favour either, so the test is binomial(b + c, 1/2).
-    """
-    if a_only + b_only == 0:
-        return 1.0
-    return float(mcnemar([[0, a_only], [b_only, 0]], exact=True).pvalue)
-
-
-def user_clustered_p(differences: Sequence[int]) -> float:
-    """Two-sided p-value that A and B hit equally often, from per-user sums of (hit A - hit B).
-
-    Under the null hypothesis the two methods are exchangeable within each user, so each user's
-    sum is as likely to be negated: a sign-flip permutation test of the total (scipy, seeded, so
-    a report is the same on every run; exact when the users with a non-zero sum are few).
-    1 when fewer than two users have one.
-    """
-    nonzero = np.asarray([d for d in differences if d != 0], dtype=float)
-    if len(nonzero) < 2:  # one user's sum and its negation are equally extreme: p = 1
-        return 1.0
-    result = permutation_test(
-        (nonzero,),
-        lambda x, axis: np.sum(x, axis=axis),
-        permutation_type="samples",
-        vectorized=True,
-        n_resamples=RESAMPLES,
-        rng=np.random.default_rng(0),
-    )
-    return float(min(1.0, result.pvalue))
-
-
-def design_effect(differences: Sequence[int], discordant: int) -> float:
-    """Variance of the total difference with users as clusters over that with independent
-    examples, both under the null hypothesis: sum of squared per-user sums / discordant
-    examples.  NaN when nothing is discordant."""
-    if discordant <= 0:
-        return math.nan
-    return math.fsum(float(d) * d for d in differences) / discordant
-
-
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm-adjusted p-values (same order): controls the family-wise error of a whole table."""
-    if not pvalues:
-        return []
-    return [float(p) for p in multipletests(list(pvalues), alpha=ALPHA, method="holm")[1]]
-
-
-def detectable_difference(
-    examples: int, discordant_share: float, alpha: float = ALPHA, power: float = POWER
-) -> float:
-    """The smallest HR@1 difference a two-sided McNemar test at level ``alpha`` detects with
-    probability ``power`` on ``examples`` paired examples, when that share of them is
-    discordant (one method hits, the other misses).
-
-    Connor's (1987) normal approximation: n = (z_{1-a/2} sqrt(p_d) + z_power sqrt(p_d - d^2))^2
-    / d^2, solved for d with scipy's brentq.  NaN when nothing is discordant.
-    """
-    if examples < 1 or not 0.0 < discordant_share <= 1.0:
-        return math.nan
-    z_alpha, z_power = norm.ppf(1.0 - alpha / 2.0), norm.ppf(power)
-    p_d = discordant_share
-
-    def excess(d: float) -> float:
-        needed = (z_alpha * math.sqrt(p_d) + z_power * math.sqrt(max(p_d - d * d, 0.0))) ** 2
-        return needed / (d * d) - examples
-
-    if excess(p_d) > 0:  # even a difference as large as every discordant example is too small
-        return math.nan
-    return float(brentq(excess, 1e-9, p_d))
-
-
-def seed_interval(differences: Sequence[float]) -> Estimate:
-    """Mean of the per-seed differences with its 95% t interval (none with one seed)."""
-    est = estimate(differences)
-    if est is None:
-        raise ValueError("no per-seed differences")
-    return est
 
 
 # -------------------------------------------------------------------------------- pairs
@@ -740,13 +660,7 @@ __all__ = [
     "PairedTests",
     "SeedTest",
     "check_pairs",
-    "design_effect",
-    "detectable_difference",
-    "holm",
-    "mcnemar_p",
     "paired_table",
     "paired_tests",
     "parse_pairs",
-    "seed_interval",
-    "user_clustered_p",
 ]

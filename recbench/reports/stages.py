@@ -17,6 +17,7 @@ import pandas as pd
 
 from recbench.reports import paired
 from recbench.reports.runs import References
+from recbench.reports.significance import mcnemar_p
 from recbench.reports.tables import Table, ordered_datasets
 
 MODES = ("generation", "ranking")
@@ -66,7 +67,7 @@ def _rows(dataset: str, seed: int, runs: pd.DataFrame, reader: paired.OutcomeRea
                     "first_only": a_only,
                     "second_only": b_only,
                     "changed_share": (a_only + b_only) / n,
-                    "p": paired.mcnemar_p(b_only, a_only),
+                    "p": mcnemar_p(b_only, a_only),
                 }
             )
     return rows
