@@ -18,8 +18,8 @@ run", since it says nothing about run-to-run spread).  The McNemar p-values of e
 comparison in a table are adjusted together with Holm's method (statsmodels).
 
 Examples are not always independent: sliding-window data gives one user many test examples
-(movielens: 1,000 from 86 of its 94 test users), whose outcomes move together, so McNemar's test, which
-counts examples, is then optimistic.  Where the store keeps which user each example belongs to
+(movielens: 1,000 from 86 of its 94 test users), whose outcomes move together, so McNemar's
+test, which counts examples, is then optimistic.  Where the store keeps which user each example belongs to
 (:class:`~recbench.outcomes.ExampleUsers`), each seed also gets a test clustered by user: the
 per-user sums of (hit A - hit B) under random sign flips (scipy's permutation test; under the null
 hypothesis A and B are exchangeable within each user), Holm-adjusted across the table like
@@ -505,10 +505,10 @@ def _mean_design_effect(c: Comparison) -> float:
     return math.fsum(known) / len(known) if known else math.nan
 
 
-def _detectable(c: Comparison, tests_in_table: int) -> float:
+def _detectable(c: Comparison, tests_in_table: int, effect: float) -> float:
     examples = math.fsum(s.examples for s in c.seeds) / len(c.seeds)
     share = math.fsum((s.a_only + s.b_only) / s.examples for s in c.seeds) / len(c.seeds)
-    effect = _mean_design_effect(c)  # never below 1: clustering is not allowed to add power
+    # the design effect (NaN: users unknown) never below 1: clustering may not add power
     effective = examples / (1.0 if math.isnan(effect) else max(1.0, effect))
     return detectable_difference(round(effective), share, ALPHA / max(1, tests_in_table))
 
@@ -540,9 +540,10 @@ def paired_table(tests: PairedTests) -> tables.Table | str:
     for c in tests.comparisons:
         est = c.interval
         n = len(c.seeds)
-        detectable = _detectable(c, per_table[(c.dataset, c.profile, c.mode)])
-        clustered = all(not math.isnan(s.p_users) for s in c.seeds)
         effect = _mean_design_effect(c)
+        detectable = _detectable(c, per_table[(c.dataset, c.profile, c.mode)], effect)
+        clustered = all(not math.isnan(s.p_users) for s in c.seeds)
+        verdict, why = c.verdict(detectable), "; ".join(c.shortfalls())
         low, high = (est.low, est.high) if n >= 2 else (math.nan, math.nan)
         tidy_rows.append(
             {
@@ -572,8 +573,8 @@ def paired_table(tests: PairedTests) -> tables.Table | str:
                 ),
                 "design_effect": effect,
                 "survives": "yes" if c.survives else "no",
-                "verdict": c.verdict(detectable),
-                "why": "; ".join(c.shortfalls()),
+                "verdict": verdict,
+                "why": why,
                 "detectable_diff": detectable,
             }
         )
@@ -598,8 +599,8 @@ def paired_table(tests: PairedTests) -> tables.Table | str:
                 ),
                 "design effect": "" if math.isnan(effect) else f"{effect:.2f}",
                 "detectable (80%)": "" if math.isnan(detectable) else f"{detectable:.4f}",
-                "verdict": c.verdict(detectable),
-                "why": "; ".join(c.shortfalls()),
+                "verdict": verdict,
+                "why": why,
             }
         )
     notes = [
