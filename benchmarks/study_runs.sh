@@ -20,6 +20,8 @@
 # Reports, after each run (SimS-DPO with 19 negatives as a row of its own next to its default 3):
 #   recbench compare --results reports/results/DATASET-study.jsonl --out reports/DATASET-study \
 #     --variant sims_dpo:n_neg=19
+# and the README's copy of their paired tests:
+#   python benchmarks/study_readme_table.py --write README.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${THREADS:-1}

@@ -1,0 +1,119 @@
+"""The README's table of the study's paired tests, written from the committed reports.
+
+The README quotes every comparison of ``reports/<dataset>-study/paired_tests.csv`` (the file
+``recbench compare`` writes from the committed store).  Holm's adjustment runs over all the
+comparisons of a table, so each run that joins the store moves the adjusted p-values of every
+other comparison: a hand-copied table goes stale without anyone noticing.  This script writes the
+table between the README's markers, and ``--check`` (run by tests/test_readme_study_table.py)
+fails when the README's copy differs from what the committed reports say.
+
+    python benchmarks/study_readme_table.py --write README.md
+    python benchmarks/study_readme_table.py --check README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASETS = ("movielens", "lastfm")
+BEGIN = (
+    "<!-- study-paired-tests: begin (python benchmarks/study_readme_table.py --write README.md) -->"
+)
+PER_SEED = ("seed_diffs", "seed_p_holm", "seed_p_users_holm")  # one seed reads as a float
+END = "<!-- study-paired-tests: end -->"
+HEADER = (
+    "| dataset | mode | A − B | seeds | HR@1 A − B [95% over seeds] | per seed | "
+    "McNemar Holm p | by user Holm p | detectable (80%) | verdict |\n"
+    "|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.3f}".replace("-", "−")
+
+
+def _p(value: str) -> str:
+    """An adjusted p-value to two significant digits, in exponent form below 0.001."""
+    number = float(value)
+    if math.isnan(number):
+        return "–"
+    return f"{number:.2g}" if number >= 0.001 else f"{number:.0e}".replace("e-0", "e-")
+
+
+def _seeds(cell: str, format_one: Callable[[str], str]) -> str:
+    return ", ".join(format_one(part) for part in cell.split(";"))
+
+
+def _row(row: pd.Series) -> str:
+    difference = _signed(row["diff_mean"])
+    if row["seeds"] > 1:
+        difference += f" [{_signed(row['diff_low'])}, {_signed(row['diff_high'])}]"
+    else:
+        difference += " (one training run)"
+    cells = [
+        row["dataset"],
+        row["mode"],
+        f"{row['method_a']} − {row['method_b']}",
+        str(row["seeds"]),
+        difference,
+        _seeds(row["seed_diffs"], lambda part: _signed(float(part))),
+        _seeds(row["seed_p_holm"], _p),
+        _seeds(row["seed_p_users_holm"], _p),
+        f"{row['detectable_diff']:.3f}",
+        row["verdict"],
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def table(root: Path = ROOT) -> str:
+    """The README block: markers, the table, and the command each dataset's report came from."""
+    lines = [BEGIN, HEADER]
+    sources = []
+    for dataset in DATASETS:
+        path = root / "reports" / f"{dataset}-study" / "paired_tests.csv"
+        if path.exists():
+            frame = pd.read_csv(path, comment="#", dtype=dict.fromkeys(PER_SEED, str))
+            lines += [_row(row) for _, row in frame.iterrows()]
+            sources.append(f"`{path.relative_to(root)}`")
+    lines += ["", f"From {', '.join(sources)}.", END]
+    return "\n".join(lines)
+
+
+def _block(text: str) -> tuple[int, int]:
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise SystemExit(f"error: the README has no block between {BEGIN!r} and {END!r}")
+    return start, end + len(END)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--write", type=Path, metavar="README", help="replace the block in it")
+    action.add_argument("--check", type=Path, metavar="README", help="exit 1 if it is stale")
+    args = parser.parse_args(argv)
+    readme = args.write or args.check
+    text = readme.read_text()
+    start, end = _block(text)
+    fresh = text[:start] + table() + text[end:]
+    if args.write:
+        readme.write_text(fresh)
+        return 0
+    if fresh != text:
+        print(
+            f"{readme}: its table of the study's paired tests is stale; "
+            f"run python benchmarks/study_readme_table.py --write {readme}"
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
