@@ -143,7 +143,8 @@ def compare(
 ) -> CompareReport:
     """Write the paper-style tables and plots for the (filtered) results store into ``out``.
 
-    ``pairs`` (``"A:B"``) replace the default paired tests (every method vs sft, napo vs sdpo).
+    ``pairs`` (``"A:B"``) replace the default paired tests (every method vs sft, napo vs sdpo,
+    NAPO's ablations vs napo).
     ``variants`` (``"sims_dpo:n_neg=19"``) show other configurations as rows of their own.
     Returns a :class:`recbench.reports.CompareReport` (files written, skipped, removed).
     """

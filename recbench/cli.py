@@ -446,7 +446,7 @@ def compare_command(
             "--pair",
             metavar="A:B",
             help="Paired tests of method A against B (repeatable; replaces the default: every "
-            "method vs sft, napo vs sdpo).",
+            "method vs sft, napo vs sdpo, each NAPO ablation vs napo).",
             show_default=False,
         ),
     ] = None,

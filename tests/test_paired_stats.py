@@ -19,7 +19,7 @@ from conftest import assert_user_error
 from recbench import results
 from recbench.outcomes import Outcomes
 from recbench.reports import compare
-from recbench.reports.paired import Comparison, SeedTest
+from recbench.reports.paired import Comparison, SeedTest, _default_pairs
 from recbench.reports.significance import detectable_difference, holm, mcnemar_p, seed_interval
 
 N = 40
@@ -385,6 +385,21 @@ def test_changed_outcomes_file_is_left_out_with_one_warning(store, tmp_path, cli
     assert floats(napo["seed_diffs"]) == pytest.approx([12 / N, 14 / N], abs=1e-6)
     md = (out / "paired_tests.md").read_text()
     assert "napo on lastfm (generation): no usable outcomes for seed 1" in md
+
+
+def test_default_pairs_set_each_napo_ablation_against_napo():
+    methods = ["sft", "sdpo", "napo", "napo_no_ns", "napo_no_dyn", "dpo"]
+    assert _default_pairs(methods) == [
+        ("sdpo", "sft"),
+        ("napo", "sft"),
+        ("napo_no_ns", "sft"),
+        ("napo_no_dyn", "sft"),
+        ("dpo", "sft"),
+        ("napo", "sdpo"),
+        ("napo_no_ns", "napo"),
+        ("napo_no_dyn", "napo"),
+    ]
+    assert _default_pairs(["sft", "napo_no_ns"]) == [("napo_no_ns", "sft")]  # no napo run
 
 
 def test_pair_option_replaces_the_defaults(store, tmp_path, cli):

@@ -152,9 +152,9 @@ def compare(
     """Write the tables (and plots) for the filtered store into ``out``; see the module doc.
 
     ``pairs`` (``"A:B"`` strings) replace the default paired comparisons (every method vs sft,
-    napo vs sdpo); a method they name must have runs in the filtered store.  ``variant_texts``
-    (``"METHOD:KEY=VALUE,..."``) add configurations as rows of their own
-    (:mod:`~recbench.reports.variants`); ``--pair`` may name them by label.
+    napo vs sdpo, NAPO's ablations vs napo); a method they name must have runs in the filtered
+    store.  ``variant_texts`` (``"METHOD:KEY=VALUE,..."``) add configurations as rows of their
+    own (:mod:`~recbench.reports.variants`); ``--pair`` may name them by label.
     """
     chosen_formats = parse_formats(formats)
     chosen_pairs = paired.parse_pairs(pairs)

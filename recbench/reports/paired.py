@@ -18,13 +18,13 @@ run", since it says nothing about run-to-run spread).  The McNemar p-values of e
 comparison in a table are adjusted together with Holm's method (statsmodels).
 
 Examples are not always independent: sliding-window data gives one user many test examples
-(movielens: 1,000 from 86 of its 94 test users), whose outcomes move together, so McNemar's
-test, which counts examples, is then optimistic.  Where the store keeps which user each example belongs to
+(movielens: 1,000 from 86 of its 94 test users), whose outcomes move together, so McNemar's test,
+which counts examples, is then optimistic.  Where the store keeps which user each example belongs to
 (:class:`~recbench.outcomes.ExampleUsers`), each seed also gets a test clustered by user: the
 per-user sums of (hit A - hit B) under random sign flips (scipy's permutation test; under the null
 hypothesis A and B are exchangeable within each user), Holm-adjusted across the table like
-McNemar's, and the *design effect*, the variance of the clustered difference over its variance
-with independent examples, which divides the examples when the detectable difference is computed.
+McNemar's, and the *design effect*, the variance of the clustered difference over its variance with
+independent examples, which divides the examples when the detectable difference is computed.
 
 Decision rule (:data:`RULE`): a comparison *survives* when every seed's Holm-adjusted McNemar
 p-value (and, where users are known, every seed's Holm-adjusted user-clustered p-value) is below
@@ -60,6 +60,7 @@ from recbench.reports.stats import Estimate
 
 REFERENCE = "sft"  # every method is compared with it by default
 EXTRA_PAIRS = (("napo", "sdpo"),)  # default comparisons besides those with the reference
+ABLATED = "napo"  # Table 3's ablations (the registry's ablation family) are compared with it
 MODES = ("generation", "ranking")  # table order: the paper's HR@1 first
 NO_SEED = -1  # the seed runs.py gives a run recorded without one
 ONE_RUN = "one training run"
@@ -372,8 +373,14 @@ def _compare(
 
 
 def _default_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
+    """Each method with SFT, NAPO with S-DPO, and each NAPO ablation with NAPO: what Table 3
+    asks is whether removing a part of NAPO costs HR@1, a paired question."""
     pairs = [(m, REFERENCE) for m in methods if m != REFERENCE] if REFERENCE in methods else []
-    return pairs + [(a, b) for a, b in EXTRA_PAIRS if a in methods and b in methods]
+    pairs += [(a, b) for a, b in EXTRA_PAIRS if a in methods and b in methods]
+    if ABLATED in methods:
+        ablations = tables.ablation_variants()
+        pairs += [(m, ABLATED) for m in methods if m in ablations]
+    return pairs
 
 
 def _table(
@@ -484,7 +491,8 @@ def _users_of_examples(
 def paired_tests(
     runs: pd.DataFrame, reader: OutcomeReader, pairs: Sequence[tuple[str, str]] = ()
 ) -> PairedTests:
-    """The comparisons of ``pairs`` (default: every method vs sft, napo vs sdpo) in every table.
+    """The comparisons of ``pairs`` in every table (default: every method vs sft, napo vs
+    sdpo, NAPO's ablations vs napo).
 
     ``runs`` are the reference runs of one setting (:attr:`References.instances`: one
     configuration per method, one run per seed and SFT stage); a loss run is paired with the
