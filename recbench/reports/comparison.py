@@ -26,7 +26,7 @@ import pandas as pd
 
 from recbench import results
 from recbench.errors import UserError
-from recbench.reports import paired, plots, spread, stages, tables, variants
+from recbench.reports import paired, paired_report, plots, spread, stages, tables, variants
 from recbench.reports.runs import (
     WITHOUT_LLM,
     Filters,
@@ -227,7 +227,7 @@ def _write_setting(
         ("study_rho", lambda: tables.study_table(runs, refs, "rho")),
         ("study_alpha", lambda: tables.study_table(runs, refs, "alpha")),
         ("table5_training_time", lambda: tables.time_table(refs)),
-        ("paired_tests", lambda: paired.paired_table(tests)),
+        ("paired_tests", lambda: paired_report.paired_table(tests)),
         ("seed_spread", lambda: spread.seed_spread_table(refs)),
         ("sft_stages", lambda: stages.sft_stages_table(refs, reader)),
     ]
