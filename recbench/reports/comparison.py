@@ -26,7 +26,19 @@ import pandas as pd
 
 from recbench import results
 from recbench.errors import UserError
-from recbench.reports import paired, paired_report, plots, spread, stages, tables, variants
+from recbench.reports import (
+    cost_table,
+    figure3,
+    paired,
+    paired_report,
+    parameter_study,
+    plots,
+    spread,
+    stages,
+    tables,
+    variants,
+    writers,
+)
 from recbench.reports.runs import (
     WITHOUT_LLM,
     Filters,
@@ -222,11 +234,11 @@ def _write_setting(
     builders: list[tuple[str, Callable[[], tables.Table | str]]] = [
         ("table2_main", lambda: tables.main_table(refs, tests.marks())),
         ("table3_ablations", lambda: tables.ablation_table(refs)),
-        ("fig3ab_relative_to_sft", lambda: tables.relative_to_sft_table(refs)),
-        ("fig3c_n_neg", lambda: tables.study_table(runs, refs, "n_neg")),
-        ("study_rho", lambda: tables.study_table(runs, refs, "rho")),
-        ("study_alpha", lambda: tables.study_table(runs, refs, "alpha")),
-        ("table5_training_time", lambda: tables.time_table(refs)),
+        ("fig3ab_relative_to_sft", lambda: figure3.relative_to_sft_table(refs)),
+        ("fig3c_n_neg", lambda: parameter_study.study_table(runs, refs, "n_neg")),
+        ("study_rho", lambda: parameter_study.study_table(runs, refs, "rho")),
+        ("study_alpha", lambda: parameter_study.study_table(runs, refs, "alpha")),
+        ("table5_training_time", lambda: cost_table.time_table(refs)),
         ("paired_tests", lambda: paired_report.paired_table(tests)),
         ("seed_spread", lambda: spread.seed_spread_table(refs)),
         ("sft_stages", lambda: stages.sft_stages_table(refs, reader)),
@@ -249,7 +261,7 @@ def _write_setting(
             f"hardware: {_hardware(built.runs)}",
         ]
         for fmt in formats:
-            text = tables.WRITERS[fmt](built, header)
+            text = writers.WRITERS[fmt](built, header)
             report.written.append(_write(directory / f"{name}.{fmt}", text))
         if plots_enabled and plot_names:
             figures = _figures(name, built)

@@ -1,4 +1,7 @@
-"""The paper-style tables of ``recbench compare`` and their Markdown, CSV and LaTeX renderings.
+"""The paper-style tables of ``recbench compare``: the :class:`Table` they all are, the helpers
+they share, Table 2 and Table 3.  Figure 3a/b, the parameter studies, Table 5 and the paired
+tests have modules of their own (:mod:`.figure3`, :mod:`.parameter_study`, :mod:`.cost_table`,
+:mod:`.paired_report`); :mod:`.writers` renders a table as Markdown, CSV and LaTeX.
 
 Each table is built twice from the same numbers: a tidy frame (one row per dataset and method or
 sweep point, full precision, separate mean/low/high columns) that goes to CSV for further
@@ -16,7 +19,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from recbench import methods as method_registry
-from recbench.reports.runs import TRAIN_TIME, References, matching_stage, one_factor
+from recbench.reports.runs import References, matching_stage
 from recbench.reports.stats import Estimate, estimate, relative_percent
 from recbench.reports.variants import base_method
 
@@ -187,11 +190,11 @@ def percent_cell(value: float) -> str:
     return "" if value is None or math.isnan(value) else f"{value:+.1f}%"
 
 
-def _seeds(runs: pd.DataFrame) -> int:
+def seed_count(runs: pd.DataFrame) -> int:
     return int(runs["seed"].nunique()) if not runs.empty else 0
 
 
-def _reference_notes(refs: References, keys: Iterable[tuple[str, str]]) -> list[str]:
+def reference_notes(refs: References, keys: Iterable[tuple[str, str]]) -> list[str]:
     return [refs.notes[k] for k in sorted(set(keys)) if k in refs.notes]
 
 
@@ -236,7 +239,7 @@ def main_table(refs: References, paired: PairedMarks | None = None) -> Table | s
             notes.append(
                 f"best baseline on {dataset}: {best[dataset][0]} (HR@1 {best[dataset][1]:.4f})"
             )
-    notes += _reference_notes(refs, zip(runs["dataset"], runs["method"], strict=True))
+    notes += reference_notes(refs, zip(runs["dataset"], runs["method"], strict=True))
     return Table(
         name="table2_main",
         title="Table 2: HR@1 and ValidRatio of every method, with relative improvements",
@@ -287,7 +290,7 @@ def _main_tidy_row(
         "dataset": dataset,
         "family": group["family"].iloc[0],
         "method": method,
-        "seeds": _seeds(group),
+        "seeds": seed_count(group),
         "hr1_mode": column.partition(":")[0],
         **fields("hr1", hr1),
         **fields("valid_ratio", stat(group, "generation:valid_ratio")),
@@ -396,7 +399,7 @@ def ablation_table(refs: References) -> Table | str:
                     "dataset": dataset,
                     "method": method,
                     "variant": ABLATION_LABELS.get(method, method),
-                    "seeds": _seeds(group),
+                    "seeds": seed_count(group),
                     "hr1_mode": column.partition(":")[0],
                     **fields("hr1", stat(group, column)),
                     **fields("valid_ratio", stat(group, "generation:valid_ratio")),
@@ -412,10 +415,10 @@ def ablation_table(refs: References) -> Table | str:
             ranking_used = ranking_used or bool(mark)
             row[f"{dataset} HR@1"] = cell(stat(group, column), mark=mark)
             row[f"{dataset} Valid"] = cell(stat(group, "generation:valid_ratio"))
-            row[f"{dataset} seeds"] = str(_seeds(group)) if not group.empty else ""
+            row[f"{dataset} seeds"] = str(seed_count(group)) if not group.empty else ""
         display_rows.append(row)
     notes = [INTERVAL_NOTE] + ([RANKING_NOTE] if ranking_used else [])
-    notes += _reference_notes(refs, zip(runs["dataset"], runs["method"], strict=True))
+    notes += reference_notes(refs, zip(runs["dataset"], runs["method"], strict=True))
     return Table(
         name="table3_ablations",
         title="Table 3: NAPO ablations, HR@1 and ValidRatio",
@@ -424,397 +427,3 @@ def ablation_table(refs: References) -> Table | str:
         notes=notes,
         runs=runs,
     )
-
-
-# ------------------------------------------------------------------------- Figure 3a/b
-def relative_to_sft_table(refs: References) -> Table | str:
-    """Figure 3a/b as a table: popularity bias and HR@1 of generating methods relative to SFT."""
-    runs = refs.runs
-    if "generation:hr@1" not in runs.columns:
-        return "no generation-mode results"
-    tidy_rows, used = [], []
-    skipped_datasets = []
-    for dataset in ordered_datasets(runs["dataset"]):
-        here = runs[runs["dataset"] == dataset]
-        sft_runs = here[here["method"] == "sft"]
-        sft_stages = refs.instances[
-            (refs.instances["dataset"] == dataset) & (refs.instances["method"] == "sft")
-        ]
-        if sft_runs.empty or sft_runs["generation:hr@1"].isna().all():
-            skipped_datasets.append(dataset)
-            continue
-        sft_hr1 = stat(sft_runs, "generation:hr@1")
-        sft_bias = stat(sft_runs, "generation:pop_bias")
-        for method in ordered_methods(here["method"]):
-            group = here[here["method"] == method]
-            if method == "sft" or group["generation:hr@1"].isna().all():
-                continue
-            hr1 = stat(group, "generation:hr@1")
-            bias = stat(group, "generation:pop_bias")
-            used += [group, sft_runs]
-            tidy_rows.append(
-                {
-                    "dataset": dataset,
-                    "family": group["family"].iloc[0],
-                    "method": method,
-                    "seeds": _seeds(group),
-                    "sft_seeds": _seeds(sft_runs),
-                    **fields("hr1", hr1),
-                    "sft_hr1_mean": _sft_mean(group, sft_stages, sft_hr1, "hr@1"),
-                    "rel_hr1_pct": _vs_sft(group, sft_stages, hr1, sft_hr1, "hr@1"),
-                    **_bounds("rel_hr1", relative_over_seeds(group, sft_stages, "generation:hr@1")),
-                    **fields("pop_bias", bias),
-                    "sft_pop_bias_mean": _sft_mean(group, sft_stages, sft_bias, "pop_bias"),
-                    "rel_pop_bias_pct": _vs_sft(group, sft_stages, bias, sft_bias, "pop_bias"),
-                    **_bounds(
-                        "rel_pop_bias",
-                        relative_over_seeds(group, sft_stages, "generation:pop_bias", True),
-                    ),
-                }
-            )
-    if not tidy_rows:
-        return "no generation-mode runs beside an SFT run of the same dataset"
-    tidy = pd.DataFrame(tidy_rows)
-    display = pd.DataFrame(
-        {
-            "dataset": tidy["dataset"],
-            "method": tidy["method"],
-            "HR@1": [cell(_est(r, "hr1")) for _, r in tidy.iterrows()],
-            "SFT HR@1": [f"{v:.4f}" for v in tidy["sft_hr1_mean"]],
-            "HR@1 vs SFT": [_relative_cell(r, "rel_hr1") for _, r in tidy.iterrows()],
-            "pop. bias": [cell(_est(r, "pop_bias")) for _, r in tidy.iterrows()],
-            "SFT pop. bias": [
-                "" if math.isnan(v) else f"{v:.4f}" for v in tidy["sft_pop_bias_mean"]
-            ],
-            "bias vs SFT": [_relative_cell(r, "rel_pop_bias") for _, r in tidy.iterrows()],
-            "seeds": [str(v) for v in tidy["seeds"]],
-        }
-    )
-    notes = [
-        INTERVAL_NOTE,
-        (
-            "generation mode; popularity bias E[LogPop(rec) - mean LogPop(history)] over valid "
-            "outputs (LOSSES.md 9.3); HR@1 vs SFT = 100 (HR - HR_SFT) / HR_SFT, "
-            "bias vs SFT = 100 (E - E_SFT) / |E_SFT| (lower: less popularity-biased); relative "
-            "numbers compare the means over seeds, for a loss with the SFT runs it started from "
-            "(its seeds' stages: SFT columns show their mean); [low, high]: 95% t interval over the seeds "
-            "both have of each seed's relative difference to that seed's SFT (they share its "
-            "SFT stage), none with fewer than two such seeds"
-        ),
-    ]
-    if skipped_datasets:
-        notes.append("no SFT generation run for: " + ", ".join(skipped_datasets))
-    notes += _reference_notes(refs, zip(tidy["dataset"], tidy["method"], strict=True))
-    return Table(
-        name="fig3ab_relative_to_sft",
-        title="Figure 3a/b: popularity bias and HR@1 relative to SFT",
-        data=tidy,
-        display=display,
-        notes=notes,
-        runs=pd.concat(used, ignore_index=True).drop_duplicates("run_id"),
-    )
-
-
-def _vs_sft(
-    group: pd.DataFrame,
-    stages: pd.DataFrame,
-    ours: Estimate | None,
-    sft: Estimate | None,
-    metric: str,
-) -> float:
-    """Figure 3's relative change of a generation metric: a loss against the SFT runs it
-    started from, any other method against SFT's mean (bias over |bias|, LOSSES.md 9.3)."""
-    absolute = metric == "pop_bias"
-    if group["family"].iloc[0] == "loss":
-        return relative_to_own_sft(group, stages, f"generation:{metric}", absolute)
-    return relative_percent(mean_of(ours), mean_of(sft), absolute)
-
-
-def _sft_mean(group: pd.DataFrame, stages: pd.DataFrame, sft: Estimate | None, metric: str):
-    """The SFT value Figure 3 sets a method against (see :func:`_vs_sft`)."""
-    if group["family"].iloc[0] == "loss":
-        return own_sft_means(group, stages, f"generation:{metric}")[1]
-    return mean_of(sft)
-
-
-def relative_over_seeds(
-    group: pd.DataFrame, sft_runs: pd.DataFrame, column: str, absolute: bool = False
-) -> Estimate | None:
-    """The t interval over seeds of 100 (x_s - SFT_s) / SFT_s, paired by seed s.
-
-    A method's seed-s run starts from seed s's SFT stage, so the per-seed relative differences
-    are the paired quantities; SFT_s is the evaluation of the very stage the run started from
-    when ``sft_runs`` holds several of one seed (:func:`~.runs.matching_stage`).  None with
-    fewer than two seeds that both have.
-    """
-    if column not in group.columns or column not in sft_runs.columns:
-        return None
-    theirs = sft_runs.dropna(subset=[column])
-    relative = []
-    for _, run in group.dropna(subset=[column]).sort_values("seed").iterrows():
-        partner = matching_stage(run, theirs)  # the evaluation of the stage it started from
-        if partner is not None:
-            relative.append(relative_percent(run[column], partner[column], absolute))
-    if len(relative) < 2:
-        return None
-    return estimate(relative)
-
-
-def _bounds(prefix: str, est: Estimate | None) -> dict[str, float]:
-    if est is None:
-        return {f"{prefix}_low": math.nan, f"{prefix}_high": math.nan}
-    return {f"{prefix}_low": est.low, f"{prefix}_high": est.high}
-
-
-def _relative_cell(row: pd.Series, prefix: str) -> str:
-    text = percent_cell(row[f"{prefix}_pct"])
-    low, high = row[f"{prefix}_low"], row[f"{prefix}_high"]
-    if text and not (math.isnan(low) or math.isnan(high)):
-        text += f" [{low:+.1f}%, {high:+.1f}%]"
-    return text
-
-
-def _est(row: pd.Series, prefix: str) -> Estimate | None:
-    """Rebuild an estimate from tidy columns (for display cells)."""
-    mean = row[f"{prefix}_mean"]
-    if mean is None or math.isnan(mean):
-        return None
-    kind = row[f"{prefix}_interval"] or "none"
-    low, high = row[f"{prefix}_low"], row[f"{prefix}_high"]
-    if kind == "none":
-        low = high = mean
-    return Estimate(float(mean), float(low), float(high), 0, kind)
-
-
-# -------------------------------------------------------------------------- studies
-def study_table(runs: pd.DataFrame, refs: References, parameter: str) -> Table | str:
-    """HR@1 (and cost) as one hyper-parameter varies, the others at the reference values.
-
-    ``n_neg`` is Figure 3c (HR@1, peak memory, training time); ``rho``/``alpha`` are the
-    Appendix C studies (HR@1, ValidRatio).
-    """
-    losses_only = runs[runs["family"] == "loss"]
-    if losses_only.empty:
-        return "no loss runs"
-    points = one_factor(losses_only, refs, parameter)
-    curves = []
-    for (_, _), group in points.groupby(["dataset", "method"], sort=True):
-        if group["value"].nunique() >= 2:
-            curves.append(group)
-    if not curves:
-        return f"no loss with runs at two or more values of {parameter} (others at defaults)"
-    points = pd.concat(curves, ignore_index=True)
-    cost = parameter == "n_neg"
-    tidy_rows, display_rows = [], []
-    for dataset in ordered_datasets(points["dataset"]):
-        for method in ordered_methods(points.loc[points["dataset"] == dataset, "method"]):
-            here = points[(points["dataset"] == dataset) & (points["method"] == method)]
-            for value in sorted(set(here["value"])):
-                group = here[here["value"] == value]
-                column = headline_column(group)
-                hr1 = stat(group, column)
-                mark = RANKING_MARK if column.startswith("ranking") else ""
-                tidy = {
-                    "dataset": dataset,
-                    "method": method,
-                    parameter: value,
-                    "seeds": _seeds(group),
-                    "hr1_mode": column.partition(":")[0],
-                    **fields("hr1", hr1),
-                }
-                shown = {
-                    "dataset": dataset,
-                    "method": method,
-                    parameter: str(value),
-                    "HR@1": cell(hr1, mark=mark),
-                }
-                if cost:
-                    memory = stat(group, "cost:peak_memory_mb")
-                    preference = stat(group, "cost:preference_seconds")
-                    total = stat(group, TRAIN_TIME)
-                    tidy.update(
-                        {
-                            **fields("peak_memory_mb", memory),
-                            **fields("preference_seconds", preference),
-                            **fields("train_seconds", total),
-                        }
-                    )
-                    shown.update(
-                        {
-                            "peak memory (MB)": cell(memory, 0),
-                            "preference (s)": cell(preference, 1),
-                            "training (s)": cell(total, 1),
-                        }
-                    )
-                else:
-                    valid = stat(group, "generation:valid_ratio")
-                    tidy.update(fields("valid_ratio", valid))
-                    shown["Valid"] = cell(valid)
-                shown["seeds"] = str(_seeds(group))
-                tidy_rows.append(tidy)
-                display_rows.append(shown)
-    tidy_frame = pd.DataFrame(tidy_rows)
-    notes = [
-        INTERVAL_NOTE,
-        (
-            f"each curve varies {parameter} with every other hyper-parameter at the loss's "
-            "defaults (the profile's n_neg); other sweep points are left out"
-        ),
-    ]
-    if (tidy_frame["hr1_mode"] == "ranking").any():
-        notes.append(RANKING_NOTE)
-    if cost:
-        notes.append(
-            "peak memory: CUDA allocator peak on a GPU, peak resident set of the run's process "
-            "on the CPU; preference: the preference-optimisation stage; training: SFT + "
-            "preference stage"
-        )
-        name, title = "fig3c_n_neg", "Figure 3c: HR@1, peak memory and training time across n_neg"
-    else:
-        name, title = f"study_{parameter}", f"HR@1 and ValidRatio across {parameter}"
-    return Table(
-        name=name,
-        title=title,
-        data=tidy_frame,
-        display=pd.DataFrame(display_rows),
-        notes=notes,
-        runs=points,
-    )
-
-
-# --------------------------------------------------------------------------- Table 5
-def time_table(refs: References) -> Table | str:
-    """Table 5: training time (SFT + preference stage) and peak memory per method."""
-    runs = refs.runs
-    if TRAIN_TIME not in runs.columns or runs[TRAIN_TIME].isna().all():
-        return "no training-time records"
-    runs = runs[runs[TRAIN_TIME].notna()]
-    tidy_rows, display_rows = [], []
-    for dataset in ordered_datasets(runs["dataset"]):
-        here = runs[runs["dataset"] == dataset]
-        for family in ordered_families(here["family"]):
-            for method in ordered_methods(here.loc[here["family"] == family, "method"]):
-                group = here[here["method"] == method]
-                sft = stat(group, "cost:sft_seconds")
-                preference = stat(group, "cost:preference_seconds")
-                total = stat(group, TRAIN_TIME)
-                memory = stat(group, "cost:peak_memory_mb")
-                use = stat(group, "cost:cpu_utilisation")
-                tidy_rows.append(
-                    {
-                        "dataset": dataset,
-                        "family": family,
-                        "method": method,
-                        "seeds": _seeds(group),
-                        **fields("sft_seconds", sft),
-                        **fields("preference_seconds", preference),
-                        **fields("train_seconds", total),
-                        **fields("peak_memory_mb", memory),
-                        **fields("cpu_utilisation", use),
-                    }
-                )
-                display_rows.append(
-                    {
-                        "dataset": dataset,
-                        "group": FAMILY_LABELS.get(family, family),
-                        "method": method,
-                        "SFT (s)": cell(sft, 1),
-                        "preference (s)": cell(preference, 1),
-                        "training (s)": cell(total, 1),
-                        "peak memory (MB)": cell(memory, 0),
-                        "CPU use": cell(use, 2),
-                        "seeds": str(_seeds(group)),
-                    }
-                )
-    notes = [
-        INTERVAL_NOTE,
-        (
-            "training = SFT stage + preference stage of each run (the SFT stage is shared "
-            "between losses with the same settings, so a run that reused a cached SFT reports "
-            "its load time)"
-        ),
-        (
-            "CPU use: the run's process CPU time over its wall time times its threads (near 1 "
-            "when it had its cores, lower when other work shared them; blank for runs recorded "
-            "before it was measured): times of a run with low CPU use were slowed by other work"
-        ),
-    ]
-    notes += _reference_notes(refs, zip(runs["dataset"], runs["method"], strict=True))
-    return Table(
-        name="table5_training_time",
-        title="Table 5: training time and peak memory per method",
-        data=pd.DataFrame(tidy_rows),
-        display=pd.DataFrame(display_rows),
-        notes=notes,
-        runs=runs,
-    )
-
-
-# ---------------------------------------------------------------------------- writers
-def _md_escape(text: object) -> str:
-    return str(text).replace("|", "\\|")
-
-
-def to_markdown(table: Table, header: list[str]) -> str:
-    lines = [f"<!-- {line} -->" for line in header]
-    lines += ["", f"### {table.title}", ""]
-    columns = list(table.display.columns)
-    lines.append("| " + " | ".join(_md_escape(c) for c in columns) + " |")
-    lines.append("|" + "|".join("---" for _ in columns) + "|")
-    for _, row in table.display.iterrows():
-        lines.append("| " + " | ".join(_md_escape(row[c]) or "–" for c in columns) + " |")
-    if table.notes:
-        lines.append("")
-        lines += [f"- {note}" for note in table.notes]
-    return "\n".join(lines) + "\n"
-
-
-def to_csv(table: Table, header: list[str]) -> str:
-    lines = [f"# {line}" for line in header] + [f"# note: {note}" for note in table.notes]
-    body = table.data.to_csv(index=False, lineterminator="\n", float_format="%.6f")
-    return "\n".join(lines) + "\n" + body
-
-
-_TEX_SPECIAL = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-}
-
-
-def tex_escape(text: object) -> str:
-    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in str(text))
-
-
-def to_latex(table: Table, header: list[str]) -> str:
-    """A booktabs table (needs \\usepackage{booktabs}); notes go under the tabular."""
-    columns = list(table.display.columns)
-    lines = [f"% {line}" for line in header]
-    lines += [
-        r"\begin{table}[t]",
-        r"\centering",
-        r"\footnotesize",
-        rf"\caption{{{tex_escape(table.title)}}}",
-        rf"\label{{tab:{table.name.replace('_', '-')}}}",
-        r"\begin{tabular}{" + "l" * min(2, len(columns)) + "r" * max(0, len(columns) - 2) + "}",
-        r"\toprule",
-        " & ".join(tex_escape(c) for c in columns) + r" \\",
-        r"\midrule",
-    ]
-    for _, row in table.display.iterrows():
-        lines.append(" & ".join(tex_escape(row[c]) or "--" for c in columns) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    for note in table.notes:
-        lines.append(r"\par\smallskip\raggedright " + tex_escape(note))
-    lines.append(r"\end{table}")
-    return "\n".join(lines) + "\n"
-
-
-WRITERS = {"md": to_markdown, "csv": to_csv, "tex": to_latex}
