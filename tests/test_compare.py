@@ -555,3 +555,17 @@ def test_cli_compare_and_its_one_line_errors(cli, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "table2_main.md" in result.stdout
     assert "skipped table3_ablations" in result.stdout
+
+
+def test_table2_warns_where_sft_does_not_beat_the_popularity_rule(tmp_path):
+    store = tmp_path / "pop.jsonl"
+    for dataset, sft_hr1 in (("lastfm", 0.10), ("steam", 0.40)):
+        _run(store, dataset, "pop", "rule", 0, {}, None, {"hr@1": 0.25})
+        _run(store, dataset, "sft", "llm_baseline", 0, {}, {"hr@1": sft_hr1}, {"hr@1": 0.5})
+    compare(store, tmp_path / "out", plots_enabled=False)
+    notes = (tmp_path / "out" / "table2_main.md").read_text()
+    assert (
+        "on lastfm SFT (HR@1 0.1000) does not beat the popularity rule (0.2500): the losses "
+        "start from a model that has learnt no more than item popularity"
+    ) in notes
+    assert "on steam SFT" not in notes  # 0.40 > 0.25: no warning

@@ -60,6 +60,7 @@ RANKING_NOTE = (
 )
 
 PAIRED_MARK = "†"
+POPULARITY = "pop"  # the rule an LLM must beat to have learnt more than item popularity
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,7 @@ def main_table(refs: References, paired: PairedMarks | None = None) -> Table | s
             notes.append(
                 f"best baseline on {dataset}: {best[dataset][0]} (HR@1 {best[dataset][1]:.4f})"
             )
+    notes += _below_popularity_notes(runs, datasets, sft)
     notes += reference_notes(refs, zip(runs["dataset"], runs["method"], strict=True))
     return Table(
         name="table2_main",
@@ -266,6 +268,27 @@ def _references_per_dataset(
             if method == "sft":
                 sft[dataset] = mean_of(stat(group, headline_column(group)))
     return best, sft
+
+
+def _below_popularity_notes(
+    runs: pd.DataFrame, datasets: list[str], sft: dict[str, float]
+) -> list[str]:
+    """A warning per dataset where SFT does not beat the popularity rule: every loss there starts
+    from a model that has learnt no more than which items are popular, which a reader of the
+    loss rows should know before reading them."""
+    notes = []
+    for dataset in datasets:
+        pop = runs[(runs["dataset"] == dataset) & (runs["method"] == POPULARITY)]
+        if dataset not in sft or math.isnan(sft[dataset]) or pop.empty:
+            continue
+        pop_hr1 = mean_of(stat(pop, headline_column(pop)))
+        if sft[dataset] <= pop_hr1:
+            notes.append(
+                f"on {dataset} SFT (HR@1 {sft[dataset]:.4f}) does not beat the popularity rule "
+                f"({pop_hr1:.4f}): the losses start from a model that has learnt no more than "
+                "item popularity"
+            )
+    return notes
 
 
 def _main_tidy_row(
