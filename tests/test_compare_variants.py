@@ -101,6 +101,23 @@ def test_variant_is_a_row_of_its_own_and_is_paired_with_sft(store, tmp_path):
     assert three["seed_a_only"] == "2;2" and three["seed_b_only"] == "0;0"
 
 
+def test_variant_is_shown_once_where_its_method_has_no_default_run(tmp_path):
+    path = tmp_path / "nineteen.jsonl"
+    for seed in (0, 1):
+        _add(path, "sft", "llm_baseline", seed, SFT, {})
+        _add(path, "sims_dpo", "loss", seed, SIMS19, {**DEFAULTS, "n_neg": 19})
+    out = tmp_path / "out"
+    compare(path, out, plots_enabled=False, variant_texts=["sims_dpo:n_neg=19"])
+    assert list(_csv(out / "table2_main.csv")["method"]) == ["sft", "sims_dpo[n_neg=19]"]
+    assert "no run at the default" not in (out / "table2_main.md").read_text()
+    tests = _csv(out / "paired_tests.csv")
+    assert set(tests["method_a"]) == {"sims_dpo[n_neg=19]"}
+    # without the variant, the method's row shows the 19-negative runs with a note saying so
+    compare(path, tmp_path / "plain", plots_enabled=False)
+    plain = (tmp_path / "plain" / "table2_main.md").read_text()
+    assert "sims_dpo on lastfm: no run at the default hyper-parameters; shown: n_neg=19" in plain
+
+
 def test_variant_leaves_the_one_factor_study_as_recorded(store, tmp_path):
     compare(store, tmp_path / "plain", plots_enabled=False)
     compare(store, tmp_path / "with", plots_enabled=False, variant_texts=["sims_dpo:n_neg=19"])

@@ -111,11 +111,13 @@ def add_variants(
 
     ``strict`` (the whole filtered store): a variant with no runs, or one that is its method's
     default configuration (it would repeat the method's own row), is a :class:`UserError`.
-    Otherwise (one setting of several) a variant without runs here is skipped.
+    Otherwise (one setting of several) a variant without runs here is skipped.  On a dataset
+    where the method has no run at its defaults, the variant's runs leave the method's own row
+    (they would be shown twice otherwise: :func:`_shown_only_as_variant`).
     """
     if not variants:
         return runs
-    added = []
+    added, moved = [], []
     for variant in variants:
         group = runs[runs["method"] == variant.method]
         if group.empty and not strict:
@@ -141,7 +143,24 @@ def add_variants(
                 "hyper-parameters (with its other hyper-parameters at their defaults)"
             )
         added.append(chosen.assign(method=variant.label))
-    return pd.concat([runs, *added], ignore_index=True)
+        moved += _shown_only_as_variant(group, chosen, defaults)
+    return pd.concat([runs.drop(index=moved), *added], ignore_index=True)
+
+
+def _shown_only_as_variant(
+    group: pd.DataFrame, chosen: pd.DataFrame, defaults: Mapping[str, object] | None
+) -> list[object]:
+    """The variant's runs on datasets where its method has no run at its defaults: there the
+    method's own row would fall back to a configuration it has, perhaps the variant's, and show
+    the same runs twice under two names; they are shown once, as the variant."""
+    if defaults is None:
+        return []
+    moved: list[object] = []
+    for dataset, here in chosen.groupby("dataset", sort=False):
+        base = group[group["dataset"] == dataset]
+        if not any(compatible(h, defaults) for h in base["hparams"]):
+            moved += list(here.index)
+    return moved
 
 
 __all__ = ["Variant", "add_variants", "base_method", "parse_variants"]
