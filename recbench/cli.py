@@ -516,7 +516,11 @@ def sweep_command(
     aux_checkpoint: AuxCheckpointOption = None,
     results: ResultsOption = None,
     dry_run: Annotated[
-        bool, typer.Option(help="List the points and which are already done; run nothing.")
+        bool,
+        typer.Option(
+            help="List the points, which are done and which another sweep is running now, with a "
+            "time estimate for the rest; run nothing."
+        ),
     ] = False,
     plugin: PluginOption = None,
 ) -> None:

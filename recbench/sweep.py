@@ -23,8 +23,10 @@ is then "done" if the other sweep recorded it, and run here if that sweep failed
 killed.  The kernel drops the lock of a killed process, so a stale lock file never blocks anyone;
 the lock files are left in place (they are empty) and may be deleted whenever no sweep runs.
 Two sweeps share a store's locks when they share ``$RECBENCH_HOME``, as sweeps on one machine do.
-A dry run takes no locks and writes nothing; it estimates each point to run from the store's
-cost records of runs like it on this hardware (:mod:`recbench.sweep_costs`).
+A dry run writes nothing; it estimates each point to run from the store's cost records of runs
+like it on this hardware (:mod:`recbench.sweep_costs`), and says which of them another sweep is
+running now (an existing lock file it cannot take, tried without waiting and let go at once), so
+that a plan made while a sweep runs does not count that sweep's work as still to start.
 """
 
 from __future__ import annotations
@@ -301,6 +303,21 @@ def _point_lock(store: Path, point: SweepPoint) -> FileLock:
     return FileLock(lock_path(store, point), poll_interval=LOCK_POLL_SECONDS)
 
 
+def running_elsewhere(store: Path, point: SweepPoint) -> bool:
+    """Whether another live sweep holds ``point``'s lock now.  Creates no lock file: where none
+    exists no sweep has ever held it."""
+    path = lock_path(store, point)
+    if not path.exists():
+        return False
+    probe = FileLock(path, thread_local=False)
+    try:
+        probe.acquire(blocking=False)
+    except Timeout:
+        return True
+    probe.release()
+    return False
+
+
 def _run_point(point: SweepPoint, store: Path, label: str, say: Callable[[str], None]) -> Outcome:
     """Run one point whose lock is held, unless the store has it by now."""
     if is_done(point, results.read_records(store)):
@@ -350,6 +367,8 @@ def run_sweep(
             continue
         if book is not None:
             seconds, note = book.estimate(point.config)
+            if running_elsewhere(store, point):
+                note = f"another sweep is running it now; {note}"
             outcomes[index] = Outcome(point, "todo", note, seconds=seconds)
             say(f"{label}: to run ({note})")
             continue

@@ -597,3 +597,21 @@ def test_two_sweep_processes_never_run_the_same_point(tmp_path, recbench_home):
     assert all(c["failed"] == 0 for c in counts)
     assert len({r["pid"] for r in ran}) == 2, "one sweep did everything: the test proves little"
     assert sorted(r["seed"] for r in results.read_records(store)) == list(range(6))
+
+
+def test_a_dry_run_says_which_points_another_sweep_is_running(tmp_path, fake_run):
+    calls, _ = fake_run
+    store = tmp_path / "results.jsonl"
+    spec = sweep_spec(store, seeds=(0, 1, 2))
+    points = expand(spec)
+    lock_path(store, points[0]).parent.mkdir(parents=True, exist_ok=True)
+    other = FileLock(lock_path(store, points[0]), thread_local=False)  # "another sweep"
+    lock_path(store, points[1]).touch()  # a lock file left by a finished sweep, held by no one
+    lines: list[str] = []
+    with other:
+        outcome = run_sweep(spec, dry_run=True, report=lines.append)
+    assert calls == []
+    assert [o.status for o in outcome.outcomes] == ["todo", "todo", "todo"]
+    assert lines[0].startswith("[1/3] lastfm napo seed=0: to run (another sweep is running it now;")
+    assert "another sweep" not in lines[1] + lines[2]
+    assert not lock_path(store, points[2]).exists()  # the probe creates no lock file
