@@ -6,9 +6,11 @@
 #   THREADS=2 bash benchmarks/study_runs.sh
 # is one job on both cores of a 2-core machine: on a bf16 CPU a second job on the same cores
 # slowed a 2-thread job eightfold (thread contention), and one run peaks near 11 GB (13 GB for
-# S-DPO, 18 GB for SimS-DPO with 19 negatives). With more cores and memory, jobs on disjoint
-# seeds can share the grid through the sweep's locks:
-#   SEEDS=0,2 bash benchmarks/study_runs.sh & SEEDS=1,2 bash benchmarks/study_runs.sh &
+# S-DPO, 18 GB for SimS-DPO with 19 negatives). Jobs on disjoint seeds share the grid through the
+# sweep's locks; on lastfm (runs peak at 5.6-8.6 GB) two 1-thread jobs on the 2 cores got through
+# 1.37 times more training and 1.1 times more evaluation per hour than one 2-thread job:
+#   DATASETS=lastfm SEEDS=1 bash benchmarks/study_runs.sh &
+#   DATASETS=lastfm SEEDS=2 bash benchmarks/study_runs.sh &
 # SFT stages are cached in $RECBENCH_HOME, on the machine that trained them: a seed continued on
 # another machine trains its stage again into another model, which the pipeline evaluates and
 # records again (each loss is paired with its own stage; compare's sft_stages table shows the two
