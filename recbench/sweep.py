@@ -306,10 +306,9 @@ def _point_lock(store: Path, point: SweepPoint) -> FileLock:
 def running_elsewhere(store: Path, point: SweepPoint) -> bool:
     """Whether another live sweep holds ``point``'s lock now.  Creates no lock file: where none
     exists no sweep has ever held it."""
-    path = lock_path(store, point)
-    if not path.exists():
+    if not lock_path(store, point).exists():
         return False
-    probe = FileLock(path, thread_local=False)
+    probe = _point_lock(store, point)
     try:
         probe.acquire(blocking=False)
     except Timeout:
