@@ -48,6 +48,7 @@ def _run(
     model: str = "smollm2-135m",
     profile: str = "cpu",
     run_id: str | None = None,
+    hardware: dict | None = None,
 ) -> None:
     run = {
         "run_id": run_id or f"{dataset}-{method}-{profile}-{seed}-{json.dumps(hparams)}",
@@ -60,7 +61,7 @@ def _run(
         "profile": profile,
         "hparams": hparams,
         "settings": {},
-        "hardware": HARDWARE,
+        "hardware": hardware or HARDWARE,
         "versions": VERSIONS,
     }
     records = []
@@ -373,7 +374,20 @@ def test_studies_keep_other_hyperparameters_at_their_defaults(store, tmp_path):
     assert seven["peak_memory_mb_mean"] == pytest.approx(1200.0)
     assert seven["preference_seconds_mean"] == pytest.approx(350.0)
     assert seven["train_seconds_mean"] == pytest.approx(450.0)
+    # cost as a ratio to the smallest n_neg within each seed: n_neg 1 ran seeds 0 and 1 only
+    three = row(napo, n_neg=3)
+    assert three["preference_ratio_seeds"] == 2
+    ratios = [200.0 / 50.0, 210.0 / 50.0]
+    half = T975[1] * statistics.stdev(ratios) / math.sqrt(2)  # 12.706 * 0.1
+    assert three["preference_ratio_mean"] == pytest.approx(4.1, abs=1e-9)
+    assert three["preference_ratio_low"] == pytest.approx(4.1 - half, abs=1e-6)
+    assert three["preference_ratio_high"] == pytest.approx(4.1 + half, abs=1e-6)
+    assert three["memory_ratio_mean"] == pytest.approx((1000 / 600 + 1001 / 600) / 2, abs=1e-9)
+    assert seven["preference_ratio_mean"] == pytest.approx(7.0, abs=1e-9)
+    assert seven["memory_ratio_mean"] == pytest.approx(2.0, abs=1e-9)
+    assert row(napo, n_neg=1)["preference_ratio_mean"] == pytest.approx(1.0, abs=1e-9)
     rho = read_csv(out / "study_rho.csv")
+    assert "preference_ratio_mean" not in rho.columns
     assert list(rho["rho"]) == [0.1, 0.3, 0.7]
     assert row(rho, rho=0.1)["hr1_mean"] == pytest.approx(0.41)
     assert row(rho, rho=0.1)["hr1_interval"] == "wilson"  # one seed
@@ -384,6 +398,47 @@ def test_studies_keep_other_hyperparameters_at_their_defaults(store, tmp_path):
     # CPU use 0.90, 0.85, 0.80 over the seeds; SFT runs recorded none (blank, not 0)
     assert napo_time["cpu_utilisation_mean"] == pytest.approx(0.85, abs=1e-6)
     assert math.isnan(row(timing, dataset="lastfm", method="sft")["cpu_utilisation_mean"])
+
+
+def test_n_neg_cost_ratios_pair_runs_of_one_seed_on_one_machine(tmp_path):
+    """A seed whose two n_neg points ran on different thread counts gives no ratio."""
+    store = tmp_path / "store.jsonl"
+    one_thread, two_threads = ({**HARDWARE, "torch_threads": n} for n in (1, 2))
+    sft = {"sft_seconds": 1000.0}
+    points = (  # (n_neg, seed, hardware, preference seconds, peak memory)
+        (3, 0, two_threads, 400.0, 6000.0),
+        (3, 1, one_thread, 600.0, 6000.0),
+        (3, 2, one_thread, 590.0, 6200.0),
+        (19, 0, one_thread, 880.0, 8600.0),  # seed 0's n_neg 3 ran with 2 threads: no pair
+        (19, 1, one_thread, 900.0, 8400.0),
+        (19, 2, one_thread, 885.0, 8680.0),
+    )
+    for n_neg, seed, hardware, seconds, memory in points:
+        _run(
+            store,
+            "lastfm",
+            "sims_dpo",
+            "loss",
+            seed,
+            {"beta": 1.0, "gamma": 0.0, "ln": False, "n_neg": n_neg},
+            {"hr@1": 0.1, "valid_ratio": 0.9, "pop_bias": 0.4},
+            {"hr@1": 0.1},
+            {**sft, "preference_seconds": seconds, "peak_memory_mb": memory},
+            hardware=hardware,
+        )
+    out = tmp_path / "reports"
+    compare(store, out, formats="csv,md", plots_enabled=False)
+    nineteen = row(read_csv(out / "fig3c_n_neg.csv"), n_neg=19)
+    assert nineteen["preference_ratio_seeds"] == 2
+    # seeds 1 and 2: 900 / 600 and 885 / 590, both 1.5 (the CSV keeps 6 decimals)
+    assert nineteen["preference_ratio_mean"] == pytest.approx(1.5, abs=1e-6)
+    assert nineteen["preference_ratio_high"] - nineteen["preference_ratio_low"] == pytest.approx(
+        0.0, abs=1e-6
+    )
+    assert nineteen["memory_ratio_mean"] == pytest.approx((8400 / 6000 + 8680 / 6200) / 2, abs=1e-6)
+    # the absolute column averages over every seed, machines mixed
+    assert nineteen["preference_seconds_mean"] == pytest.approx((880 + 900 + 885) / 3, abs=1e-5)
+    assert "1.50 [1.50, 1.50] (2)" in (out / "fig3c_n_neg.md").read_text()
 
 
 def test_ablation_table_lists_variants_in_paper_order(store, tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from recbench.reports.runs import TRAIN_TIME, References, one_factor
+from recbench.reports.stats import Estimate, estimate
 from recbench.reports.tables import (
     INTERVAL_NOTE,
     RANKING_MARK,
@@ -40,11 +41,17 @@ def study_table(runs: pd.DataFrame, refs: References, parameter: str) -> Table |
         return f"no loss with runs at two or more values of {parameter} (others at defaults)"
     points = pd.concat(curves, ignore_index=True)
     cost = parameter == "n_neg"
+    ratio_columns = (
+        ("preference_ratio", "preference vs smallest", "cost:preference_seconds"),
+        ("memory_ratio", "memory vs smallest", "cost:peak_memory_mb"),
+    )
     tidy_rows, display_rows = [], []
     for dataset in ordered_datasets(points["dataset"]):
         for method in ordered_methods(points.loc[points["dataset"] == dataset, "method"]):
             here = points[(points["dataset"] == dataset) & (points["method"] == method)]
-            for value in sorted(set(here["value"])):
+            values = sorted(set(here["value"]))
+            smallest = here[here["value"] == values[0]]
+            for value in values:
                 group = here[here["value"] == value]
                 column = headline_column(group)
                 hr1 = stat(group, column)
@@ -81,6 +88,11 @@ def study_table(runs: pd.DataFrame, refs: References, parameter: str) -> Table |
                             "training (s)": cell(total, 1),
                         }
                     )
+                    for prefix, label, column in ratio_columns:
+                        ratio = paired_ratio(group, smallest, column)
+                        tidy.update(fields(prefix, ratio))
+                        tidy[f"{prefix}_seeds"] = ratio.n if ratio else 0
+                        shown[label] = cell(ratio, 2) + (f" ({ratio.n})" if ratio else "")
                 else:
                     valid = stat(group, "generation:valid_ratio")
                     tidy.update(fields("valid_ratio", valid))
@@ -104,6 +116,12 @@ def study_table(runs: pd.DataFrame, refs: References, parameter: str) -> Table |
             "on the CPU; preference: the preference-optimisation stage; training: SFT + "
             "preference stage"
         )
+        notes.append(
+            "vs smallest: this n_neg's preference time (peak memory) over the smallest n_neg's, "
+            "per seed where both ran on the same machine and threads (the seeds counted in "
+            "brackets), mean and 95% interval over those seeds: a ratio within one seed's stage "
+            "and machine, where the absolute columns also average over machines and loads"
+        )
         name, title = "fig3c_n_neg", "Figure 3c: HR@1, peak memory and training time across n_neg"
     else:
         name, title = f"study_{parameter}", f"HR@1 and ValidRatio across {parameter}"
@@ -115,3 +133,21 @@ def study_table(runs: pd.DataFrame, refs: References, parameter: str) -> Table |
         notes=notes,
         runs=points,
     )
+
+
+def paired_ratio(runs: pd.DataFrame, base: pd.DataFrame, column: str) -> Estimate | None:
+    """``column`` of each run over the same seed's ``base`` run on the same machine.
+
+    Times from different machines or thread counts are not comparable, and one seed's two
+    runs share the SFT stage; so the ratio is taken within a seed and a machine only, and the
+    interval is over those ratios.  None when no seed has both (or the column is missing).
+    """
+    if column not in runs.columns or column not in base.columns:
+        return None
+    keys = ["seed", "machine"]
+    pairs = runs[[*keys, column]].merge(base[[*keys, column]], on=keys, suffixes=("", "_base"))
+    pairs = pairs.dropna()
+    pairs = pairs[pairs[f"{column}_base"] > 0]
+    if pairs.empty:
+        return None
+    return estimate((pairs[column] / pairs[f"{column}_base"]).tolist())
