@@ -66,10 +66,15 @@ def _row(row: pd.Series) -> str:
         _seeds(row["seed_diffs"], lambda part: _signed(float(part))),
         _seeds(row["seed_p_holm"], _p),
         _seeds(row["seed_p_users_holm"], _p),
-        f"{row['detectable_diff']:.3f}",
+        _detectable(row["detectable_diff"]),
         row["verdict"],
     ]
     return "| " + " | ".join(cells) + " |"
+
+
+def _detectable(value: float) -> str:
+    """NaN: the pair disagrees on too few examples for any difference to reach 80% power."""
+    return "none" if math.isnan(value) else f"{value:.3f}"
 
 
 def table(root: Path = ROOT) -> str:

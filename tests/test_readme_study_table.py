@@ -53,6 +53,11 @@ def test_one_seed_is_one_training_run_without_an_interval() -> None:
     assert cells[4:8] == ["+0.026 (one training run)", "+0.026", "0.026", "0.081"]
 
 
+def test_a_pair_with_nothing_detectable_says_none() -> None:
+    cells = readme_table._row(_row(detectable_diff=float("nan"))).split(" | ")
+    assert cells[8] == "none"
+
+
 def test_check_fails_on_a_stale_copy_and_write_repairs_it(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     block = readme_table.table()

@@ -134,6 +134,7 @@ def test_clustering_by_user_can_overturn_mcnemar(tmp_path):
     assert clustered["survives"] == "no"
     # the detectable difference is computed on 40 / 10 effective examples: none is detectable
     assert clustered["detectable_diff"] in ("", "nan")
+    assert "| none |" in (tmp_path / "clustered" / "paired_tests.md").read_text()
 
 
 def test_a_map_of_another_split_file_is_not_used(tmp_path):

@@ -115,7 +115,7 @@ def paired_table(tests: PairedTests) -> tables.Table | str:
                     ", ".join(_p(s.p_users_holm) for s in c.seeds) if clustered else ""
                 ),
                 "design effect": "" if math.isnan(effect) else f"{effect:.2f}",
-                "detectable (80%)": "" if math.isnan(detectable) else f"{detectable:.4f}",
+                "detectable (80%)": "none" if math.isnan(detectable) else f"{detectable:.4f}",
                 "verdict": verdict,
                 "why": why,
             }
@@ -151,7 +151,8 @@ def paired_table(tests: PairedTests) -> tables.Table | str:
             "given the comparison's mean discordant share and examples, the examples divided by "
             "the design effect where it is known and above 1 (Connor's normal approximation); a "
             "difference below it that does not survive is 'not separated at this power', not "
-            "'equal'"
+            "'equal'; none: the two disagree on so few examples that not even a difference as "
+            "large as all of them reaches that power"
         ),
         (
             "verdict: separated (the rule holds), not separated at this power (it fails and "
