@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # CPU-only machines take torch's CPU build; with a GPU, pip keeps the CUDA build it resolves.
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch" || echo "torch==2.13.0")
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench reports clean
 
 $(BIN)/recbench: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m pytest benchmarks/bench_*.py -q -s --benchmark-enable
+
+# re-run the command recorded in every committed report (after changing report code or a store)
+reports: setup
+	$(BIN)/python benchmarks/regenerate_reports.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
