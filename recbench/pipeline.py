@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import resource
 import shutil
 import time
 import warnings
@@ -35,18 +34,11 @@ from recbench.methods import register_method
 from recbench.outcomes import Outcomes
 from recbench.results import cpu_has_bf16
 from recbench.scoring import encode_pairs, score_responses
-from recbench.trainer import Stage, StageSettings, add_lora, autocast
+from recbench.trainer import Stage, StageSettings, add_lora, autocast, peak_memory_mb
 
 
 def _digest(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def peak_memory_mb() -> float:
-    """Peak memory of this process: CUDA allocator peak on a GPU, else peak resident set."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _precision(requested: str) -> str:
@@ -167,6 +159,7 @@ class LLMRun:
         default_dir = paths.home() / "runs" / f"{config.dataset}-{config.method}-{self.run_key}"
         self.run_dir = Path(config.output_dir) if config.output_dir else default_dir
         self.timings: dict[str, float] = {}
+        self._stage_peaks: list[float] = []  # peak memory of the stages, from their summaries
         self.outcomes = Outcomes()  # per-example outcomes of the latest evaluation
         self.sft_weights: str | None = None  # digest of the SFT stage's weights, once trained
 
@@ -322,6 +315,7 @@ class LLMRun:
             )
         # the SFT stage may come from the cache: record what training it took, not the load
         self.timings["sft_seconds"] = summary["seconds"]
+        self._stage_peaks.append(summary.get("peak_memory_mb", 0.0))
         self.sft_weights = weights_digest(self.model)
         return summary
 
@@ -402,7 +396,6 @@ class LLMRun:
             info = {k: float(v) for k, v in out.metrics.items() if _is_scalar(v)}
             return out.loss, info
 
-        started = time.perf_counter()
         summary = stage.fit(
             self.model,
             len(self.train_items),
@@ -411,7 +404,9 @@ class LLMRun:
             resume=self.config.resume,
             progress=self.progress,
         )
-        self.timings["preference_seconds"] = time.perf_counter() - started
+        # the stage's own clock: a run resumed after its stage finished did not train it here
+        self.timings["preference_seconds"] = summary["seconds"]
+        self._stage_peaks.append(summary.get("peak_memory_mb", 0.0))
         return summary
 
     # ---------------------------------------------------------------------------- evaluation
@@ -544,7 +539,10 @@ class LLMRun:
             run["settings"]["sft_weights"] = self.sft_weights
         if (plugin := plugins.run_provenance(method)) is not None:
             run["settings"]["plugin"] = plugin  # name, file and sha256 of a plugin's loss/method
-        cost = {**self.timings, "peak_memory_mb": peak_memory_mb(), **self.load.readings()}
+        # like the stage times, the peak covers the stages the run stands on even where another
+        # process trained them (their summaries keep it; 0 where one was written before that)
+        peak = max([peak_memory_mb(), *self._stage_peaks])
+        cost = {**self.timings, "peak_memory_mb": peak, **self.load.readings()}
         return results.run_records(run, evaluation, cost, split=self.settings.eval_split)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import resource
 import shutil
 import sys
 import time
@@ -68,6 +69,13 @@ class StageSettings:
     precision: str = "fp32"  # fp32 or bf16 (autocast)
     checkpoint_every: int = 10  # optimizer steps
     max_grad_norm: float = 1.0
+
+
+def peak_memory_mb() -> float:
+    """Peak memory of this process: CUDA allocator peak on a GPU, else peak resident set."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def autocast(precision: str, device_type: str):
@@ -189,7 +197,7 @@ class Stage:
     # ------------------------------------------------------------------ checkpointing
     def _save(
         self, model, optimizer, scheduler, extra: dict, step: int, where: str,
-        summary: dict | None = None, seconds: float = 0.0,
+        summary: dict | None = None, seconds: float = 0.0, peak_mb: float = 0.0,
     ) -> None:  # fmt: skip
         if not self.accelerator.is_main_process:
             self.accelerator.wait_for_everyone()
@@ -203,7 +211,8 @@ class Stage:
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save({k: v.state_dict() for k, v in extra.items()}, tmp / "modules.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": step, "seconds": seconds}) + "\n")
+        state = {"step": step, "seconds": seconds, "peak_memory_mb": peak_mb}
+        (tmp / "state.json").write_text(json.dumps(state) + "\n")
         if where == "final":  # done.json last: it marks the checkpoint complete
             (tmp / "summary.json").write_text(json.dumps(summary or {}) + "\n")
             (tmp / "done.json").write_text(json.dumps(asdict(self.settings)) + "\n")
@@ -227,16 +236,17 @@ class Stage:
                 module.load_state_dict(modules[key])
         return int(json.loads((source / "state.json").read_text())["step"])
 
-    def _checkpoint_seconds(self) -> float:
-        """Training seconds up to the checkpoint (0 for one written before they were kept), so
-        that a stage continued after a kill reports the time of all its steps, not of the last
-        part only.  Steps done after the checkpoint and lost with the kill are not counted; they
-        are counted when they are redone."""
+    def _checkpoint_cost(self) -> tuple[float, float]:
+        """Training seconds and peak memory (MB) up to the checkpoint (0 for one written before
+        they were kept), so that a stage continued after a kill reports the time of all its
+        steps and the peak of every process that trained it, not of the last part only.  Steps
+        done after the checkpoint and lost with the kill are not counted; they are counted when
+        they are redone."""
         try:
             state = json.loads((self.dir / "checkpoint" / "state.json").read_text())
-            return float(state.get("seconds", 0.0))
+            return float(state.get("seconds", 0.0)), float(state.get("peak_memory_mb", 0.0))
         except (OSError, ValueError, TypeError, AttributeError):
-            return 0.0
+            return 0.0, 0.0
 
     def load_final(self, model, extra: dict | None = None) -> None:
         self._load(model, None, None, extra or {}, "final")
@@ -288,7 +298,7 @@ class Stage:
         false, finding one raises :class:`InterruptedStageError` rather than deleting it.
 
         ``extra`` maps names to modules whose state is checkpointed with the weights (the loss
-        and its running buffers).  Returns a summary (steps, seconds, last metrics).
+        and its running buffers).  Returns a summary (steps, seconds, peak memory, last metrics).
         """
         from transformers import get_cosine_schedule_with_warmup
 
@@ -314,7 +324,7 @@ class Stage:
             )
 
         optimizer, scheduler = fresh_optimizer()
-        step, resumed_at, seconds_before = 0, None, 0.0
+        step, resumed_at, seconds_before, peak_before = 0, None, 0.0, 0.0
         if (self.dir / "checkpoint").is_dir():
             if not resume:
                 raise InterruptedStageError(
@@ -327,7 +337,7 @@ class Stage:
                 optimizer, scheduler = fresh_optimizer()  # a partial load may have touched them
             else:
                 step, resumed_at = loaded, loaded
-                seconds_before = self._checkpoint_seconds()
+                seconds_before, peak_before = self._checkpoint_cost()
                 if progress:
                     print(f"{settings.name}: continuing from the checkpoint at step {step} of "
                           f"{total_steps} ({self.dir})", file=sys.stderr, flush=True)  # fmt: skip
@@ -370,7 +380,9 @@ class Stage:
             bar.set_postfix(loss=f"{last['loss']:.4f}")
             if step % settings.checkpoint_every == 0 and step < total_steps:
                 seconds = seconds_before + time.perf_counter() - started
-                self._save(model, optimizer, scheduler, extra, step, "checkpoint", seconds=seconds)
+                peak = max(peak_before, peak_memory_mb())
+                self._save(model, optimizer, scheduler, extra, step, "checkpoint",
+                           seconds=seconds, peak_mb=peak)  # fmt: skip
         bar.close()
         summary = {
             "steps": total_steps,
@@ -379,9 +391,13 @@ class Stage:
             # the training time of the whole stage, across the processes that ran its parts
             "seconds": seconds_before + time.perf_counter() - started,
             "resumed_at_step": resumed_at,
+            # the largest peak of the processes that trained it (this one's includes what it
+            # did before, e.g. the SFT stage ahead of a preference stage)
+            "peak_memory_mb": max(peak_before, peak_memory_mb()),
             "last": last,
         }
-        self._save(model, None, None, extra, step, "final", summary, seconds=summary["seconds"])
+        self._save(model, None, None, extra, step, "final", summary,
+                   seconds=summary["seconds"], peak_mb=summary["peak_memory_mb"])  # fmt: skip
         if self.accelerator.is_main_process:
             shutil.rmtree(self.dir / "checkpoint", ignore_errors=True)
         return summary

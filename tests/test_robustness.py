@@ -424,7 +424,9 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, acceler
 
 def test_a_continued_stage_reports_the_time_of_all_its_steps(tmp_path, accelerator):
     """Stopped after step 3 of 6 and continued, the stage's seconds cover all 6 steps: each
-    step sleeps 0.1 s, so at least 0.6 s (the continued part alone would be about 0.3 s)."""
+    step sleeps 0.1 s, so at least 0.6 s (the continued part alone would be about 0.3 s).  Its
+    peak memory is the larger of the two processes': the checkpoint's is raised to a value this
+    process never reaches, standing for a first process that needed more."""
     data, model = token_data(), tiny_model(0)
 
     def slow(step_fn):
@@ -439,12 +441,15 @@ def test_a_continued_stage_reports_the_time_of_all_its_steps(tmp_path, accelerat
         stage.fit(model, N_ITEMS, slow(_diverging_step(model, data, 4, "loss", {})),
                   progress=False)  # fmt: skip
     state = json.loads((tmp_path / "stage" / "checkpoint" / "state.json").read_text())
-    assert state["step"] == 3 and state["seconds"] >= 0.3
+    assert state["step"] == 3 and state["seconds"] >= 0.3 and state["peak_memory_mb"] > 1
+    state_path = tmp_path / "stage" / "checkpoint" / "state.json"
+    state_path.write_text(json.dumps({**state, "peak_memory_mb": 987654.0}) + "\n")
     fresh = tiny_model(0)
     summary = Stage(tmp_path / "stage", settings(), accelerator).fit(
         fresh, N_ITEMS, slow(lm_step(fresh, data)), resume=True, progress=False
     )
     assert summary["resumed_at_step"] == 3 and summary["seconds"] >= 0.6
+    assert summary["peak_memory_mb"] == pytest.approx(987654.0, abs=1e-6)
     again = Stage(tmp_path / "stage", settings(), accelerator).fit(
         fresh, N_ITEMS, slow(lm_step(fresh, data)), progress=False
     )  # the finished stage: its summary, as recorded

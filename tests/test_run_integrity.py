@@ -102,13 +102,14 @@ def test_a_non_empty_directory_that_holds_no_run_is_refused(tiny_llm, tmp_path):
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
-def interrupt_after_first_preference_checkpoint(monkeypatch) -> None:
-    """Ctrl-C right after the preference stage wrote its first checkpoint (step 1 of 2)."""
+def interrupt_after_first_preference_checkpoint(monkeypatch, at: str = "checkpoint") -> None:
+    """Ctrl-C right after the preference stage wrote its first checkpoint (step 1 of 2), or its
+    final weights with ``at="final"``."""
     original = Stage._save
 
     def save(self, model, optimizer, scheduler, extra, step, where, summary=None, **kw):
         original(self, model, optimizer, scheduler, extra, step, where, summary, **kw)
-        if self.settings.name == "preference" and where == "checkpoint":
+        if self.settings.name == "preference" and where == at:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(Stage, "_save", save)
@@ -172,3 +173,34 @@ def test_a_preference_stage_is_not_continued_on_another_sft_stage(tiny_llm, tmp_
     assert f"remove {out / 'preference'} to retrain it" in message
     assert (out / "preference" / "checkpoint" / "adapter.safetensors").is_file()
     assert {r["method"] for r in records(store)} == {"sft"}
+
+
+def test_a_run_continued_after_its_stage_finished_records_the_stage_cost(
+    tiny_llm, tmp_path, monkeypatch
+):
+    """Killed after its preference stage was saved, a run continued later trains nothing: its
+    record must still carry the time and peak memory of the stage (kept in the stage's summary),
+    not the near-zero time of the continuation.  The summary is edited to values no process of
+    this test reaches, standing for the earlier process that trained the stage."""
+    home, store, out = tmp_path / "home", tmp_path / "results.jsonl", tmp_path / "run"
+    monkeypatch.setenv("RECBENCH_HOME", str(home))
+    config = RunConfig(loss="dpo", dataset="lastfm", profile="smoke", model=str(tiny_llm),
+                       output_dir=out, results=store)  # fmt: skip
+    interrupt_after_first_preference_checkpoint(monkeypatch, at="final")
+    with pytest.raises(RunInterrupted):
+        api.run(config)
+    monkeypatch.undo()
+    summary_path = out / "preference" / "final" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    assert summary["seconds"] > 0 and summary["peak_memory_mb"] > 100  # what the stage measured
+    summary.update(seconds=4321.5, peak_memory_mb=987654.0)
+    summary_path.write_text(json.dumps(summary) + "\n")
+    assert {r["method"] for r in records(store)} == {"sft"}
+
+    args = smoke(tiny_llm, "--loss", "dpo", "--output-dir", str(out), "--results", str(store))
+    resumed = run_cli(*args, "--resume", env={"RECBENCH_HOME": str(home)})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    cost = {r["metric"]: r["value"] for r in records(store)
+            if r["method"] == "dpo" and r["mode"] == "cost"}  # fmt: skip
+    assert cost["preference_seconds"] == pytest.approx(4321.5, abs=1e-6)
+    assert cost["peak_memory_mb"] == pytest.approx(987654.0, abs=1e-6)

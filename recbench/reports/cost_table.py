@@ -70,9 +70,14 @@ def time_table(refs: References) -> Table | str:
     notes = [
         INTERVAL_NOTE,
         (
-            "training = SFT stage + preference stage of each run (the SFT stage is shared "
-            "between losses with the same settings, so a run that reused a cached SFT reports "
-            "its load time)"
+            "training = SFT stage + preference stage of each run (the SFT stage is shared by "
+            "the losses of a seed; each run reports the time its stages took to train, not to "
+            "load from the cache)"
+        ),
+        (
+            "peak memory: the largest of the processes that trained the run's stages and "
+            "evaluated it; runs recorded before 2026-12-04 give the peak of the process that "
+            "wrote the record, the evaluation's alone where it loaded its stages"
         ),
         (
             "CPU use: the run's process CPU time over its wall time times its threads (near 1 "
