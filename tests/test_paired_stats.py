@@ -444,8 +444,10 @@ def test_each_loss_is_paired_with_the_sft_stage_it_started_from(tmp_path):
     dpo = new_sft | {20, 21, 22}
     _add_run(store, "dpo", "loss", 0, dpo, SFT_RANK, stage="b2", time=LATER)
     _add_run(store, "gru4rec", "sequential", 0, None, set(range(8)))  # ranks 0..7 first
+    # napo started from a third stage, named like dpo's but another
+    _add_run(store, "napo", "loss", 0, new_sft, SFT_RANK, stage="c3", time=LATER)
     out = tmp_path / "reports"
-    pairs = ["sdpo:sft", "dpo:sft", "dpo:sdpo", "gru4rec:sft"]
+    pairs = ["sdpo:sft", "dpo:sft", "dpo:sdpo", "gru4rec:sft", "napo:dpo"]
     compare(store, out, plots_enabled=False, pairs=pairs)
     frame = read_csv(out / "paired_tests.csv")
     # a model that has no SFT stage is compared with the SFT run Table 2 shows, the latest
@@ -463,8 +465,13 @@ def test_each_loss_is_paired_with_the_sft_stage_it_started_from(tmp_path):
     assert floats(dpo_sft["seed_diffs"]) == pytest.approx([3 / N], abs=1e-9)
 
     text = (out / "paired_tests.md").read_text()
-    assert "dpo vs sdpo on lastfm (generation), seed 0: the runs started from different SFT" in text
+    # both named, and not the same: different stages; one unnamed: the store cannot say
+    assert "napo vs dpo on lastfm (generation), seed 0: the runs started from different SFT" in text
+    assert ("dpo vs sdpo on lastfm (generation), seed 0: a run does not record the SFT stage "
+            "it started from") in text  # fmt: skip
+    assert "dpo vs sdpo on lastfm (generation), seed 0: the runs started from" not in text
     assert "sdpo vs sft on lastfm (generation), seed 0: the runs started from" not in text
+    assert "sdpo vs sft on lastfm (generation), seed 0: a run does not record" not in text
     # Table 2 shows one SFT run per seed, the latest stage's: 5 of 40, not 10 nor their mean
     main = read_csv(out / "table2_main.csv")
     sft_row = row(main, method="sft")

@@ -265,30 +265,38 @@ def _label(seed: int) -> str:
 Runs = dict[int, list[tuple[str, str]]]
 
 
+#: Why two runs of a seed may not share their starting model: "" (they do), "different" (they
+#: record two SFT stages of the seed) or "unrecorded" (one run recorded before runs named
+#: their stage, the other after: the same stage or another, the store cannot say).
+StageMismatch = str
+
+
 def _stage_pair(
     a: list[tuple[str, str]], b: list[tuple[str, str]], staged: bool
-) -> tuple[str, str, bool]:
+) -> tuple[str, str, StageMismatch]:
     """The runs of one seed to compare and whether their SFT stages differ.
 
     Between two methods trained from a seed's SFT stage (``staged``): the latest two that
     started from the same stage, else the latest of each.  Otherwise (a sequential model
     against SFT, say) the latest of each: the run each table shows.
     """
-    if staged:
-        for run_a, stage_a in reversed(a):
-            for run_b, stage_b in reversed(b):
-                if stage_a == stage_b:
-                    return run_a, run_b, False
-    return a[-1][0], b[-1][0], staged
+    if not staged:
+        return a[-1][0], b[-1][0], ""
+    for run_a, stage_a in reversed(a):
+        for run_b, stage_b in reversed(b):
+            if stage_a == stage_b:  # two unrecorded ones count as one, as before stages had names
+                return run_a, run_b, ""
+    (run_a, stage_a), (run_b, stage_b) = a[-1], b[-1]
+    return run_a, run_b, "different" if stage_a and stage_b else "unrecorded"
 
 
-def _seed_pairs(a: Runs, b: Runs, staged: bool) -> list[tuple[int, str, str, bool]]:
-    """(seed, run of A, run of B, from different SFT stages): same seed, or every seed of one
-    against a seedless other."""
+def _seed_pairs(a: Runs, b: Runs, staged: bool) -> list[tuple[int, str, str, StageMismatch]]:
+    """(seed, run of A, run of B, why their SFT stages may differ): same seed, or every seed
+    of one against a seedless other."""
     if set(a) == {NO_SEED}:
-        return [(seed, a[NO_SEED][-1][0], runs[-1][0], False) for seed, runs in sorted(b.items())]
+        return [(seed, a[NO_SEED][-1][0], runs[-1][0], "") for seed, runs in sorted(b.items())]
     if set(b) == {NO_SEED}:
-        return [(seed, runs[-1][0], b[NO_SEED][-1][0], False) for seed, runs in sorted(a.items())]
+        return [(seed, runs[-1][0], b[NO_SEED][-1][0], "") for seed, runs in sorted(a.items())]
     common = sorted(a.keys() & b.keys())
     return [(seed, *_stage_pair(a[seed], b[seed], staged)) for seed in common]
 
@@ -350,12 +358,19 @@ def _compare(
     if alone:
         listed = ", ".join(_label(s) for s in alone)
         notes.append(f"{a} vs {b} {where}: seed {listed} of one method only, left out")
-    apart = [_label(seed) for seed, _, _, differ in pairs if differ]
+    apart = [_label(seed) for seed, _, _, why in pairs if why == "different"]
     if apart:
         notes.append(
             f"{a} vs {b} {where}, seed {', '.join(apart)}: the runs started from different "
-            "SFT stages of the seed (trained on two machines), so they share the test examples "
-            "but not the starting model"
+            "SFT stages of the seed (trained twice), so they share the test examples but not "
+            "the starting model"
+        )
+    unknown = [_label(seed) for seed, _, _, why in pairs if why == "unrecorded"]
+    if unknown:
+        notes.append(
+            f"{a} vs {b} {where}, seed {', '.join(unknown)}: a run does not record the SFT "
+            "stage it started from (recorded before runs named it), so the two may not share "
+            "the starting model (sft_stages: how far two stages of a seed differ)"
         )
     tests = []
     for seed, run_a, run_b, _ in pairs:
