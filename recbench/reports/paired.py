@@ -270,6 +270,15 @@ Runs = dict[int, list[tuple[str, str]]]
 #: their stage, the other after: the same stage or another, the store cannot say).
 StageMismatch = str
 
+#: The note for the seeds of a comparison whose runs may not share their starting model.
+STAGE_NOTES = {
+    "different": "the runs started from different SFT stages of the seed (trained twice), so "
+    "they share the test examples but not the starting model",
+    "unrecorded": "a run does not record the SFT stage it started from (recorded before runs "
+    "named it), so the two may not share the starting model (sft_stages: how far two stages "
+    "of a seed differ)",
+}
+
 
 def _stage_pair(
     a: list[tuple[str, str]], b: list[tuple[str, str]], staged: bool
@@ -358,20 +367,9 @@ def _compare(
     if alone:
         listed = ", ".join(_label(s) for s in alone)
         notes.append(f"{a} vs {b} {where}: seed {listed} of one method only, left out")
-    apart = [_label(seed) for seed, _, _, why in pairs if why == "different"]
-    if apart:
-        notes.append(
-            f"{a} vs {b} {where}, seed {', '.join(apart)}: the runs started from different "
-            "SFT stages of the seed (trained twice), so they share the test examples but not "
-            "the starting model"
-        )
-    unknown = [_label(seed) for seed, _, _, why in pairs if why == "unrecorded"]
-    if unknown:
-        notes.append(
-            f"{a} vs {b} {where}, seed {', '.join(unknown)}: a run does not record the SFT "
-            "stage it started from (recorded before runs named it), so the two may not share "
-            "the starting model (sft_stages: how far two stages of a seed differ)"
-        )
+    for why, says in STAGE_NOTES.items():
+        if listed := ", ".join(_label(seed) for seed, _, _, w in pairs if w == why):
+            notes.append(f"{a} vs {b} {where}, seed {listed}: {says}")
     tests = []
     for seed, run_a, run_b, _ in pairs:
         hits_a, hits_b = hits[run_a], hits[run_b]
