@@ -159,7 +159,7 @@ class LLMRun:
         default_dir = paths.home() / "runs" / f"{config.dataset}-{config.method}-{self.run_key}"
         self.run_dir = Path(config.output_dir) if config.output_dir else default_dir
         self.timings: dict[str, float] = {}
-        self._stage_peaks: list[float] = []  # peak memory of the stages, from their summaries
+        self._stage_peak = 0.0  # largest peak memory (MB) of its stages, from their summaries
         self.outcomes = Outcomes()  # per-example outcomes of the latest evaluation
         self.sft_weights: str | None = None  # digest of the SFT stage's weights, once trained
 
@@ -315,7 +315,7 @@ class LLMRun:
             )
         # the SFT stage may come from the cache: record what training it took, not the load
         self.timings["sft_seconds"] = summary["seconds"]
-        self._stage_peaks.append(summary.get("peak_memory_mb", 0.0))
+        self._stage_peak = max(self._stage_peak, summary.get("peak_memory_mb", 0.0))
         self.sft_weights = weights_digest(self.model)
         return summary
 
@@ -406,7 +406,7 @@ class LLMRun:
         )
         # the stage's own clock: a run resumed after its stage finished did not train it here
         self.timings["preference_seconds"] = summary["seconds"]
-        self._stage_peaks.append(summary.get("peak_memory_mb", 0.0))
+        self._stage_peak = max(self._stage_peak, summary.get("peak_memory_mb", 0.0))
         return summary
 
     # ---------------------------------------------------------------------------- evaluation
@@ -541,7 +541,7 @@ class LLMRun:
             run["settings"]["plugin"] = plugin  # name, file and sha256 of a plugin's loss/method
         # like the stage times, the peak covers the stages the run stands on even where another
         # process trained them (their summaries keep it; 0 where one was written before that)
-        peak = max([peak_memory_mb(), *self._stage_peaks])
+        peak = max(peak_memory_mb(), self._stage_peak)
         cost = {**self.timings, "peak_memory_mb": peak, **self.load.readings()}
         return results.run_records(run, evaluation, cost, split=self.settings.eval_split)
 

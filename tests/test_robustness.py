@@ -518,7 +518,7 @@ def test_result_records_hold_the_seed_and_every_setting_to_repeat_the_run(tmp_pa
         config, config.settings, "fp32", {"sft_seconds": 1.0}
     )  # fmt: skip
     run.sft_weights = "0123456789abcdef"
-    run._stage_peaks = [987654.0]  # a stage trained by a process that needed more than this one
+    run._stage_peak = 987654.0  # a stage trained by a process that needed more than this one
     run.ds = load_dataset("lastfm")
     run.accelerator = type("OneProcess", (), {"num_processes": 1})()
     run.load = results.LoadMeter()

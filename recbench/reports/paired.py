@@ -39,6 +39,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
@@ -268,7 +269,7 @@ Runs = dict[int, list[tuple[str, str]]]
 #: Why two runs of a seed may not share their starting model: "" (they do), "different" (they
 #: record two SFT stages of the seed) or "unrecorded" (one run recorded before runs named
 #: their stage, the other after: the same stage or another, the store cannot say).
-StageMismatch = str
+StageMismatch = Literal["", "different", "unrecorded"]
 
 #: The note for the seeds of a comparison whose runs may not share their starting model.
 STAGE_NOTES = {
