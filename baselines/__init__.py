@@ -1,27 +1,20 @@
-"""Traditional sequential recommenders (GRU4Rec, Caser, SASRec) for recbench.
+"""recbench's own baselines, a plugin of the core: the rules, the sequential recommenders,
+MoRec, TALLRec, ChatRec and LLaRA as methods (``recbench run --baseline NAME``).
 
-They serve two purposes: as baselines evaluated on exactly the same 20-candidate test examples as
-the LLM methods, and (SASRec) as the source of NAPO's auxiliary signals.  The architectures load
-the released LLaRA checkpoints unchanged (``checkpoints/``, see its PROVENANCE.md).
-
-Entry points: :func:`execute_baseline` (train or load, evaluate, record; :func:`run_baseline`
-takes the CLI's ``RunConfig``), :data:`BASELINES` (the
-registry with default settings) and :func:`trained_sasrec` (recbench's own SASRec of a dataset,
-trained on first use).
+The sequential models themselves (GRU4Rec, Caser, SASRec: architectures, training, weights) are
+the core's (:mod:`recbench.seqrec`), since NAPO needs a SASRec whatever plugins are installed;
+they are re-exported here for scripts, with :func:`execute_baseline` (train or load and
+evaluate, recording nothing).
 """
 
-from baselines.auxiliary import default_checkpoint, trained_sasrec
-from baselines.evaluation import CandidateSet, candidate_scores, evaluate_model
-from baselines.models import Caser, GRU4Rec, SASRec, SequentialRecommender, build_model
-from baselines.registry import BASELINES, BaselineSpec, list_baselines
-from baselines.runner import (
-    BaselineRun,
-    execute_baseline,
-    run_baseline,
-    train_baseline,
-)
-from baselines.training import TrainConfig, TrainingRows, TrainResult, fit
-from baselines.weights import load_released, load_weights, released_names, save_weights
+from recbench.baselines.runner import BaselineRun, execute_baseline, train_baseline
+
+from recbench.seqrec.evaluation import CandidateSet, candidate_scores, evaluate_model
+from recbench.seqrec.models import Caser, GRU4Rec, SASRec, SequentialRecommender, build_model
+from recbench.seqrec.registry import BASELINES, BaselineSpec, list_baselines
+from recbench.seqrec.sasrec import default_checkpoint, trained_sasrec
+from recbench.seqrec.training import TrainConfig, TrainingRows, TrainResult, fit
+from recbench.seqrec.weights import load_released, load_weights, released_names, save_weights
 
 __all__ = [
     "BASELINES",
@@ -45,7 +38,6 @@ __all__ = [
     "load_released",
     "load_weights",
     "released_names",
-    "run_baseline",
     "save_weights",
     "train_baseline",
     "trained_sasrec",

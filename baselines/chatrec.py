@@ -17,8 +17,6 @@ same examples is recorded in mode ``hint`` (HR@1, HR@k: how often the target is 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -26,15 +24,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from baselines.evaluation import CandidateSet, candidate_scores
-from recbench.auxiliary import load_sasrec
+from recbench.auxiliary import check_sasrec, choice_for, load_sasrec
 from recbench.batches import PromptItem
 from recbench.config import MAX_NEGATIVES
 from recbench.data import load_dataset
-from recbench.data.dataset import Dataset
+from recbench.data.dataset import Dataset, Example
 from recbench.errors import UserError
+from recbench.methods import Answers, Scores, register_method
 from recbench.metrics import ranking_metrics
-from recbench.pipeline import LLMRun
+from recbench.pipeline import LLMMethod
+from recbench.seqrec.evaluation import CandidateSet, candidate_scores
 
 if TYPE_CHECKING:
     from recbench.config import RunConfig
@@ -88,25 +87,52 @@ def _hint_k(params: dict[str, Any]) -> int:
     return k
 
 
-def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
+@register_method
+class ChatRec(LLMMethod):
     """``recbench run --baseline chatrec``: hinted prompts, base model, both evaluation modes."""
-    if config.checkpoint is not None:
-        raise UserError("chatrec's recommender is chosen with --aux-checkpoint, not --checkpoint")
-    k = _hint_k(config.loss_params)
-    # NAPO's choice of SASRec (checked before the LLM loads); no loss, so the "last" state
-    recommender, recommender_id = load_sasrec(load_dataset(config.dataset), config)
-    llm = LLMRun(config, progress=progress)
-    key = json.dumps([llm.run_key, k, recommender_id])
-    run_id = f"{config.dataset}-{METHOD}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
-    def work(output: dict[str, Any]) -> list[dict]:
-        started = time.perf_counter()
-        llm.eval_items, scores = with_hints(llm.ds, llm.eval_items, recommender, k)
-        llm.timings["recommender_seconds"] = time.perf_counter() - started
-        evaluation = output["evaluation"] = llm.evaluate()
-        target = np.array([it.example.target_position for it in llm.eval_items])
-        evaluation["hint"] = ranking_metrics(scores, target, ks=(k,))
-        hparams = {"k": k, "recommender": recommender_id}
-        return llm.records(METHOD, FAMILY, hparams, evaluation, run_id)
+    name, order = METHOD, 1
+    summary = "zero-shot LLM with SASRec's top suggestions in the prompt (ChatRec)"
 
-    return llm.execute(run_id, work)
+    @classmethod
+    def check(cls, config: RunConfig) -> None:
+        if config.checkpoint is not None:
+            raise UserError(
+                "chatrec's recommender is chosen with --aux-checkpoint, not --checkpoint"
+            )
+        _hint_k(config.loss_params)
+        check_sasrec(load_dataset(config.dataset), config)
+
+    @classmethod
+    def defining_settings(cls, config: RunConfig, ds: Dataset) -> dict[str, Any]:
+        return {**super().defining_settings(config, ds), "k": _hint_k(config.loss_params),
+                "recommender": choice_for(ds, config)}  # fmt: skip
+
+    def prepare(self) -> None:
+        config = self.run.config
+        self.k = _hint_k(config.loss_params)
+        # NAPO's choice of SASRec; no loss, so the "last" state
+        self.recommender, recommender_id = load_sasrec(self.run.dataset, config)
+        self.facts.hparams = {"k": self.k, "recommender": recommender_id}
+        self.llm.record_facts(self.facts)
+        self._hinted: dict[tuple[str, ...], list[PromptItem]] = {}
+
+    def _items(self, examples: Sequence[Example]) -> list[PromptItem]:
+        """The hinted prompts (the recommender's ranking computed once, its metrics recorded as
+        mode ``hint``: how often the target is among its suggestions)."""
+        key = tuple(ex.key for ex in examples)
+        if key not in self._hinted:
+            started = time.perf_counter()
+            items, scores = with_hints(self.run.dataset, self.llm.eval_items(examples),
+                                       self.recommender, self.k)  # fmt: skip
+            self.facts.timings["recommender_seconds"] = time.perf_counter() - started
+            target = np.array([ex.target_position for ex in examples])
+            self.facts.extra_modes["hint"] = ranking_metrics(scores, target, ks=(self.k,))
+            self._hinted[key] = items
+        return self._hinted[key]
+
+    def score(self, examples: Sequence[Example]) -> Scores:
+        return self.llm.score(self._items(examples))
+
+    def generate(self, examples: Sequence[Example]) -> Answers:
+        return self.llm.generate(self._items(examples))

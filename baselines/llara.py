@@ -39,17 +39,12 @@ in ``llara_model.py``, the hybrid token ids in ``llara_prompts.py``.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import time
-from dataclasses import asdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
-
-from baselines.llara_model import (
+from recbench.baselines.llara_model import (
     CURRICULUM_RAMP,
     CurriculumClock,
     HybridEmbedding,
@@ -57,22 +52,20 @@ from baselines.llara_model import (
     hybrid_probability,
     use_hybrid,
 )
-from baselines.llara_prompts import HybridEncoder
-from recbench import paths
-from recbench.auxiliary import load_sasrec
+from recbench.baselines.llara_prompts import HybridEncoder
+from tqdm.auto import tqdm
+
+from recbench.auxiliary import check_sasrec, choice_for, load_sasrec
 from recbench.batches import PromptItem, batched, candidate_texts
 from recbench.config import RunConfig
-from recbench.evaluation import generation_report, ranking_report
-from recbench.outcomes import Outcomes
-from recbench.pipeline import RUN_LOCATION_FIELDS, LLMRun
+from recbench.data import load_dataset
+from recbench.data.dataset import Dataset, Example
+from recbench.methods import Answers, Scores, register_method
+from recbench.pipeline import LLMMethod, LLMRun
 from recbench.scoring import score_responses
 from recbench.trainer import Stage, add_lora
 
 METHOD = "llara"
-
-
-def _digest(value: object) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 # ------------------------------------------------------------------------------- training
@@ -149,44 +142,41 @@ def generate_hybrid(llm: LLMRun, encoder: HybridEncoder, items: list[PromptItem]
     return answers
 
 
-def evaluate(llm: LLMRun, encoder: HybridEncoder) -> dict[str, dict]:
-    """Both protocol modes on ``llm.eval_items``, every prompt hybrid."""
-    llm.model.eval()
-    started = time.perf_counter()
-    scores, lengths = rank_hybrid(llm, encoder, llm.eval_items)
-    llm.outcomes = Outcomes()
-    out = {"ranking": ranking_report(llm.ds, llm.eval_items, scores, lengths, llm.outcomes)}
-    llm.timings["eval_ranking_seconds"] = time.perf_counter() - started
-    if llm.settings.generation:
-        started = time.perf_counter()
-        answers = generate_hybrid(llm, encoder, llm.eval_items)
-        out["generation"] = generation_report(llm.ds, llm.eval_items, answers, llm.outcomes)
-        llm.timings["eval_generation_seconds"] = time.perf_counter() - started
-        llm._write_answers(answers)
-    return out
+@register_method
+class LLaRA(LLMMethod):
+    """``recbench run --baseline llara``: LoRA + projector with the curriculum, then hybrid
+    prompts for every evaluation prompt."""
 
+    name, order, needs = METHOD, 4, "stages"
+    summary = "hybrid item tokens from SASRec with a curriculum (LLaRA)"
 
-# ------------------------------------------------------------------------------------ run
-def run(config: RunConfig, progress: bool = True) -> dict:
-    """``recbench run --baseline llara``: train, evaluate, append the records; the summary."""
-    llm = LLMRun(config, progress=progress)
-    s = llm.settings
-    sasrec, sasrec_id = load_sasrec(llm.ds, config)
-    identity = {k: v for k, v in config.to_dict().items() if k not in RUN_LOCATION_FIELDS}
-    key = _digest({"config": identity, "settings": asdict(s), "precision": llm.precision,
-                   "sasrec": sasrec_id, "ramp": CURRICULUM_RAMP})  # fmt: skip
-    run_id = f"{config.dataset}-{METHOD}-{key}"
-    llm.run_dir = Path(config.output_dir) if config.output_dir else paths.home() / "runs" / run_id
+    @classmethod
+    def check(cls, config: RunConfig) -> None:
+        super().check(config)
+        check_sasrec(load_dataset(config.dataset), config)
 
-    def work(output: dict) -> list[dict]:
+    @classmethod
+    def defining_settings(cls, config: RunConfig, ds: Dataset) -> dict:
+        return {**super().defining_settings(config, ds), "sasrec": choice_for(ds, config),
+                "ramp": CURRICULUM_RAMP}  # fmt: skip
+
+    def prepare(self) -> None:
+        llm, config = self.llm, self.run.config
+        s = llm.settings
+        sasrec, sasrec_id = load_sasrec(llm.ds, config)
         llm.model = add_lora(llm.model, s.lora_r, s.lora_alpha, config.seed)
         table = sasrec.item_embeddings.weight.detach().float()
         hybrid: HybridEmbedding = attach_hybrid(llm.model, table, config.seed)
-        encoder = HybridEncoder(llm.tokenizer, llm.ds, hybrid.vocab_size, s.max_prompt_tokens)
-        output["train"] = train(llm, encoder, llm.run_dir / "train")
-        evaluation = output["evaluation"] = evaluate(llm, encoder)
-        hparams = {"sasrec": sasrec_id, "curriculum_ramp": CURRICULUM_RAMP,
-                   "projector": "linear-gelu-linear"}  # fmt: skip
-        return llm.records(METHOD, "llm_baseline", hparams, evaluation, run_id)
+        self.encoder = HybridEncoder(llm.tokenizer, llm.ds, hybrid.vocab_size, s.max_prompt_tokens)
+        self.facts.summary["train"] = train(llm, self.encoder, self.run.run_dir / "train")
+        self.facts.hparams = {"sasrec": sasrec_id, "curriculum_ramp": CURRICULUM_RAMP,
+                              "projector": "linear-gelu-linear"}  # fmt: skip
+        llm.record_facts(self.facts)
+        llm.model.eval()
 
-    return llm.execute(run_id, work)
+    def score(self, examples: Sequence[Example]) -> Scores:
+        values, lengths = rank_hybrid(self.llm, self.encoder, self.llm.eval_items(examples))
+        return Scores(values, lengths)
+
+    def generate(self, examples: Sequence[Example]) -> Answers:
+        return Answers(generate_hybrid(self.llm, self.encoder, self.llm.eval_items(examples)))

@@ -11,7 +11,7 @@ sentence-transformers runs it) is frozen and only a linear projection 384 -> d i
 (the paper's two-stage setting, which it finds clearly weaker than training the encoder end to end,
 something a 2-core CPU cannot afford); the text is the item title alone, and there is no per-item
 output bias (the ID SASRec learns popularity there).  The SASRec architecture, its sizes and the
-optimisation (:func:`baselines.training.fit`, full-softmax cross-entropy, model selection on the
+optimisation (:func:`recbench.seqrec.training.fit`, full-softmax cross-entropy, model selection on the
 validation split) are those of recbench's ID-based SASRec, and the evaluation ranks the shared
 20 candidates of the same test examples as every other method.
 
@@ -33,29 +33,28 @@ import tempfile
 import time
 import warnings
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from recbench.baselines.runner import FAMILY, training_plan
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 from torch.nn import functional as F
 
-from baselines.evaluation import CandidateSet, evaluate_model
-from baselines.models import STATE_SIZE, SASRec
-from baselines.registry import BASELINES
-from baselines.runner import FAMILY, default_out_dir
-from baselines.training import TrainingRows, fit
-from baselines.weights import file_sha256, save_weights
-from recbench import paths, results, rundir
-from recbench.batches import evaluation_examples
-from recbench.data import load_dataset
-from recbench.data.dataset import Dataset
+from recbench import paths
+from recbench.data.dataset import Dataset, Example
 from recbench.data.rows import sha256_of
-from recbench.errors import ModelError, UserError
+from recbench.errors import ModelError
+from recbench.methods import Method, Scores
 from recbench.models import fetch_wheel
-from recbench.outcomes import Outcomes
+from recbench.seqrec.evaluation import CandidateSet, candidate_scores
+from recbench.seqrec.models import STATE_SIZE, SASRec
+from recbench.seqrec.registry import BASELINES
+from recbench.seqrec.training import TrainingRows, fit
+from recbench.seqrec.weights import file_sha256, save_weights
 
 if TYPE_CHECKING:
     from recbench.config import RunConfig
@@ -225,68 +224,56 @@ class MoRec(SASRec):
         return self.represent(seq, len_seq) @ items.T
 
 
-# ------------------------------------------------------------------------------------- run
-def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
-    """``recbench run --baseline morec``: train on the training split, rank the test candidates."""
-    if config.checkpoint is not None:
-        raise UserError("morec trains its own model; --checkpoint is not supported")
-    if config.loss_params:
-        raise UserError(f"morec takes no --param (got {', '.join(config.loss_params)})")
-    settings = config.settings
-    rundir.claim_output_dir(config)
-    ds = load_dataset(config.dataset)
-    spec = BASELINES.get("sasrec")  # same sizes and optimisation as the ID-based SASRec
-    train_rows = config.train_examples
-    overrides: dict[str, Any] = {"progress": progress}
-    if settings.baseline_train_steps is not None:
-        train_rows = train_rows or settings.train_examples
-        overrides.update(epochs=1, max_steps_per_epoch=settings.baseline_train_steps)
-    train_config = spec.train_config(**overrides)
-    if ds.split_spec("train").layout == "sample":
-        warnings.warn(
-            f"dataset '{ds.name}': the training split is only a sample; a morec model trained on "
-            "it is not comparable with the published baselines",
-            stacklevel=2,
+# ---------------------------------------------------------------------------------- method
+class MoRecMethod(Method):
+    """``recbench run --baseline morec``: train on the training split, score the candidates."""
+
+    name, family, needs, order = "morec", FAMILY, "fit", 3
+    summary = "SASRec over MiniLM embeddings of the item titles (MoRec)"
+
+    @classmethod
+    def defining_settings(cls, config: RunConfig, ds: Dataset) -> dict[str, Any]:
+        s = config.settings
+        return {"evaluation": {k: getattr(s, k) for k in ("eval_split", "eval_rows",
+                                                          "eval_examples")},
+                "train": training_plan(config), "seed": config.seed,
+                "text_encoder": f"{ENCODER} ({PACKAGE}=={VERSION})"}  # fmt: skip
+
+    def prepare(self) -> None:
+        config, ds = self.run.config, self.run.dataset
+        spec = BASELINES.get("sasrec")  # same sizes and optimisation as the ID-based SASRec
+        train_rows, overrides = training_plan(config)
+        train_config = spec.train_config(**{"progress": self.run.progress, **overrides})
+        if ds.split_spec("train").layout == "sample":
+            warnings.warn(
+                f"dataset '{ds.name}': the training split is only a sample; a morec model "
+                "trained on it is not comparable with the published baselines",
+                stacklevel=2,
+            )
+        started = time.perf_counter()
+        text = title_embeddings(ds)
+        self.facts.timings["text_encoding_seconds"] = time.perf_counter() - started
+        split = ds.rows("train")
+        end = len(split) if train_rows is None else max(1, train_rows)
+        rows = TrainingRows.from_arrays(
+            split.seq[:end], split.len_seq[:end], split.next[:end], train_config.min_len_seq
         )
-    started = time.perf_counter()
-    text = title_embeddings(ds)
-    encode_seconds = time.perf_counter() - started
-    split = ds.rows("train")
-    end = len(split) if train_rows is None else max(1, train_rows)
-    rows = TrainingRows.from_arrays(
-        split.seq[:end], split.len_seq[:end], split.next[:end], train_config.min_len_seq
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = MoRec(text, **spec.model)
-    outcome = fit(model, rows, CandidateSet.from_examples(ds.examples("val")), train_config,
-                  seed=config.seed)  # fmt: skip
-    out_dir = Path(config.output_dir or default_out_dir("morec", ds.name, config.seed))
-    weights = save_weights(model, out_dir, {"dataset": ds.name, "seed": config.seed,
-                                            "result": outcome.to_dict()})  # fmt: skip
-    sha = file_sha256(weights)
-    eval_split = settings.eval_split
-    examples = evaluation_examples(ds, settings.eval_rows, settings.eval_examples, eval_split)
-    started = time.perf_counter()
-    outcomes = Outcomes()
-    metrics = evaluate_model(
-        model, CandidateSet.from_examples(examples), ds.popularity(), outcomes=outcomes
-    )
-    eval_seconds = time.perf_counter() - started
-    run_id = results.new_run_id()
-    record = {
-        "run_id": run_id, "dataset": ds.name, "method": "morec", "family": FAMILY,
-        "model": f"trained:{sha[:12]}", "seed": config.seed, "profile": config.profile,
-        "hparams": {"model": model.config(), "train": train_config.to_dict(),
-                    "text_encoder": f"{ENCODER} ({PACKAGE}=={VERSION})"},
-        "settings": {"config": config.to_dict(), "eval_examples": settings.eval_examples,
-                     "eval_rows": settings.eval_rows, "eval_split": eval_split,
-                     "weights": str(weights), "sha256": sha, "train_rows": len(rows),
-                     "best_epoch": outcome.best_epoch, "val_hr@1": outcome.best_val_hr1},
-    }  # fmt: skip
-    cost = {"train_seconds": outcome.seconds, "text_encoding_seconds": encode_seconds,
-            "eval_ranking_seconds": eval_seconds}  # fmt: skip
-    records = results.run_records(record, {"ranking": metrics}, cost, split=eval_split)
-    store = results.append_records(records, config.results, outcomes)
-    return {"run_id": run_id, "evaluation": {"ranking": metrics}, "timings": cost,
-            "checkpoint": str(weights), "results": str(store)}  # fmt: skip
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.model = MoRec(text, **spec.model)
+        outcome = fit(self.model, rows, CandidateSet.from_examples(ds.examples("val")),
+                      train_config, seed=config.seed)  # fmt: skip
+        weights = save_weights(self.model, self.run.run_dir, {
+            "dataset": ds.name, "seed": config.seed, "result": outcome.to_dict()})  # fmt: skip
+        sha = file_sha256(weights)
+        self.facts.model = f"trained:{sha[:12]}"
+        self.facts.hparams = {"model": self.model.config(), "train": train_config.to_dict(),
+                              "text_encoder": f"{ENCODER} ({PACKAGE}=={VERSION})"}  # fmt: skip
+        self.facts.settings.update(weights=str(weights), sha256=sha, train_rows=len(rows),
+                                   best_epoch=outcome.best_epoch,
+                                   **{"val_hr@1": outcome.best_val_hr1})  # fmt: skip
+        self.facts.timings["train_seconds"] = outcome.seconds
+        self.facts.summary["checkpoint"] = str(weights)
+
+    def score(self, examples: Sequence[Example]) -> Scores:
+        return Scores(candidate_scores(self.model, CandidateSet.from_examples(examples)))

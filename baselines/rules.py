@@ -55,18 +55,15 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from recbench import results
-from recbench.batches import EVAL_SEED, pick_examples
-from recbench.data import Example, load_dataset
+from recbench.data import Example
 from recbench.data.dataset import Dataset
 from recbench.data.rows import SplitRows
 from recbench.errors import UserError
-from recbench.methods import register_method
+from recbench.methods import Method, Scores, register_method
 from recbench.metrics import popularity_bias, ranking_metrics, target_ranks
 from recbench.outcomes import Outcomes
 
@@ -258,7 +255,7 @@ def evaluate_scores(
     outcomes: Outcomes | None = None,
 ) -> dict[str, float]:
     """HR@1, HR@k, NDCG@k and the top-1 popularity bias, as the sequential baselines compute
-    them (:func:`baselines.evaluation.evaluate_model`) from their candidate scores; each
+    them (:func:`recbench.seqrec.evaluation.evaluate_model`) from their candidate scores; each
     example's target rank is added to ``outcomes`` when given."""
     target_position = np.asarray([e.target_position for e in examples], dtype=np.int64)
     metrics = ranking_metrics(scores, target_position, ks)
@@ -271,111 +268,53 @@ def evaluate_scores(
     return metrics
 
 
-# ------------------------------------------------------------------------------ running
-@dataclass
-class RuleRun:
-    """Everything one rule run produced."""
+# ------------------------------------------------------------------------------ the method
+class Rule(Method):
+    """A rule as a method: training-split statistics, then a ranking of the candidates."""
 
-    run_id: str
-    metrics: dict[str, float]
-    records: list[dict]
-    scores: np.ndarray = field(repr=False)
-    store: Path | None = None
+    family = FAMILY
+    rule: ClassVar[str] = ""
 
+    @classmethod
+    def recorded_seed(cls, config: RunConfig) -> int | None:
+        """Only ``random`` draws anything; the other rules give one result for every seed."""
+        return config.seed if cls.rule == "random" else None
 
-def execute_rule(
-    rule: str,
-    dataset: str | Dataset,
-    *,
-    seed: int = 0,
-    split: str = "test",
-    max_examples: int | None = None,
-    write_records: bool = True,
-    store: Path | None = None,
-    run_id: str | None = None,
-    profile: str | None = None,
-    eval_rows: str = "all",
-) -> RuleRun:
-    """Score ``split``'s examples (the seeded ``max_examples`` subset every method of a profile
-    sees; all when None) with ``rule``, compute the metrics and append the records."""
-    if rule not in RULES:
-        raise UserError(f"unknown rule '{rule}'; known: {', '.join(RULES)}")
-    if split not in ("val", "test"):
-        raise UserError(f"rules are evaluated on 'val' or 'test', not '{split}'")
-    if max_examples is not None and max_examples < 1:
-        raise UserError("max_examples must be at least 1")
-    ds = load_dataset(dataset) if isinstance(dataset, str) else dataset
-    layout = ds.split_spec("train").layout
-    if layout == "sample" and rule != "random":
-        warnings.warn(
-            f"dataset '{ds.name}': the training split is only a sample "
-            f"({len(ds.rows('train'))} rows); the {rule} rule's counts come from that sample",
-            stacklevel=2,
-        )
-    started = time.perf_counter()
-    stats = TrainingStats.from_dataset(ds)
-    cycle_breaks = stats.order.cycle_breaks if rule == "order" else None
-    train_seconds = time.perf_counter() - started
-    examples = pick_examples(ds.protocol_examples(split, eval_rows), max_examples, EVAL_SEED)
-    started = time.perf_counter()
-    scores = rule_scores(rule, examples, stats, seed)
-    outcomes = Outcomes()
-    metrics = evaluate_scores(scores, examples, ds.popularity(), outcomes=outcomes)
-    eval_seconds = time.perf_counter() - started
-    run_id = run_id or results.new_run_id()
-    run = {
-        "run_id": run_id,
-        "dataset": ds.name,
-        "method": rule,
-        "family": FAMILY,
-        "model": MODEL,
-        "seed": seed if rule == "random" else None,
-        "profile": profile,
-        "hparams": {},
-        "settings": {
-            "rule": RULES[rule],
-            "eval_examples": max_examples,
-            "eval_rows": eval_rows,
-            "eval_split": split,
-            "eval_seed": EVAL_SEED,
-            "train_layout": layout,
-            "train_rows": len(ds.rows("train")),
-            "transitions": stats.n_transitions,
-            "order_cycle_breaks": cycle_breaks,
-            "eval_seconds": eval_seconds,
-            "dataset_files": {s: ds.split_spec(s).sha256 for s in ("train", split)},
-        },
-    }
-    cost = {"train_seconds": train_seconds, "eval_ranking_seconds": eval_seconds}
-    records = results.run_records(run, {"ranking": metrics}, cost, split=split)
-    written = results.append_records(records, store, outcomes) if write_records else None
-    return RuleRun(run_id=run_id, metrics=metrics, records=records, scores=scores, store=written)
+    @classmethod
+    def defining_settings(cls, config: RunConfig, ds: Dataset) -> dict[str, Any]:
+        s = config.settings
+        return {"evaluation": {k: getattr(s, k) for k in ("eval_split", "eval_rows",
+                                                          "eval_examples")},
+                "seed": cls.recorded_seed(config)}  # fmt: skip
 
+    def prepare(self) -> None:
+        ds = self.run.dataset
+        layout = ds.split_spec("train").layout
+        if layout == "sample" and self.rule != "random":
+            warnings.warn(
+                f"dataset '{ds.name}': the training split is only a sample "
+                f"({len(ds.rows('train'))} rows); the {self.rule} rule's counts come from it",
+                stacklevel=2,
+            )
+        started = time.perf_counter()
+        self.stats = TrainingStats.from_dataset(ds)
+        cycle_breaks = self.stats.order.cycle_breaks if self.rule == "order" else None
+        self.facts.timings["train_seconds"] = time.perf_counter() - started
+        self.facts.model = MODEL
+        self.facts.settings.update(
+            rule=RULES[self.rule], train_layout=layout, train_rows=len(ds.rows("train")),
+            transitions=self.stats.n_transitions, order_cycle_breaks=cycle_breaks,
+        )  # fmt: skip
 
-def run_rule(config: RunConfig, progress: bool = True) -> dict[str, Any]:
-    """``recbench run --baseline RULE``: the profile's evaluation examples, the config's seed
-    (``random`` only) and results store.  Returns the summary the CLI prints."""
-    del progress  # seconds at most; nothing to report on the way
-    if config.baseline not in RULES:
-        raise UserError(f"'{config.baseline}' is not a rule baseline ({', '.join(RULES)})")
-    run = execute_rule(
-        config.baseline,
-        config.dataset,
-        seed=config.seed,
-        max_examples=config.settings.eval_examples,
-        store=config.results,
-        profile=config.profile,
-        eval_rows=config.settings.eval_rows,
-        split=config.settings.eval_split,
-    )
-    timings = {r["metric"]: r["value"] for r in run.records if r["mode"] == "cost"}
-    return {
-        "run_id": run.run_id,
-        "evaluation": {"ranking": run.metrics},
-        "timings": timings,
-        "results": str(run.store) if run.store else None,
-    }
+    def score(self, examples: Sequence[Example]) -> Scores:
+        return Scores(rule_scores(self.rule, examples, self.stats, self.run.config.seed))
 
 
 for _order, (_name, _summary) in enumerate(RULES.items()):
-    register_method(_name, family=FAMILY, summary=_summary, order=_order)(run_rule)
+    register_method(
+        type(
+            f"Rule[{_name}]",
+            (Rule,),
+            {"name": _name, "rule": _name, "summary": _summary, "order": _order},
+        )
+    )

@@ -16,32 +16,19 @@ own method name so that tables list the baseline by the name the papers use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from recbench.errors import UserError
-from recbench.pipeline import LLMRun
-
-if TYPE_CHECKING:
-    from recbench.config import RunConfig
-
-METHOD = "tallrec"
-FAMILY = "llm_baseline"
+from recbench.methods import register_method
+from recbench.pipeline import Sft
 
 
-def run(config: RunConfig, progress: bool = True) -> dict[str, Any]:
+@register_method
+class TallRec(Sft):
     """``recbench run --baseline tallrec``: the (cached) SFT stage, evaluated in both modes."""
-    if config.checkpoint is not None or config.loss_params:
-        raise UserError("tallrec takes no --checkpoint or --param; its settings are the profile's")
-    llm = LLMRun(config, progress=progress)
-    # keyed by the SFT stage like the ``sft`` baseline: the same training gives the same run
-    run_id = f"{config.dataset}-{METHOD}-{llm.sft_key}-{config.profile}"
 
-    def work(output: dict[str, Any]) -> list[dict]:
-        output["sft"] = llm.sft()
-        evaluation = output["evaluation"] = llm.evaluate()
-        s = llm.settings
-        hparams = {"lora_r": s.lora_r, "lora_alpha": s.lora_alpha,
-                   "learning_rate": s.sft_learning_rate, "epochs": s.sft_epochs}  # fmt: skip
-        return llm.records(METHOD, FAMILY, hparams, evaluation, run_id)
+    name, order, reference = "tallrec", 3, False
+    summary = "LoRA instruction tuning on the recommendation prompts (TALLRec = the SFT stage)"
 
-    return llm.execute(run_id, work)
+    def prepare(self) -> None:
+        super().prepare()
+        s = self.run.settings
+        self.facts.hparams = {"lora_r": s.lora_r, "lora_alpha": s.lora_alpha,
+                              "learning_rate": s.sft_learning_rate, "epochs": s.sft_epochs}  # fmt: skip

@@ -28,12 +28,12 @@ from recbench.evaluation import generate_answers, generation_report, rank_candid
 from recbench.outcomes import Outcomes
 from recbench.pipeline import LLMRun
 from recbench.results import cpu_has_bf16, hardware
+from recbench.runner import evaluation_examples
 from recbench.trainer import autocast
 
 
-def measure(run: LLMRun, precision: str, generation: bool) -> dict:
+def measure(run: LLMRun, items: list, precision: str, generation: bool) -> dict:
     s = run.settings
-    items = run.eval_items
     out: dict = {}
     with autocast(precision, "cpu"):
         started = time.perf_counter()
@@ -76,14 +76,15 @@ def main() -> None:
         dataset=args.dataset, baseline="sft", profile="study", seed=args.seed,
         overrides=overrides,
     ).validate()  # fmt: skip
-    run = LLMRun(config)
+    run = LLMRun.from_config(config)
     run.sft()  # the cached stage when it exists
-    fp32 = measure(run, "fp32", args.generation)
-    bf16 = measure(run, "bf16", args.generation)
-    targets = np.array([it.example.target_position for it in run.eval_items])
+    items = run.eval_items(evaluation_examples(config, run.ds))  # what a run is scored on
+    fp32 = measure(run, items, "fp32", args.generation)
+    bf16 = measure(run, items, "bf16", args.generation)
+    targets = np.array([it.example.target_position for it in items])
     report = {
         "hardware": hardware(),
-        "examples": len(run.eval_items),
+        "examples": len(items),
         "sft_stage": run.sft_key,
         "ranking_same_pick": float(np.mean(fp32["picks"] == bf16["picks"])),
         "ranking_hr1_fp32": float(np.mean(fp32["picks"] == targets)),

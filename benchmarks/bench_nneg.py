@@ -264,9 +264,10 @@ def _aux_fields(loss, b: int, n: int, generator: torch.Generator) -> dict[str, t
 
 def step_case(case: Case, model, tokenizer) -> dict[str, float]:
     """One preference optimizer step, as ``recbench.pipeline.LLMRun.preference`` takes it."""
-    import losses
-    from losses import PreferenceBatch
-    from losses.sharing import num_shared_neighbours
+    from recbench.losses import PreferenceBatch
+    from recbench.losses.sharing import num_shared_neighbours
+
+    from recbench import losses
     from recbench.scoring import score_responses
 
     loss = losses.get_loss(case.variant).to(case.device)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import losses
+from recbench import losses
 from recbench.config import RunConfig
 from recbench.pipeline import LLMRun
 from recbench.results import cpu_has_bf16, hardware
@@ -55,7 +55,7 @@ def main() -> None:
     config = RunConfig(
         dataset=args.dataset, loss="sdpo", profile="study", seed=args.seed
     ).validate()
-    run = LLMRun(config)
+    run = LLMRun.from_config(config)
     run.sft()  # the cached stage when it exists
     run.train_items = items = run.train_items[: args.examples]
     n_neg = run.settings.n_neg

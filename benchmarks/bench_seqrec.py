@@ -33,7 +33,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from baselines import execute_baseline
+from recbench.baselines import execute_baseline
+
 from recbench.data import load_dataset
 
 PAPER_HR1 = {"lastfm": {"gru4rec": 0.2616, "caser": 0.2233, "sasrec": 0.2233}}
@@ -47,7 +48,6 @@ def train_and_evaluate(name: str, dataset: str, seed: int, home: Path) -> dict:
         seed=seed,
         out_dir=home / "models" / f"{name}-{dataset}-seed{seed}",
         progress=sys.stderr.isatty(),
-        store=home / "results.jsonl",
     )
     cpu = time.process_time() - cpu
     result = run.settings["result"]

@@ -2,15 +2,15 @@
 
 Usage::
 
-    import losses
+    from recbench import losses
     loss_fn = losses.get_loss("napo", rho=0.7)          # a torch.nn.Module
     out = loss_fn(losses.PreferenceBatch(chosen_logps=..., rejected_logps=..., ...))
     out.loss.backward(); log(out.metrics)
 
 Formulas, defaults and presets follow the suite specification (LOSSES.md).  Every loss reduces
-to the stable primitive in :mod:`losses.stable`; batch-coupled pieces live in
-:mod:`losses.sharing` (neighbours, pools), :mod:`losses.margins` (adaptive margins, running
-state) and :mod:`losses.distributed` (global micro-batch and the gradient rule).
+to the stable primitive in :mod:`recbench.losses.stable`; batch-coupled pieces live in
+:mod:`recbench.losses.sharing` (neighbours, pools), :mod:`recbench.losses.margins` (adaptive margins, running
+state) and :mod:`recbench.losses.distributed` (global micro-batch and the gradient rule).
 
 Adding a loss = one file + one test: write ``losses/<name>.py`` with a hyper-parameter
 dataclass (fields made with :func:`hp`) and a :class:`PreferenceLoss` subclass decorated with
@@ -26,11 +26,11 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from losses.base import BASE_FIELDS, LENGTH_FIELDS, REFERENCE_FIELDS, PreferenceLoss
-from losses.batch import LossOutput, PreferenceBatch
-from losses.distributed import gather_batch, gather_with_grad, local_rows
-from losses.hparams import hp
-from losses.registry import (
+from recbench.losses.base import BASE_FIELDS, LENGTH_FIELDS, REFERENCE_FIELDS, PreferenceLoss
+from recbench.losses.batch import LossOutput, PreferenceBatch
+from recbench.losses.distributed import gather_batch, gather_with_grad, local_rows
+from recbench.losses.hparams import hp
+from recbench.losses.registry import (
     LOSS_FAMILIES,
     LossSpec,
     get_loss,
@@ -40,8 +40,9 @@ from losses.registry import (
     loss_origin,
     register_loss,
 )
-from losses.sharing import Neighbours, find_neighbours, num_shared_neighbours
-from losses.stable import lse_with_zero
+from recbench.losses.sharing import Neighbours, find_neighbours, num_shared_neighbours
+from recbench.losses.sources import LossSource
+from recbench.losses.stable import lse_with_zero
 
 
 def _import_loss_modules() -> None:
@@ -60,6 +61,7 @@ __all__ = [
     "LOSS_FAMILIES",
     "REFERENCE_FIELDS",
     "LossOutput",
+    "LossSource",
     "LossSpec",
     "Neighbours",
     "PreferenceBatch",

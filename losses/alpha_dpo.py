@@ -5,19 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from losses.base import (
+from recbench.losses.base import (
     BASE_FIELDS,
     LENGTH_FIELDS,
     REFERENCE_FIELDS,
     PreferenceLoss,
     stateful_buffer,
 )
-from losses.batch import LossOutput, PreferenceBatch
-from losses.hparams import hp
-from losses.margins import zscore_margin_stats
-from losses.registry import register_loss
-from losses.rewards import reference_scores, reward_metrics, sequence_scores
-from losses.stable import lse_with_zero
+from recbench.losses.batch import LossOutput, PreferenceBatch
+from recbench.losses.hparams import hp
+from recbench.losses.margins import zscore_margin_stats
+from recbench.losses.registry import register_loss
+from recbench.losses.rewards import reference_scores, reward_metrics, sequence_scores
+from recbench.losses.stable import lse_with_zero
 
 
 @dataclass(frozen=True)

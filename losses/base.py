@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
+from recbench.losses.batch import LossOutput, PreferenceBatch
+from recbench.losses.stable import compute_dtype
 from torch import Tensor, nn
 
-from losses.batch import LossOutput, PreferenceBatch
-from losses.stable import compute_dtype
 from recbench.errors import UserError
 
 #: Fields every loss needs.

@@ -30,6 +30,7 @@ FLOAT_FIELDS = (
     "seq_embeddings",
     "rejected_scores",
     "receiver_scores",
+    "chosen_scores",
 )
 
 
@@ -45,7 +46,9 @@ class PreferenceBatch:
     default margin); ``receiver_scores`` [b, b, n] where entry [u, v, j] scores example v's j-th
     negative for user u, already in [-1, 1] (NAPO's paper margin); ``example_ids`` [b] to exclude
     duplicates of an example from its own neighbours; ``chosen_item_ids`` [b] and
-    ``rejected_item_ids`` [b, n] only for ``mask_shared_equal_to_positive``.
+    ``rejected_item_ids`` [b, n] only for ``mask_shared_equal_to_positive``; ``chosen_scores`` [b]
+    a preference-intensity score of each chosen item (RecDPO/RecPO's s+, with ``rejected_scores``
+    as their s-; FIELD_LOSSES.md 3.9).
     """
 
     chosen_logps: Tensor
@@ -60,6 +63,7 @@ class PreferenceBatch:
     example_ids: Tensor | None = None
     chosen_item_ids: Tensor | None = None
     rejected_item_ids: Tensor | None = None
+    chosen_scores: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -128,6 +132,7 @@ class PreferenceBatch:
             "example_ids": (b,),
             "chosen_item_ids": (b,),
             "rejected_item_ids": (b, n),
+            "chosen_scores": (b,),
         }
         for name, shape in expected.items():
             value = getattr(self, name)
@@ -147,7 +152,7 @@ class LossOutput:
 
     ``loss`` is the mean of ``per_example`` over the batch (what to back-propagate in a single
     process); ``per_example`` [b] lets a distributed trainer pick its local rows (see
-    :mod:`losses.distributed`); ``metrics`` holds detached diagnostics (0-d tensors or numbers)
+    :mod:`recbench.losses.distributed`); ``metrics`` holds detached diagnostics (0-d tensors or numbers)
     so logging never forces a device sync inside the loss.
     """
 

@@ -29,9 +29,8 @@ import dataclasses
 
 import torch
 import torch.distributed as dist
+from recbench.losses.batch import PreferenceBatch
 from torch import Tensor
-
-from losses.batch import PreferenceBatch
 
 
 def _world_size() -> int:

@@ -57,8 +57,8 @@ def valid_range(field: dataclasses.Field) -> str:
     right = ")" if meta.get("high_open") or high is None else "]"
     lo = "-inf" if low is None else f"{low:g}"
     hi = "inf" if high is None else f"{high:g}"
-    kind = "integer" if isinstance(field.default, int) else "number"
-    return f"a {kind} in {left}{lo}, {hi}{right}"
+    kind = "an integer" if isinstance(field.default, int) else "a number"
+    return f"{kind} in {left}{lo}, {hi}{right}"
 
 
 def _coerce(loss_key: str, field: dataclasses.Field, value: object) -> object:

@@ -17,9 +17,8 @@ State tensors are float64 buffers owned by the loss module; these functions read
 from __future__ import annotations
 
 import torch
+from recbench.losses.base import as_compute
 from torch import Tensor
-
-from losses.base import as_compute
 
 #: sigma below this (e.g. a fresh state, or identical gaps) gives M* = 0 instead of 0/0.
 SIGMA_FLOOR = 1e-12

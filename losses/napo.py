@@ -1,11 +1,11 @@
 """NAPO (negative-aware preference optimisation), its presets and its Table-3 ablations.
 
 Per example u, the pool P_u holds u's n own negatives plus all n negatives of each of its K nearest
-neighbours (:mod:`losses.sharing`); with gaps d = beta*(s(neg) - s(y+_u)),
+neighbours (:mod:`recbench.losses.sharing`); with gaps d = beta*(s(neg) - s(y+_u)),
 
     L_u = LSE(0, gamma + d_k for k in P_u)        (= -log sigma(log p_u - gamma), paper Eq. 12)
 
-where gamma is one batch-level, gradient-free margin (:mod:`losses.margins`).  Shared values are
+where gamma is one batch-level, gradient-free margin (:mod:`recbench.losses.margins`).  Shared values are
 the log-probs the neighbour computed under its *own* prompt; nothing is re-decoded.
 
 The ablations are the same class with some hyper-parameters pinned (see the registrations below),
@@ -18,22 +18,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
-
-from losses.base import (
+from recbench.losses.base import (
     BASE_FIELDS,
     LENGTH_FIELDS,
     REFERENCE_FIELDS,
     PreferenceLoss,
     stateful_buffer,
 )
-from losses.batch import LossOutput, PreferenceBatch
-from losses.hparams import hp
-from losses.margins import napo_batch_margin
-from losses.registry import register_loss
-from losses.rewards import reward_metrics, sequence_scores
-from losses.sharing import Neighbours, find_neighbours, num_shared_neighbours
-from losses.stable import lse_with_zero, masked_mean
+from recbench.losses.batch import LossOutput, PreferenceBatch
+from recbench.losses.hparams import hp
+from recbench.losses.margins import napo_batch_margin
+from recbench.losses.registry import register_loss
+from recbench.losses.rewards import reward_metrics, sequence_scores
+from recbench.losses.sharing import Neighbours, find_neighbours, num_shared_neighbours
+from recbench.losses.stable import lse_with_zero, masked_mean
+from torch import Tensor
+
 from recbench.errors import UserError
 
 _DETACH = ("none", "shared", "all")
@@ -239,6 +239,9 @@ Reference model: no.  Length normalisation: no.
 
 register_loss(
     "napo",
+    label="NAPO",
+    compared_with=("sdpo",),
+    ablation_row=0,
     family="napo",
     order=60,
     summary="NAPO: softmax over own + neighbours' negatives with a batch-level dynamic margin",
@@ -285,6 +288,9 @@ R0 starts at the first batch's C_B.  Full gradients.  State buffer R0 (NaN until
 
 register_loss(
     "sdpo_ns",
+    label="S-DPO + NS",
+    compared_with=("napo",),
+    ablation_row=1,
     family="ablation",
     order=70,
     summary="S-DPO + NS: S-DPO (reference log-ratios) over NAPO's shared negative pool, no margin",
@@ -298,6 +304,9 @@ owner's prompt); gamma = 0.  Table-3 ablation, defined by analogy (not in the re
 
 register_loss(
     "napo_ln",
+    label="w/ length norm",
+    compared_with=("napo",),
+    ablation_row=2,
     family="ablation",
     order=71,
     summary="NAPO w/ Length Norm: NAPO on l/|y| scores (each response by its own length)",
@@ -309,6 +318,9 @@ register_loss(
 
 register_loss(
     "napo_no_ns",
+    label="w/o NS",
+    compared_with=("napo",),
+    ablation_row=3,
     family="ablation",
     order=72,
     summary="NAPO w/o NS: own negatives only (K = 0), dynamic margin from own negatives",
@@ -323,6 +335,9 @@ Table-3 ablation (official code batch_shared=False).
 
 register_loss(
     "napo_no_dyn",
+    label="w/o dynamic gamma",
+    compared_with=("napo",),
+    ablation_row=4,
     family="ablation",
     order=73,
     summary="NAPO w/o Dynamic gamma: shared pool with the fixed margin gamma0",
@@ -333,6 +348,9 @@ register_loss(
 
 register_loss(
     "napo_no_ns_gamma",
+    label="w/o NS & gamma",
+    compared_with=("napo",),
+    ablation_row=5,
     family="ablation",
     order=74,
     summary="NAPO w/o NS & gamma: own negatives, no margin (identical to SimS-DPO)",
@@ -346,6 +364,9 @@ Negatives: all n own.  Table-3 ablation; equals 'sims_dpo'.
 
 register_loss(
     "napo_no_ns_dyn",
+    label="w/o NS & dynamic gamma",
+    compared_with=("napo",),
+    ablation_row=6,
     family="ablation",
     order=75,
     summary="NAPO w/o NS & Dynamic gamma: own negatives with the fixed margin gamma0",

@@ -15,16 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from recbench.losses.base import REFERENCE_FIELDS, stateful_buffer
+from recbench.losses.batch import PreferenceBatch
+from recbench.losses.hparams import hp
+from recbench.losses.margins import zscore_margin_stats
+from recbench.losses.napo import _DETACH, NAPOBase
+from recbench.losses.registry import register_loss
+from recbench.losses.rewards import reference_scores, sequence_scores
+from recbench.losses.sharing import Neighbours
 from torch import Tensor
-
-from losses.base import REFERENCE_FIELDS, stateful_buffer
-from losses.batch import PreferenceBatch
-from losses.hparams import hp
-from losses.margins import zscore_margin_stats
-from losses.napo import _DETACH, NAPOBase
-from losses.registry import register_loss
-from losses.rewards import reference_scores, sequence_scores
-from losses.sharing import Neighbours
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,9 @@ registration's ``order`` (then the key), and ``family`` groups the entries:
 * ``softmax``: the chosen response against all own negatives (S-DPO, SimS-DPO);
 * ``napo``: NAPO, its presets and its appendix-B variants;
 * ``ablation``: Table-3 ablations of NAPO;
+* ``listwise``: other losses of the recommendation literature over all n negatives (DMPO, MPPO,
+  DynamicPO, RecDPO/RecPO; FIELD_LOSSES.md);
+* ``trl``: the pairwise ``loss_type`` options of TRL's DPOTrainer;
 * ``other``: the default, e.g. for a plugin's loss (whose default order, :data:`PLUGIN_ORDER`,
   puts it after the built-in losses).
 """
@@ -22,13 +25,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from losses.base import REFERENCE_FIELDS, PreferenceLoss
-from losses.hparams import build_hparams, check_overrides, fields_of, valid_range
+from recbench.losses.base import REFERENCE_FIELDS, PreferenceLoss
+from recbench.losses.hparams import build_hparams, check_overrides, fields_of, valid_range
+from recbench.losses.sources import BUILTIN_SOURCES, LossSource
+
 from recbench.registry import Plugin, Registry
 
 L = TypeVar("L", bound=type[PreferenceLoss])
 
-LOSS_FAMILIES = ("pairwise", "softmax", "napo", "ablation", "other")
+LOSS_FAMILIES = ("pairwise", "softmax", "napo", "ablation", "listwise", "trl", "other")
 #: Default ``order`` of a registration: after every built-in loss (those use 10-999).
 PLUGIN_ORDER = 1000
 
@@ -58,6 +63,15 @@ class LossSpec:
     loss_class: type[PreferenceLoss] | None = field(default=None, repr=False, compare=False)
     family: str = "other"
     order: float = PLUGIN_ORDER
+    label: str = ""  # how tables name it (the key when empty)
+    compared_with: tuple[str, ...] = ()  # keys its paired tests compare it with by default
+    ablation_row: float | None = None  # its row in the ablation table (Table 3), if any
+    source: LossSource = field(default_factory=LossSource)  # the paper and code it follows
+
+    @property
+    def display(self) -> str:
+        """The label tables use: :attr:`label`, else the key."""
+        return self.label or self.key
 
     def build(self, **hparams: object) -> PreferenceLoss:
         """Instantiate the loss with these defaults overridden by ``hparams`` (validated)."""
@@ -76,13 +90,22 @@ def register_loss(
     fixed: frozenset[str] | set[str] | tuple[str, ...] = (),
     family: str = "other",
     order: float = PLUGIN_ORDER,
+    label: str = "",
+    compared_with: tuple[str, ...] = (),
+    ablation_row: float | None = None,
+    source: LossSource | None = None,
 ) -> Callable[[L], L]:
     """Class decorator registering a loss (or a preset of it) under ``key``.
 
     ``defaults`` overrides the class's hyper-parameter defaults for this key; ``fixed`` lists the
     overridden names that users may not change.  ``summary`` is one line, ``description`` a few
     lines (formula, reference model, negatives, margin, source).  ``family`` is one of
-    :data:`LOSS_FAMILIES`; ``order`` places the key in listings (ties: by key).
+    :data:`LOSS_FAMILIES`; ``order`` places the key in listings (ties: by key).  The reports
+    take the rest from here, never from a list of their own: ``label`` names the key in tables,
+    ``compared_with`` are the keys its default paired tests compare it with (besides SFT), and
+    ``ablation_row`` places it in the ablation table.  ``source`` names the paper and the
+    released code (repository, file, commit) the formula follows; keys registered without one
+    take theirs from :data:`~recbench.losses.sources.BUILTIN_SOURCES`, if listed there.
     """
     overrides = dict(defaults or {})
     fixed_set = frozenset(fixed)
@@ -116,6 +139,10 @@ def register_loss(
             loss_class=cls,
             family=family,
             order=order,
+            label=label,
+            compared_with=tuple(compared_with),
+            ablation_row=ablation_row,
+            source=source or BUILTIN_SOURCES.get(key, LossSource()),
         )
         _LOSSES.add(key, spec)
         return cls

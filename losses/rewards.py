@@ -8,9 +8,8 @@ NAPO instead of separate code paths that could drift apart.
 
 from __future__ import annotations
 
+from recbench.losses.batch import PreferenceBatch
 from torch import Tensor
-
-from losses.batch import PreferenceBatch
 
 
 def sequence_scores(batch: PreferenceBatch, *, reference: bool, ln: bool) -> tuple[Tensor, Tensor]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from losses.base import BASE_FIELDS, LENGTH_FIELDS, PreferenceLoss
-from losses.batch import LossOutput, PreferenceBatch
-from losses.hparams import hp
-from losses.registry import register_loss
-from losses.rewards import reward_metrics, sequence_scores
-from losses.stable import lse_with_zero
+from recbench.losses.base import BASE_FIELDS, LENGTH_FIELDS, PreferenceLoss
+from recbench.losses.batch import LossOutput, PreferenceBatch
+from recbench.losses.hparams import hp
+from recbench.losses.registry import register_loss
+from recbench.losses.rewards import reward_metrics, sequence_scores
+from recbench.losses.stable import lse_with_zero
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from losses.base import BASE_FIELDS, LENGTH_FIELDS, REFERENCE_FIELDS, PreferenceLoss
-from losses.batch import LossOutput, PreferenceBatch
-from losses.hparams import hp
-from losses.registry import register_loss
-from losses.rewards import reward_metrics, sequence_scores
-from losses.stable import lse_with_zero
+from recbench.losses.base import BASE_FIELDS, LENGTH_FIELDS, REFERENCE_FIELDS, PreferenceLoss
+from recbench.losses.batch import LossOutput, PreferenceBatch
+from recbench.losses.hparams import hp
+from recbench.losses.registry import register_loss
+from recbench.losses.rewards import reward_metrics, sequence_scores
+from recbench.losses.stable import lse_with_zero
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ class _SoftmaxDPOBase(PreferenceLoss):
 
 @register_loss(
     "sdpo",
+    label="S-DPO",
+    ablation_row=8,
     family="softmax",
     order=30,
     summary="S-DPO: softmax DPO of the chosen item against all n own negatives",
@@ -68,6 +70,8 @@ class SDPOLoss(_SoftmaxDPOBase):
 
 @register_loss(
     "sims_dpo",
+    label="SimS-DPO",
+    ablation_row=7,
     family="softmax",
     order=40,
     summary="SimS-DPO: reference-free S-DPO on summed policy log-probs (= NAPO w/o NS & gamma)",

@@ -114,6 +114,24 @@ def fetch_model(name: str, force: bool = False) -> Path:
     return models.prepare_embedded(name, force=force)
 
 
+def list_methods() -> list[dict]:
+    """Every method ``recbench run`` runs, in table order: the registered methods
+    (``--baseline``), then the losses (``--loss``), each with its family and plugin, if any."""
+    from recbench import losses
+    from recbench.methods import METHODS, method_names
+
+    rows = []
+    for name in method_names():
+        method, origin = METHODS.get(name), METHODS.origin(name)
+        rows.append({"name": name, "family": method.family, "option": "--baseline",
+                     "summary": method.summary, "plugin": origin.name if origin else None})  # fmt: skip
+    for spec in losses.list_specs():
+        origin = losses.loss_origin(spec.key)
+        rows.append({"name": spec.key, "family": "loss", "option": "--loss",
+                     "summary": spec.summary, "plugin": origin.name if origin else None})  # fmt: skip
+    return rows
+
+
 def run(config: RunConfig) -> dict:
     """Validate, then run: train and evaluate a loss or a baseline, storing result records."""
     config.validate()

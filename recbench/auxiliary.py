@@ -1,25 +1,27 @@
 """NAPO's auxiliary signals from a SASRec model: sequence representations and item scores.
 
 NAPO chooses which negatives to share by the similarity of SASRec's sequence representations
-and sets its margin from SASRec's scores of the negatives.  Both are tiny computations (one
+and sets its margin from SASRec's scores of the negatives.  The SASRec is the core's own
+(:mod:`recbench.seqrec`): released, recbench-trained or a checkpoint file, whatever plugins are
+installed.  Both are tiny computations (one
 64-wide transformer block over 10 positions), so they are computed per micro-batch from the
 frozen SASRec rather than stored: nothing can go stale, and any checkpoint works unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from recbench import plugins
 from recbench.batches import PromptItem
 from recbench.config import RunConfig
 from recbench.data.dataset import Dataset
 from recbench.errors import UserError
+from recbench.seqrec import sasrec, weights
 
 AUX_FIELDS = frozenset({"seq_embeddings", "rejected_scores", "receiver_scores"})
 
@@ -54,41 +56,6 @@ class AuxiliarySignals:
 AUX_CHOICES = ("default", "released", "trained")
 
 
-@dataclass(frozen=True)
-class SasrecSource:
-    """Where the core gets a SASRec from: provided by the ``baselines`` plugin.
-
-    The core needs a frozen SASRec (NAPO's signals, ChatRec's suggestions, LLaRA's item
-    tokens) but does not import ``baselines``; that package hands it these functions when it is
-    loaded (:func:`provide_sasrec`), like any plugin registering what it offers.
-    """
-
-    default_checkpoint: Callable[[Dataset], str]  # "released" or "trained" for a dataset
-    load_released: Callable[[Dataset], tuple[torch.nn.Module, dict]]
-    load_file: Callable[[Path], tuple[torch.nn.Module, dict]]  # a saved checkpoint directory
-    trained: Callable[[Dataset], tuple[torch.nn.Module, dict]]  # recbench's own, cached
-    weights_file: str  # the file a checkpoint directory holds
-
-
-_SOURCE: list[SasrecSource] = []
-
-
-def provide_sasrec(source: SasrecSource) -> None:
-    """Called by the plugin that implements SASRec (``baselines``) when it is loaded."""
-    _SOURCE[:] = [source]
-
-
-def _source() -> SasrecSource:
-    if not _SOURCE:
-        plugins.load_plugins()  # the installed ones, baselines among them (idempotent)
-    if not _SOURCE:
-        raise UserError(
-            "no SASRec is available: the 'baselines' plugin of recbench is not installed "
-            "(reinstall recbench with `pip install -e .`)"
-        )
-    return _SOURCE[0]
-
-
 def choice_for(ds: Dataset, config: RunConfig) -> str:
     """Which SASRec a run uses: "released", "trained" or a checkpoint path.
 
@@ -97,7 +64,7 @@ def choice_for(ds: Dataset, config: RunConfig) -> str:
     """
     choice = config.settings.aux_checkpoint or "default"
     if choice == "default":
-        return _source().default_checkpoint(ds)
+        return sasrec.default_checkpoint(ds)
     return choice
 
 
@@ -117,17 +84,16 @@ def _checked(model, choice: str, ds: Dataset) -> None:
 
 def _load(choice: str, ds: Dataset):
     """Load a released or file SASRec (both cheap: a few MB, no training)."""
-    source = _source()
     if choice == "released":
-        return source.load_released(ds)
+        return weights.load_released("sasrec", ds.name)
     path = Path(choice).expanduser()
     if not path.exists():
         raise UserError(
             f"--aux-checkpoint {choice}: no such file or directory (use "
-            f"{', '.join(AUX_CHOICES)} or a directory holding {source.weights_file})"
+            f"{', '.join(AUX_CHOICES)} or a directory holding {weights.WEIGHTS_FILE})"
         )
     try:
-        return source.load_file(path)
+        return weights.load_weights(path)
     except UserError:
         raise
     except (ValueError, KeyError) as exc:  # a foreign settings file or tensor layout
@@ -161,7 +127,7 @@ def load_sasrec(ds: Dataset, config: RunConfig) -> tuple[torch.nn.Module, str]:
     in evaluation mode, and its identity ``choice:sha256-prefix`` for run keys and records."""
     choice = choice_for(ds, config)
     if choice == "trained":
-        model, info = _source().trained(ds)
+        model, info = sasrec.trained_sasrec(ds)
     else:
         model, info = _load(choice, ds)
     _checked(model, choice, ds)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from recbench.data.candidates import sample_negatives
 from recbench.data.dataset import Dataset, Example
@@ -75,6 +75,13 @@ def render(
         negatives=negatives,
         rejected=tuple(render_response(names[i]) for i in negatives),
     )
+
+
+def with_negatives(ds: Dataset, item: PromptItem, negatives: Sequence[int]) -> PromptItem:
+    """``item`` training against ``negatives`` instead (a strategy's pick, same prompt)."""
+    names = ds.item_names
+    return replace(item, negatives=tuple(int(i) for i in negatives),
+                   rejected=tuple(render_response(names[i]) for i in negatives))  # fmt: skip
 
 
 def candidate_texts(ds: Dataset, example: Example) -> list[str]:

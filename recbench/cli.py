@@ -6,6 +6,7 @@ code 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from pathlib import Path
@@ -230,17 +231,26 @@ def losses_command(
     key: Annotated[str | None, typer.Argument(help="Show one loss in detail.")] = None,
     plugin: PluginOption = None,
 ) -> None:
-    """List the registered losses with their hyper-parameters (or detail one: `losses KEY`)."""
+    """List the registered losses with their hyper-parameters, reference model, extra inputs and
+    source (or detail one: `losses KEY`, with each hyper-parameter's range and meaning)."""
     plugins.load_plugins(plugin or [])
-    import losses
+    from recbench import losses
+
+    def inputs(spec: losses.LossSpec) -> str:
+        extra = spec.requires - losses.BASE_FIELDS - losses.REFERENCE_FIELDS
+        reference = "yes" if spec.needs_reference else "no"
+        return f"reference model: {reference}; extra inputs: {', '.join(sorted(extra)) or 'none'}"
 
     if key is None:
+        pad = " " * 18
         for spec in losses.list_specs():
             params = ", ".join(f"{k}={v}" for k, v in spec.hparams.items())
             origin = losses.loss_origin(spec.key)
             suffix = f"  [plugin: {origin.name}]" if origin is not None else ""
             typer.echo(f"{spec.key:<17} {spec.summary}{suffix}")
-            typer.echo(f"{'':<17} {params}")
+            typer.echo(f"{pad}{params}")
+            typer.echo(f"{pad}{inputs(spec)}")
+            typer.echo(f"{pad}source: {spec.source}")
         return
     spec = losses.get_spec(key)
     typer.echo(f"{spec.key}: {spec.summary}\n")
@@ -249,10 +259,33 @@ def losses_command(
         where = f"{origin.origin}; {origin.path}, sha256 {origin.sha256}"
         typer.echo(f"plugin: {origin.name} ({where})\n")
     typer.echo(spec.description.strip() + "\n")
-    typer.echo("hyper-parameters (defaults):")
+    typer.echo(f"label: {spec.display}; family: {spec.family}")
+    typer.echo(f"source: {spec.source}")
+    typer.echo(inputs(spec))
+    typer.echo("needs: " + ", ".join(sorted(spec.requires)) + "\n")
+    typer.echo("hyper-parameters (default; valid range; meaning):")
     for name, value in spec.hparams.items():
-        typer.echo(f"  {name} = {value}")
-    typer.echo("needs: " + ", ".join(sorted(spec.requires)))
+        fixed = "; fixed by this key" if name in spec.fixed else ""
+        typer.echo(f"  {name} = {value}  ({spec.hparam_ranges[name]}{fixed})")
+        typer.echo(f"      {spec.hparam_docs[name]}")
+
+
+@app.command("methods")
+def methods_command(plugin: PluginOption = None) -> None:
+    """List every method `recbench run` runs, by family, with where it comes from: the
+    baselines (`--baseline NAME`) and the losses (`--loss KEY`)."""
+    plugins.load_plugins(plugin or [])
+    for row in api.list_methods():
+        origin = f"  [plugin: {row['plugin']}]" if row["plugin"] else ""
+        typer.echo(f"{row['family']:<13} {row['option']:<11} {row['name']:<17} "
+                   f"{row['summary']}{origin}")  # fmt: skip
+    from recbench import negatives
+
+    for key in negatives.strategy_keys():
+        strategy = negatives.get_strategy(key)
+        origin = negatives.NEGATIVES.origin(key)
+        suffix = f"  [plugin: {origin.name}]" if origin else ""
+        typer.echo(f"{'negatives':<13} {'--negatives':<11} {key:<17} {strategy.summary}{suffix}")
 
 
 # ------------------------------------------------------------------------------------ run
@@ -268,7 +301,18 @@ ProfileOption = Annotated[
 ]
 ParamOption = Annotated[
     list[str] | None,
-    typer.Option(help="Any other loss hyper-parameter, KEY=VALUE (sweep: KEY=V1,V2,...)."),
+    typer.Option(
+        help="A hyper-parameter of the loss (or method), KEY=VALUE, e.g. beta=0.5; repeatable. "
+        "`recbench losses KEY` lists them with defaults and ranges."
+    ),
+]
+ParamListOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        help="A hyper-parameter axis, KEY=V1,V2,... (e.g. rho=0.1,0.3,0.5); repeatable. "
+        "`recbench losses KEY` lists a loss's hyper-parameters.",
+    ),
 ]
 TrainExamplesOption = Annotated[
     int | None, typer.Option(help="Training examples (default from the profile).")
@@ -294,22 +338,25 @@ AuxCheckpointOption = Annotated[
         "checkpoint directory (default: the profile's choice)."
     ),
 ]
+NegativesOption = Annotated[
+    str,
+    typer.Option(
+        help="How a loss's negatives are picked among the items the prompt does not ask for: "
+        "random (the default: uniformly from the 19 other candidates), popular, hard (the "
+        "auxiliary SASRec's favourites), self (the policy's own favourites when the preference "
+        "stage starts), catalog (outside the prompt); `recbench methods` lists them.",
+    ),
+]
+NegativesListOption = Annotated[
+    str | None,
+    typer.Option(
+        "--negatives",
+        help="Negative strategies, comma-separated (an axis of the grid), e.g. random,hard.",
+    ),
+]
 ResultsOption = Annotated[
     Path | None, typer.Option(help="Results store (JSON Lines) to check and append records to.")
 ]
-
-
-def _merge_named(params: dict, named: dict[str, object]) -> dict:
-    """Add ``--beta`` & co. to the ``--param`` values; one given both ways is refused."""
-    for key, value in named.items():
-        if value is None:
-            continue
-        if key in params:
-            raise UserError(
-                f"{key} given twice: --{key} {value} and --param {key}={params[key]}; keep one"
-            )
-        params[key] = value
-    return params
 
 
 @app.command("run")
@@ -333,11 +380,8 @@ def run_command(
     n_neg: Annotated[
         int | None, typer.Option(help="Negatives per example (1-19; default from the profile).")
     ] = None,
-    beta: Annotated[float | None, typer.Option(help="Loss beta (default: the loss's).")] = None,
-    gamma: Annotated[float | None, typer.Option(help="Margin gamma_0.")] = None,
-    alpha: Annotated[float | None, typer.Option(help="Margin sensitivity alpha.")] = None,
-    rho: Annotated[float | None, typer.Option(help="Sharing ratio rho in [0, 1].")] = None,
     param: ParamOption = None,
+    negatives: NegativesOption = "random",
     train_examples: TrainExamplesOption = None,
     eval_examples: EvalExamplesOption = None,
     checkpoint: CheckpointOption = None,
@@ -348,31 +392,41 @@ def run_command(
     ] = None,
     results: ResultsOption = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
+    rerun: Annotated[
+        bool,
+        typer.Option(
+            help="Run again although the results store records this run (its records are added "
+            "beside the earlier ones; reports take the latest)."
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the full summary as JSON.")
     ] = False,
     plugin: PluginOption = None,
 ) -> None:
-    """Train (SFT, then preference optimisation with --loss) and evaluate; store the results."""
+    """Train and evaluate a method (a loss: SFT, then preference optimisation), and store the
+    results; a run the store already records is skipped (`already recorded: RUN_ID`).
+
+    A loss's hyper-parameters are set with `--param KEY=VALUE` (repeatable); `recbench losses
+    KEY` lists each one with its default, range and meaning.  Profile settings are set with
+    `--set KEY=VALUE`."""
     plugins.load_plugins(plugin or [])
     if loss is not None and baseline is not None:
         raise UserError(
             f"--loss {loss} and --baseline {baseline} exclude each other: a run trains a loss "
             "or runs a baseline; give one"
         )
-    params = _merge_named(
-        parse_assignments(param or [], "--param"),
-        {"beta": beta, "gamma": gamma, "alpha": alpha, "rho": rho},
-    )
+    params = parse_assignments(param or [], "--param")
     config = RunConfig(
         dataset=dataset,
-        loss=None if baseline else (loss or DEFAULT_LOSS),
+        loss=None if baseline is not None else (DEFAULT_LOSS if loss is None else loss),
         baseline=baseline,
         model=model,
         profile=profile,
         seed=seed,
         n_neg=n_neg,
         loss_params=params,
+        negatives=negatives,
         train_examples=train_examples,
         eval_examples=eval_examples,
         checkpoint=checkpoint,
@@ -381,6 +435,7 @@ def run_command(
         output_dir=output_dir,
         results=results,
         resume=resume,
+        rerun=rerun,
     )
     summary = api.run(config)
     if as_json:
@@ -394,10 +449,10 @@ SHOWN_METRICS = ("hr@1", "valid_ratio", "ndcg@10", "pop_bias")
 
 
 def _print_run_summary(summary: dict) -> None:
-    typer.echo(f"run {summary.get('run_id', '')}")
     if "skipped" in summary:
-        typer.echo(f"  skipped: {summary['skipped']}")
+        typer.echo(f"already recorded: {summary.get('run_id', '')} (--rerun runs it again)")
         return
+    typer.echo(f"run {summary.get('run_id', '')}")
     # every method's test metrics: the SFT stage's (when evaluated) and the run's own
     stages = [("sft", summary.get("sft_eval")), ("final", summary.get("evaluation"))]
     if not any(evaluation for _, evaluation in stages):
@@ -504,11 +559,8 @@ def sweep_command(
     n_neg: Annotated[
         str | None, typer.Option(help="Negatives per example, e.g. 1,3,7,15 (default: profile).")
     ] = None,
-    rho: Annotated[str | None, typer.Option(help="Sharing ratios, e.g. 0.1,0.3,0.5.")] = None,
-    alpha: Annotated[str | None, typer.Option(help="Margin sensitivities alpha.")] = None,
-    beta: Annotated[str | None, typer.Option(help="Loss betas.")] = None,
-    gamma: Annotated[str | None, typer.Option(help="Margins gamma_0.")] = None,
-    param: ParamOption = None,
+    param: ParamListOption = None,
+    negatives: NegativesListOption = None,
     train_examples: TrainExamplesOption = None,
     eval_examples: EvalExamplesOption = None,
     checkpoint: CheckpointOption = None,
@@ -529,20 +581,15 @@ def sweep_command(
     plugins.load_plugins(plugin or [])  # the points run in this process
     from recbench import sweep as sweeps  # imports torch: only for the commands that run
 
-    axes: dict[str, list] = {}
-    for name, text in {"rho": rho, "alpha": alpha, "beta": beta, "gamma": gamma}.items():
-        if text is not None:
-            axes[name] = sweeps.parse_list(text, name, float)
-    for name, values in sweeps.parse_param_lists(param or []).items():
-        if name in axes:
-            raise UserError(f"{name} given twice (as --{name} and as --param)")
-        axes[name] = values
+    axes: dict[str, list] = dict(sweeps.parse_param_lists(param or []))
     axes["seed"] = sweeps.parse_list(seed, "seed", int)
     for value in axes["seed"]:  # the grid's checks validate one seed per setting
         check_seed(value)
     axes["dataset"] = sweeps.parse_list(dataset, "dataset", str)
     if n_neg is not None:
         axes["n_neg"] = sweeps.parse_list(n_neg, "n-neg", int)
+    if negatives is not None:
+        axes["negatives"] = sweeps.parse_list(negatives, "negatives", str)
     if loss is not None or baseline is None:
         axes["loss"] = sweeps.parse_list(loss or DEFAULT_LOSS, "loss", str)
     if baseline is not None:
@@ -588,6 +635,13 @@ def main() -> None:
     except UserError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise  # anything else is a bug and keeps its traceback
+        where = f" writing {exc.filename}" if exc.filename else ""
+        typer.echo(f"error: no space left on the device{where}; free some and run the same "
+                   "command again (with --resume for an interrupted run)", err=True)  # fmt: skip
+        sys.exit(1)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

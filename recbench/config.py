@@ -260,10 +260,12 @@ class RunConfig:
     eval_examples: int | None = None
     checkpoint: str | None = None  # baselines: "released" or a path
     aux_checkpoint: str | None = None  # NAPO's SASRec; None = the profile's choice
+    negatives: str = "random"  # how a loss's negatives are picked (recbench.negatives)
     overrides: dict[str, float | int | str | bool] = field(default_factory=dict)  # profile fields
     output_dir: Path | None = None
     results: Path | None = None
     resume: bool | str = False  # True: continue an interrupted run (--resume); "auto": if any
+    rerun: bool = False  # run again although the store records this run (--rerun)
 
     def __post_init__(self) -> None:
         # ``loss`` defaults to napo for a run that names nothing; a baseline run has no loss
@@ -274,6 +276,14 @@ class RunConfig:
     def validate(self) -> RunConfig:
         """Cheap checks before any heavy work; raises :class:`UserError` with one line."""
         get_profile(self.profile)
+        names = (("--loss", self.loss), ("--baseline", self.baseline),
+                 ("--negatives", self.negatives))  # fmt: skip
+        for option, name in names:
+            if name is not None and not str(name).strip():
+                raise UserError(
+                    f"{option} is empty (an unset shell variable?); `recbench methods` lists "
+                    "the names"
+                )
         if self.baseline is None and self.loss is None:
             raise UserError("choose a loss (--loss KEY) or a baseline (--baseline NAME)")
         self._check_numbers()

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from recbench import metrics
 from recbench.batches import PromptItem, batched, candidate_texts
-from recbench.data.dataset import Dataset
+from recbench.data.dataset import Dataset, Example
 from recbench.journal import Journal
 from recbench.outcomes import Outcomes
 from recbench.scoring import encode_pairs, score_responses
@@ -73,25 +73,35 @@ def ranking_report(
     lengths: np.ndarray,
     outcomes: Outcomes | None = None,
 ) -> dict:
-    """Ranking metrics of the summed log-probability (the protocol's score).
+    """:func:`scores_report` of prompt items (their examples)."""
+    return scores_report(ds, [item.example for item in items], scores, lengths, outcomes)
 
-    ``hr@1_per_token`` ranks by the mean log-probability per token instead, a diagnostic of how
-    much the summed score's preference for short titles costs.  Each example's target rank is
-    added to ``outcomes`` when given.
+
+def scores_report(
+    ds: Dataset,
+    examples: Sequence[Example],
+    scores: np.ndarray,
+    lengths: np.ndarray | None = None,
+    outcomes: Outcomes | None = None,
+) -> dict:
+    """Ranking metrics of candidate scores, the same for every method: HR@1, HR@k, NDCG@k
+    (k = 5, 10) and the top-1 popularity bias; the arg-max (first maximum) is the pick.
+
+    ``lengths`` (an LLM's token counts) adds ``hr@1_per_token``, which ranks by the mean
+    log-probability per token instead: a diagnostic of how much the summed score's preference
+    for short titles costs.  Each example's target rank is added to ``outcomes`` when given.
     """
-    target_pos = np.array([item.example.target_position for item in items])
+    scores = np.asarray(scores)
+    target_pos = np.array([example.target_position for example in examples])
     if outcomes is not None:
-        keys = [item.example.key for item in items]
+        keys = [example.key for example in examples]
         outcomes.add_ranks(keys, metrics.target_ranks(scores, target_pos))
     out = metrics.ranking_metrics(scores, target_pos)
-    per_token = metrics.ranking_metrics(scores / np.maximum(lengths, 1), target_pos)
-    out["hr@1_per_token"] = per_token["hr@1"]
-    picks = [
-        item.example.candidates[int(i)] for item, i in zip(items, scores.argmax(1), strict=True)
-    ]
-    out.update(
-        metrics.popularity_bias(picks, [it.example.history for it in items], ds.popularity())
-    )
+    if lengths is not None:
+        per_token = metrics.ranking_metrics(scores / np.maximum(lengths, 1), target_pos)
+        out["hr@1_per_token"] = per_token["hr@1"]
+    picks = [int(ex.candidates[int(i)]) for ex, i in zip(examples, scores.argmax(1), strict=True)]
+    out.update(metrics.popularity_bias(picks, [ex.history for ex in examples], ds.popularity()))
     return out
 
 
@@ -147,22 +157,32 @@ def generation_report(
     answers: Sequence[str],
     outcomes: Outcomes | None = None,
 ) -> dict:
-    """Generation metrics of the answers (each judge's verdict added to ``outcomes``)."""
+    """:func:`answers_report` of prompt items (their examples)."""
+    return answers_report(ds, [item.example for item in items], answers, outcomes)
+
+
+def answers_report(
+    ds: Dataset,
+    examples: Sequence[Example],
+    answers: Sequence[str],
+    outcomes: Outcomes | None = None,
+) -> dict:
+    """Generation metrics of free-text answers (each judge's verdict added to ``outcomes``)."""
     selections = [
         metrics.judge_generation(
             text,
-            item.example.candidates,
-            [ds.item_names[i] for i in item.example.candidates],
-            item.example.target,
+            example.candidates,
+            [ds.item_names[i] for i in example.candidates],
+            example.target,
         )
-        for item, text in zip(items, answers, strict=True)
+        for example, text in zip(examples, answers, strict=True)
     ]
     if outcomes is not None:
-        outcomes.add_selections([item.example.key for item in items], selections)
+        outcomes.add_selections([example.key for example in examples], selections)
     out = metrics.generation_metrics(selections)
     out.update(
         metrics.popularity_bias(
-            [s.item for s in selections], [it.example.history for it in items], ds.popularity()
+            [s.item for s in selections], [ex.history for ex in examples], ds.popularity()
         )
     )
     return out

@@ -8,9 +8,10 @@ GGUF stays marked as quantised and cannot be trained, and re-reading the GGUF ta
 the converted checkpoint loads in well under a second with identical logits.
 
 A local directory must hold ``config.json`` and safetensors weights: pickle weights
-(``pytorch_model.bin``) are refused, since loading a pickle runs its code, and every safetensors
-header is read (not the tensors) before any work starts, so a corrupt or truncated download fails
-in the input checks with one line.  A Hugging Face hub id is taken from the local Hugging Face
+(``pytorch_model.bin``, or a pickle shard named by ``model.safetensors.index.json``) are refused,
+since loading a pickle runs its code, and every safetensors header is read (not the tensors)
+before any work starts, so a corrupt or truncated download fails in the input checks with one
+line.  A Hugging Face hub id is taken from the local Hugging Face
 cache when it is there (no network at all); otherwise the hub is asked once, with a short timeout
 and no retries, so an unknown id or an unreachable hub fails in seconds, before anything is
 trained; only then is the model downloaded.
@@ -180,6 +181,34 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _index_shards(path: Path) -> list[Path]:
+    """The shards that ``model.safetensors.index.json`` names, each a ``.safetensors`` file
+    directly in ``path``.
+
+    transformers loads whatever file the index names, so a shard ``pytorch_model-00001.bin``
+    would be unpickled (running its code) while a decoy ``model.safetensors`` passed the weight
+    check; ``../x`` or an absolute path would load a file from outside the directory.
+    """
+    index = path / "model.safetensors.index.json"
+    if not index.is_file():
+        return []
+    try:
+        shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelError(f"{index} is not a readable shard index ({_first_line(exc)})") from None
+    for shard in sorted(shards, key=str):
+        name = shard if isinstance(shard, str) else ""
+        if not name.endswith(".safetensors") or Path(name).name != name or name.startswith("."):
+            raise ModelError(
+                f"{index} names the weight shard {shard!r}, which is not a .safetensors file in "
+                f"the model directory; recbench loads safetensors shards beside the index only"
+            )
+    missing = sorted(s for s in shards if not (path / s).is_file())
+    if missing:
+        raise ModelError(f"model directory {path} lacks the weight shard {missing[0]}")
+    return [path / s for s in shards]
+
+
 def check_directory(path: Path) -> None:
     """A local model directory: readable ``config.json`` and sound safetensors weights.
 
@@ -204,20 +233,9 @@ def check_directory(path: Path) -> None:
                 "where you trust the file (transformers' save_pretrained) and retry"
             )
         raise ModelError(f"model directory {path} has no weights (model.safetensors)")
-    index = path / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ModelError(
-                f"{index} is not a readable shard index ({_first_line(exc)})"
-            ) from None
-        missing = sorted(s for s in shards if not (path / str(s)).is_file())
-        if missing:
-            raise ModelError(f"model directory {path} lacks the weight shard {missing[0]}")
     from safetensors import SafetensorError, safe_open
 
-    for file in weights:
+    for file in sorted(set(weights) | set(_index_shards(path))):
         try:
             with safe_open(str(file), framework="numpy"):
                 pass

@@ -65,9 +65,11 @@ def safe_name(name: str, what: str = "name") -> str:
     Dataset, run and model names become directory names; allowing ``..`` or ``/`` would let a
     name write outside the cache.
     """
-    if not _SAFE_NAME.match(name) or name in {".", ".."}:
-        raise UserError(
-            f"invalid {what} '{name}': use 1-64 letters, digits, '.', '_' or '-', "
+    # fullmatch, not match: "$" also matches before a final newline, so "x\n" would pass
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or name in {".", ".."}:
+        shown = name if isinstance(name, str) and name.isprintable() else repr(name)
+        raise UserError(  # a name with a newline is quoted, so the message stays one line
+            f"invalid {what} '{shown}': use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
     return name

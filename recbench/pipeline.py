@@ -1,44 +1,41 @@
-"""The LLM path of ``recbench run``: SFT, preference optimisation with a loss, evaluation.
+"""The LLM methods of ``recbench run``: zero-shot, the SFT stage, and every preference loss.
 
-dataset -> examples -> prompt items -> (scorer -> loss -> trainer) -> evaluation -> records.
-The SFT stage depends only on the model, data, seed and SFT settings, so it is cached and shared
-by every loss run with the same settings (and evaluated once, as the ``sft`` method).
+dataset -> examples -> prompt items -> (scorer -> loss -> trainer) -> scores and answers.
+:class:`LLMRun` is the engine they share (the model, the cached SFT stage, reference log-probs,
+the preference stage, candidate scores and greedy answers); the :class:`~recbench.methods.Method`
+classes at the end are what the runner runs.  The SFT stage depends only on the model, data
+content, seed and SFT settings, so it is cached and shared by every loss run with the same
+settings, and evaluated once, as the ``sft`` method, a prerequisite of every loss run.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
-import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-import losses
-from recbench import auxiliary, locks, models, paths, plugins, results, rundir
-from recbench.batches import EVAL_SEED, PromptItem, evaluation_examples, pick_examples, render
-from recbench.config import RunConfig, get_profile
+from recbench import auxiliary, identity, locks, losses, models, negatives, paths, rundir
+from recbench.batches import EVAL_SEED, PromptItem, pick_examples, render, with_negatives
+from recbench.config import RunConfig
 from recbench.data import load_dataset
-from recbench.data.dataset import Dataset
-from recbench.errors import UserError
-from recbench.evaluation import generate_answers, generation_report, rank_candidates, ranking_report
+from recbench.data.dataset import Dataset, Example
+from recbench.evaluation import generate_answers, rank_candidates
 from recbench.journal import Journal, fingerprint, weights_digest
-from recbench.methods import register_method
-from recbench.outcomes import Outcomes
+from recbench.methods import Answers, Method, RunContext, Scores, register_method
 from recbench.results import cpu_has_bf16
 from recbench.scoring import encode_pairs, score_responses
-from recbench.trainer import Stage, StageSettings, add_lora, autocast, peak_memory_mb
+from recbench.trainer import Stage, StageSettings, add_lora, autocast
 
 
 def _digest(value: object) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return identity.digest(value)
 
 
 def _precision(requested: str) -> str:
@@ -70,12 +67,21 @@ def _training_examples(config: RunConfig, ds: Dataset) -> tuple[list, int | None
     return pick_examples(ds.examples("train"), larger, config.seed), sft_count, pref_count
 
 
-def _sft_key(config: RunConfig, sft_examples: list, precision: str) -> str:
-    """What names the SFT stage: everything its training depends on, nothing else."""
+def _sft_key(config: RunConfig, ds: Dataset, sft_examples: list, precision: str) -> str:
+    """What names the SFT stage: everything its training depends on, nothing else.
+
+    The data's content is part of it: a dataset re-imported under the same name with other rows
+    names another stage, never the one trained on the old rows.
+    """
+    return _digest(_sft_identity(config, ds, sft_examples, precision))
+
+
+def _sft_identity(config: RunConfig, ds: Dataset, sft_examples: list, precision: str) -> dict:
     s = config.settings
-    identity = {
+    ident = {
         "model": config.model,
         "dataset": config.dataset,
+        "data": identity.data_digest(ds),
         "seed": config.seed,
         "train": [ex.key for ex in sft_examples],
         "profile": {k: getattr(s, k) for k in
@@ -84,15 +90,16 @@ def _sft_key(config: RunConfig, sft_examples: list, precision: str) -> str:
         "precision": precision,
     }  # fmt: skip
     if s.history_items is not None:  # only when set, so that earlier stages keep their keys
-        identity["history_items"] = s.history_items
-    return _digest(identity)
+        ident["history_items"] = s.history_items
+    return ident
 
 
 def sft_stage_dir(config: RunConfig) -> Path:
     """Where the SFT stage of a run with ``config`` is (or will be) cached, found without a
     model: a planner asks whether it is built here before charging its training."""
-    examples, sft_count, _ = _training_examples(config, load_dataset(config.dataset))
-    key = _sft_key(config, examples[:sft_count], _precision(config.settings.precision))
+    ds = load_dataset(config.dataset)
+    examples, sft_count, _ = _training_examples(config, ds)
+    key = _sft_key(config, ds, examples[:sft_count], _precision(config.settings.precision))
     return paths.home() / "stages" / f"sft-{key}"
 
 
@@ -101,39 +108,28 @@ def sft_stage_built(config: RunConfig) -> bool:
     return (sft_stage_dir(config) / "final" / "done.json").is_file()
 
 
-class RunInterrupted(UserError):
-    """Ctrl-C during a run: one line saying how to continue it."""
-
-    exit_code = 130
-
-
 #: The settings that decide which examples a run is scored on and how.
 EVALUATION_FIELDS = (
     "eval_split", "eval_rows", "eval_examples", "generation", "max_new_tokens",
-    "max_prompt_tokens", "history_items",
+    "max_prompt_tokens", "history_items", "eval_precision",
 )  # fmt: skip
 
 
-def _evaluation(settings) -> dict:
-    """The settings that decide how a run is scored; bf16 evaluation only where chosen, so
-    that the ids of the fp32 evaluations recorded before it existed stay what they were."""
-    out = {k: getattr(settings, k) for k in EVALUATION_FIELDS}
-    if settings.eval_precision != "fp32":
-        out["eval_precision"] = settings.eval_precision
-    return out
-
-
 class LLMRun:
-    """State shared by the stages of one LLM run."""
+    """The engine of every LLM method: the model, its stages, its scores and answers.
 
-    def __init__(self, config: RunConfig, progress: bool = True) -> None:
+    Built from the runner's :class:`~recbench.methods.RunContext`; what it trains goes to the
+    run's directory (the preference stage) or to the shared stage cache (the SFT stage).
+    """
+
+    def __init__(self, run: RunContext) -> None:
         from accelerate import Accelerator
 
-        self.config = config
+        self.config = config = run.config
         self.settings = config.settings
-        self.progress = progress
-        self.load = results.LoadMeter()
-        self.ds: Dataset = load_dataset(config.dataset)
+        self.progress = run.progress
+        self.ds: Dataset = run.dataset
+        self.run_dir = run.run_dir
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
         self.precision = _precision(self.settings.precision)
         self._model = self._tokenizer = None  # loaded on first use: see `model`
@@ -144,24 +140,22 @@ class LLMRun:
         items = [render(self.ds, ex, seed, s.n_neg, history_items=s.history_items)
                  for ex in examples]  # fmt: skip
         self.sft_items, self.train_items = items[:sft_count], items[:pref_count]
-        scored = evaluation_examples(self.ds, s.eval_rows, s.eval_examples, s.eval_split)
-        self.eval_items = [render(self.ds, ex, EVAL_SEED, history_items=s.history_items)
-                           for ex in scored]  # fmt: skip
-        self.sft_key = _sft_key(config, examples[:sft_count], self.precision)
-        # where a run is stored, and whether it is being resumed, do not change what it computes:
-        # a resumed run must find its own directory and keep its run id
-        identity = {k: v for k, v in config.to_dict().items() if k not in RUN_LOCATION_FIELDS}
-        key: dict = {"config": identity, "sft": self.sft_key}
-        plugin = plugins.run_provenance(config.method)  # an edited plugin file is another run
-        if plugin is not None:
-            key["plugin"] = plugin.get("sha256")
-        self.run_key = _digest(key)
-        default_dir = paths.home() / "runs" / f"{config.dataset}-{config.method}-{self.run_key}"
-        self.run_dir = Path(config.output_dir) if config.output_dir else default_dir
+        self.sft_key = _sft_key(config, self.ds, examples[:sft_count], self.precision)
         self.timings: dict[str, float] = {}
-        self._stage_peak = 0.0  # largest peak memory (MB) of its stages, from their summaries
-        self.outcomes = Outcomes()  # per-example outcomes of the latest evaluation
+        self.stage_peak = 0.0  # largest peak memory (MB) of its stages, from their summaries
         self.sft_weights: str | None = None  # digest of the SFT stage's weights, once trained
+
+    @classmethod
+    def from_config(cls, config: RunConfig, progress: bool = False) -> LLMRun:
+        """An engine outside the runner (scripts, benchmarks, tests): the run directory is
+        ``--output-dir`` or a scratch one under ``$RECBENCH_HOME/scratch``."""
+        run_dir = Path(config.output_dir) if config.output_dir else paths.home() / "scratch"
+        context = RunContext(config, load_dataset(config.dataset), run_dir, "scratch", progress)
+        return cls(context)
+
+    @property
+    def sft_dir(self) -> Path:
+        return paths.home() / "stages" / f"sft-{self.sft_key}"
 
     # ---------------------------------------------------------------------------- the model
     # Loaded on first use, so that everything decided without it (the run id, a refused run
@@ -190,85 +184,10 @@ class LLMRun:
     def pad(self) -> int:
         return self.tokenizer.pad_token_id
 
-    # ------------------------------------------------------------------------- run directory
-    def identity(self) -> dict:
-        """What defines this run (written to its directory's ``run.json``)."""
-        return rundir.config_identity(self.config)
-
-    @property
-    def sft_id(self) -> str:
-        """The run id of the SFT stage's evaluation, shared by every run on that stage that is
-        scored on the same examples in the same way.
-
-        An evaluation set other than the profile's own (another split, protocol, subset size or
-        mode) is another evaluation of the stage and gets its own id; the profile's own keeps
-        the id it always had, so existing stores still know it.
-        """
-        base = f"{self.config.dataset}-sft-{self.sft_key}-{self.config.profile}"
-        evaluation = _evaluation(self.settings)
-        if evaluation == _evaluation(get_profile(self.config.profile)):
-            return base
-        return f"{base}-eval{_digest(evaluation)}"
-
-    def execute(self, run_id: str, work: Callable[[dict], list[dict]]) -> dict:
-        """The skeleton of every LLM method, written once: skip a run already recorded, own
-        its directory (:meth:`session`), do ``work``, append its records in one write.
-
-        ``work(output)`` does the method's training and evaluation, adds what the CLI should
-        print to ``output`` and returns the run's records.  Returns ``output``.
-        """
-        with self.session(run_id) as recorded:
-            if recorded:
-                return {"run_id": run_id, "skipped": "already in the results store"}
-            output: dict = {"run_id": run_id, "run_dir": str(self.run_dir)}
-            caveat = self.settings.caveat
-            if caveat:
-                output["note"] = f"{self.config.profile} profile: {caveat}"
-            records = work(output)
-            if self.accelerator.is_main_process:
-                output["results"] = str(
-                    results.append_records(records, self.config.results, self.outcomes)
-                )
-            output["timings"] = self.timings
-            return output
-
-    @contextmanager
-    def session(self, run_id: str) -> Iterator[bool]:
-        """Own the run directory for ``run_id`` while the block runs; yields "already recorded".
-
-        The run's lock makes a second process with the same run wait and then find the records;
-        the directory is claimed for ``run_id`` (:func:`recbench.rundir.claim`); ``--resume``
-        with nothing to resume and Ctrl-C each end in one line that says what to do.
-        """
-        main = self.accelerator.is_main_process
-        store = self.config.results
-        if main and already_recorded(store, run_id):
-            yield True
-            return
-        with locks.exclusive_for_run(self.run_dir, f"run {run_id}", self.accelerator):
-            if main and already_recorded(store, run_id):  # the other process just finished it
-                yield True
-                return
-            # an interrupted run left its directory, or at least its shared SFT stage, behind
-            started_before = rundir.holds_run_state(self.run_dir) or any(
-                (self.sft_dir / name).is_dir() for name in ("checkpoint", "checkpoint.old")
-            )
-            if main:
-                if self.config.resume is True and not started_before:
-                    raise UserError(
-                        f"--resume: nothing to resume: no interrupted run {run_id} in "
-                        f"{self.run_dir} (were other options used?); run without --resume"
-                    )
-                explicit = self.config.output_dir is not None
-                rundir.claim(self.run_dir, run_id, self.identity(), explicit)
-            self.accelerator.wait_for_everyone()
-            try:
-                yield False
-            except KeyboardInterrupt:
-                raise RunInterrupted(
-                    f"interrupted; checkpoints are in {self.run_dir} and $RECBENCH_HOME/stages: "
-                    "run the same command with --resume to continue"
-                ) from None
+    def eval_items(self, examples: Sequence[Example]) -> list[PromptItem]:
+        """The prompts of the examples the run is scored on (one fixed template seed)."""
+        s = self.settings
+        return [render(self.ds, ex, EVAL_SEED, history_items=s.history_items) for ex in examples]
 
     # ------------------------------------------------------------------------------ helpers
     def encode(self, items: list[PromptItem], with_negatives: int):
@@ -315,13 +234,9 @@ class LLMRun:
             )
         # the SFT stage may come from the cache: record what training it took, not the load
         self.timings["sft_seconds"] = summary["seconds"]
-        self._stage_peak = max(self._stage_peak, summary.get("peak_memory_mb", 0.0))
+        self.stage_peak = max(self.stage_peak, summary.get("peak_memory_mb", 0.0))
         self.sft_weights = weights_digest(self.model)
         return summary
-
-    @property
-    def sft_dir(self) -> Path:
-        return paths.home() / "stages" / f"sft-{self.sft_key}"
 
     # --------------------------------------------------------------------------- preference
     def reference_logps(self, n_used: int) -> torch.Tensor:
@@ -332,7 +247,8 @@ class LLMRun:
         by every loss run that needs them (DPO, S-DPO, alpha-DPO); one process computes them
         under a lock, the others wait and read them.  A damaged cache file is recomputed.
         """
-        identity = {"sft": self.sft_key, "n_neg": self.settings.n_neg, "used": n_used}
+        identity = {"sft": self.sft_key, "n_neg": self.settings.n_neg, "used": n_used,
+                    "negatives": _digest([it.negatives for it in self.train_items])}  # fmt: skip
         if self.sft_weights is not None:  # the stage itself: one retrained elsewhere differs
             identity["weights"] = self.sft_weights
         cache = paths.home() / "stages" / f"reference-{_digest(identity)}.safetensors"
@@ -343,6 +259,53 @@ class LLMRun:
                 if self.accelerator.is_main_process:
                     _write_reference(cache, logps)
         return logps
+
+    def use_negatives(self, key: str) -> None:
+        """Train against the negatives strategy ``key`` picks (``random``: as rendered).
+
+        Called once the SFT stage is built, since ``self`` ranks candidates by the SFT model;
+        ``hard`` reads the run's auxiliary SASRec.  Both choices are cached beside the SFT
+        stage (keyed by its weights), so a resumed run trains on the very same negatives.
+        """
+        strategy = negatives.get_strategy(key)
+        if key == negatives.DEFAULT:
+            return
+        examples = [it.example for it in self.train_items]
+        context = negatives.NegativeContext(
+            self.ds, self.config.seed, sasrec_scores=self._sasrec_scores,
+            policy_scores=self._policy_scores,
+        )  # fmt: skip
+        ident = {"sft": self.sft_key, "weights": self.sft_weights, "strategy": key,
+                 "n": self.settings.n_neg, "examples": [ex.key for ex in examples],
+                 "aux": auxiliary.choice_for(self.ds, self.config)}  # fmt: skip
+        cache = paths.home() / "stages" / f"negatives-{_digest(ident)}.json"
+        with locks.exclusive_for_run(cache, "the chosen negatives", self.accelerator):
+            picked = _read_negatives(cache, len(examples))
+            if picked is None:
+                picked = strategy().pick(context, examples, self.settings.n_neg)
+                if self.accelerator.is_main_process:
+                    rundir.write_atomic(cache, json.dumps([list(p) for p in picked]))
+        self.train_items = [with_negatives(self.ds, it, p)
+                            for it, p in zip(self.train_items, picked, strict=True)]  # fmt: skip
+
+    def _sasrec_scores(self, examples: Sequence[Example]):
+        from recbench.seqrec.evaluation import CandidateSet, candidate_scores
+
+        model, _ = auxiliary.load_sasrec(self.ds, self.config)
+        return candidate_scores(model, CandidateSet.from_examples(examples))
+
+    def _policy_scores(self, examples: Sequence[Example]):
+        """The summed log-probability of every candidate under the model as it is now."""
+        s = self.settings
+        items = [render(self.ds, ex, self.config.seed, history_items=s.history_items)
+                 for ex in examples]  # fmt: skip
+        with self._eval_autocast():
+            values, _ = rank_candidates(
+                self.model, self.tokenizer, self.ds, items,
+                batch_size=max(1, s.batch_size // 2), max_prompt_tokens=s.max_prompt_tokens,
+                progress=self.progress,
+            )  # fmt: skip
+        return values
 
     @torch.no_grad()
     def _compute_reference(self, n_used: int) -> torch.Tensor:
@@ -406,152 +369,59 @@ class LLMRun:
         )
         # the stage's own clock: a run resumed after its stage finished did not train it here
         self.timings["preference_seconds"] = summary["seconds"]
-        self._stage_peak = max(self._stage_peak, summary.get("peak_memory_mb", 0.0))
+        self.stage_peak = max(self.stage_peak, summary.get("peak_memory_mb", 0.0))
         return summary
 
     # ---------------------------------------------------------------------------- evaluation
-    def evaluate(self, generation: bool | None = None) -> dict[str, dict]:
-        with self._eval_autocast():
-            return self._evaluate(generation)
-
     def _eval_autocast(self):
         """bf16 autocast when the settings ask for bf16 evaluation, else a disabled one."""
         return autocast(self.settings.eval_precision, self.accelerator.device.type)
 
-    def _journals(self) -> dict[str, Journal | None]:
-        """Each mode's journal (see :mod:`recbench.journal`), in this run's directory and named
+    def _journal(self, mode: str, items: Sequence[PromptItem]) -> Journal | None:
+        """The mode's journal (see :mod:`recbench.journal`), in this run's directory and named
         by what decides the numbers; none when several processes evaluate side by side."""
         if self.accelerator.num_processes > 1:
-            return {"ranking": None, "generation": None}
+            return None
         s = self.settings
         shaping = {"model": self.config.model, "eval_precision": s.eval_precision,
                    "batch_size": s.batch_size, "max_prompt_tokens": s.max_prompt_tokens,
                    "max_new_tokens": s.max_new_tokens}  # fmt: skip
-        tag = fingerprint(self.model, shaping, (it.example.key for it in self.eval_items))
-        directory = self.run_dir / "evaluation"
-        return {mode: Journal(directory / f"{mode}-{tag}.jsonl") for mode in MODES}
+        tag = fingerprint(self.model, shaping, (it.example.key for it in items))
+        return Journal(self.run_dir / "evaluation" / f"{mode}-{tag}.jsonl")
 
-    def _evaluate(self, generation: bool | None) -> dict[str, dict]:
+    def score(self, items: Sequence[PromptItem]) -> Scores:
+        """Summed log-probability and token count of every candidate title (+EOS)."""
         s = self.settings
-        journals = self._journals()
-        started = time.perf_counter()
-        scores, lengths = rank_candidates(
-            self.model, self.tokenizer, self.ds, self.eval_items,
-            batch_size=max(1, s.batch_size // 2), max_prompt_tokens=s.max_prompt_tokens,
-            progress=self.progress, journal=journals["ranking"],
-        )  # fmt: skip
-        self.outcomes = Outcomes()
-        out = {"ranking": ranking_report(self.ds, self.eval_items, scores, lengths, self.outcomes)}
-        self.timings["eval_ranking_seconds"] = _seconds(started, journals["ranking"])
-        if s.generation if generation is None else generation:
-            started = time.perf_counter()
-            answers = generate_answers(
-                self.model, self.tokenizer, self.eval_items, batch_size=s.batch_size,
-                max_new_tokens=s.max_new_tokens, max_prompt_tokens=s.max_prompt_tokens,
-                progress=self.progress, journal=journals["generation"],
+        journal = self._journal("ranking", items)
+        with self._eval_autocast():
+            values, lengths = rank_candidates(
+                self.model, self.tokenizer, self.ds, items,
+                batch_size=max(1, s.batch_size // 2), max_prompt_tokens=s.max_prompt_tokens,
+                progress=self.progress, journal=journal,
             )  # fmt: skip
-            out["generation"] = generation_report(self.ds, self.eval_items, answers, self.outcomes)
-            self.timings["eval_generation_seconds"] = _seconds(started, journals["generation"])
-            self._write_answers(answers)
-        return out
+        return Scores(values, lengths, journal.reused_seconds if journal else 0.0)
 
-    def _write_answers(self, answers: list[str]) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        rundir.write_atomic(
-            self.run_dir / "answers.jsonl",
-            "".join(
-                json.dumps({"key": item.example.key, "answer": text}) + "\n"
-                for item, text in zip(self.eval_items, answers, strict=True)
-            ),
-        )
+    def generate(self, items: Sequence[PromptItem]) -> Answers:
+        """Greedy answers of at most ``max_new_tokens`` tokens."""
+        s = self.settings
+        journal = self._journal("generation", items)
+        with self._eval_autocast():
+            texts = generate_answers(
+                self.model, self.tokenizer, items, batch_size=s.batch_size,
+                max_new_tokens=s.max_new_tokens, max_prompt_tokens=s.max_prompt_tokens,
+                progress=self.progress, journal=journal,
+            )  # fmt: skip
+        return Answers(texts, journal.reused_seconds if journal else 0.0)
 
-    def evaluate_sft_once(self, sft_id: str) -> dict | None:
-        """Evaluate the SFT stage and record it, unless the store already holds its evaluation.
-
-        Every loss run on the same SFT stage would record the same SFT evaluation; under the
-        stage's evaluation lock, the first records it (at once, as its own run) and the others
-        find it in the store.  Returns the evaluation, or None when it was already recorded.
-
-        The store may hold an evaluation of *another* stage with the same settings: one trained
-        on another machine (bf16 kernels differ between CPUs, and the stage cache does not
-        travel) or recorded before stages carried a weights digest.  Loss runs must be compared
-        with the model they started from, so this stage is then evaluated again and recorded
-        under its own id (:meth:`sft_record_id`), never silently paired with the other one.
-        """
-        store = self.config.results
-        main = self.accelerator.is_main_process
-        with locks.exclusive_for_run(self.sft_dir / "evaluation", "the SFT evaluation",
-                                     self.accelerator, quiet=True):  # fmt: skip
-            run_id = self.sft_record_id(sft_id)
-            if run_id is None:
-                return None
-            evaluation = self.evaluate()
-            if main:
-                records = self.records("sft", "llm_baseline", {}, evaluation, run_id)
-                results.append_records(records, store, self.outcomes)
-        return evaluation
-
-    def sft_record_id(self, sft_id: str) -> str | None:
-        """The run id this SFT stage's evaluation is recorded under, or None when it is there.
-
-        ``sft_id`` when the store has no evaluation of these settings yet or has this very
-        stage's (same weights digest); ``sft_id-wDIGEST`` when the evaluation under ``sft_id``
-        is of another stage (another digest, or none recorded), with a warning saying so.
-        """
-        recorded = results.read_records(self.config.results)
-        stages = {r.get("settings", {}).get("sft_weights") for r in recorded
-                  if r.get("run_id") == sft_id}  # fmt: skip
-        if not stages or stages == {self.sft_weights}:
-            return None if stages else sft_id
-        own = f"{sft_id}-w{self.sft_weights[:8]}"
-        if any(r.get("run_id") == own for r in recorded):
-            return None
-        theirs = ", ".join(sorted(str(s or "not recorded") for s in stages))
-        warnings.warn(
-            f"the SFT stage of seed {self.config.seed} (weights {self.sft_weights}) is not the "
-            f"one evaluated as {sft_id} in {self.config.results} (weights {theirs}; retrained "
-            f"on other hardware?): evaluating it as {own}, which the runs trained from it are "
-            "paired with",
-            stacklevel=2,
-        )
-        return own
-
-    # ------------------------------------------------------------------------------ records
-    def records(self, method: str, family: str, hparams: dict, evaluation: dict, run_id: str):
-        run = {
-            "run_id": run_id,
-            "dataset": self.config.dataset,
-            "method": method,
-            "family": family,
-            "model": self.config.model,
-            "seed": self.config.seed,
-            "profile": self.config.profile,
-            "hparams": hparams,
-            "settings": {**asdict(self.settings), "config": self.config.to_dict(),
-                         "precision": self.precision, "processes":
-                         self.accelerator.num_processes},
-        }  # fmt: skip
-        # the files trained and scored on: what a store's users map is checked against
-        run["settings"]["dataset_files"] = {
-            split: self.ds.split_spec(split).sha256 for split in ("train", self.settings.eval_split)
-        }
+    def record_facts(self, facts) -> None:
+        """What every LLM run records beside its metrics: precision, processes, the SFT stage
+        it started from, its stage times and their peak memory."""
+        facts.settings.update(precision=self.precision, processes=self.accelerator.num_processes)
         if self.sft_weights is not None:  # which SFT stage the run's model started from
-            run["settings"]["sft_weights"] = self.sft_weights
-        if (plugin := plugins.run_provenance(method)) is not None:
-            run["settings"]["plugin"] = plugin  # name, file and sha256 of a plugin's loss/method
-        # like the stage times, the peak covers the stages the run stands on even where another
-        # process trained them (their summaries keep it; 0 where one was written before that)
-        peak = max(peak_memory_mb(), self._stage_peak)
-        cost = {**self.timings, "peak_memory_mb": peak, **self.load.readings()}
-        return results.run_records(run, evaluation, cost, split=self.settings.eval_split)
-
-
-MODES = ("ranking", "generation")
-
-
-def _seconds(started: float, journal: Journal | None) -> float:
-    """An evaluation's time: since ``started``, plus what its reused batches took before."""
-    return time.perf_counter() - started + (journal.reused_seconds if journal else 0.0)
+            facts.settings["sft_weights"] = self.sft_weights
+            facts.weights = self.sft_weights
+        facts.timings.update(self.timings)
+        facts.stage_peak_mb = max(facts.stage_peak_mb, self.stage_peak)
 
 
 STARTED_FROM = "sft_weights.txt"  # in a preference stage: the SFT stage it trains on
@@ -618,66 +488,127 @@ def _write_reference(path: Path, logps: torch.Tensor) -> None:
     tmp.replace(path)
 
 
+def _read_negatives(path: Path, rows: int) -> list[tuple[int, ...]] | None:
+    """The cached pick, or None when absent or damaged (then picked again)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(value, list) or len(value) != rows:
+        return None
+    return [tuple(int(i) for i in row) for row in value]
+
+
 def _is_scalar(value: object) -> bool:
     if isinstance(value, int | float):
         return True
     return isinstance(value, torch.Tensor) and value.numel() == 1
 
 
-def run_llm(config: RunConfig, progress: bool = True) -> dict:
-    """``recbench run --loss KEY``: the shared SFT stage, preference optimisation, evaluation."""
-    run = LLMRun(config, progress=progress)
-    loss_module = losses.get_loss(config.loss, **config.loss_params)
+# ------------------------------------------------------------------------------ methods
+class LLMMethod(Method):
+    """An LLM method: :class:`LLMRun` scores and answers the runner's examples."""
 
-    def work(output: dict) -> list[dict]:
-        _sft_stage(run, output)
+    family = "llm_baseline"
+
+    def __init__(self, run: RunContext) -> None:
+        super().__init__(run)
+        self.llm = LLMRun(run)
+
+    def score(self, examples: Sequence[Example]) -> Scores:
+        return self.llm.score(self.llm.eval_items(examples))
+
+    def generate(self, examples: Sequence[Example]) -> Answers:
+        return self.llm.generate(self.llm.eval_items(examples))
+
+
+@register_method
+class ZeroShot(LLMMethod):
+    name, order = "zero_shot", 0
+    summary = "the language model as it comes, without any training"
+
+    def prepare(self) -> None:
+        self.llm.record_facts(self.facts)
+
+
+def stage_identity(config: RunConfig, ds: Dataset) -> dict:
+    """What defines the SFT stage of a run with ``config`` (see :func:`_sft_key`)."""
+    examples, sft_count, _ = _training_examples(config, ds)
+    precision = _precision(config.settings.precision)
+    return _sft_identity(config, ds, examples[:sft_count], precision)
+
+
+@register_method
+class Sft(LLMMethod):
+    """The cached SFT stage, evaluated: a prerequisite of every loss run on it."""
+
+    name, order, needs, reference = "sft", 2, "stages", True
+    summary = "the SFT stage alone: LoRA on the target titles, shared by every loss run"
+
+    @classmethod
+    def defining_settings(cls, config: RunConfig, ds: Dataset) -> dict:
+        """The stage and how it is scored: every loss run on one stage shares this run."""
+        settings = config.settings
+        return {"stage": stage_identity(config, ds),
+                "evaluation": {k: getattr(settings, k) for k in EVALUATION_FIELDS}}  # fmt: skip
+
+    def prepare(self) -> None:
+        self.facts.summary["sft"] = self.llm.sft()
+        self.llm.record_facts(self.facts)
+
+
+def stage_started(config: RunConfig) -> bool:
+    """Whether an interrupted SFT stage of ``config`` waits to be continued (``--resume``)."""
+    stage = sft_stage_dir(config)
+    return any((stage / name).is_dir() for name in ("checkpoint", "checkpoint.old"))
+
+
+def sft_prerequisite(config: RunConfig) -> RunConfig:
+    """The ``sft`` run a loss run of ``config`` trains from (recorded once, before it)."""
+    from dataclasses import replace
+
+    return replace(config, loss=None, baseline="sft", loss_params={}, resume="auto",
+                   rerun=False, output_dir=None)  # fmt: skip
+
+
+class LossMethod(LLMMethod):
+    """``recbench run --loss KEY``: the shared SFT stage, then preference optimisation."""
+
+    family, needs = "loss", "stages"
+    key: str = ""
+
+    @classmethod
+    def check(cls, config: RunConfig) -> None:
+        loss_module = losses.get_loss(cls.key, **config.loss_params)  # names and ranges
+        auxiliary.check_for_run(load_dataset(config.dataset), loss_module, config)
+
+    @classmethod
+    def defining_settings(cls, config: RunConfig, ds: Dataset) -> dict:
+        out = super().defining_settings(config, ds)
+        out["hparams"] = asdict(losses.get_loss(cls.key, **config.loss_params).hparams)
+        out["negatives"] = config.negatives
+        return out
+
+    @classmethod
+    def prerequisites(cls, config: RunConfig) -> list[RunConfig]:
+        return [sft_prerequisite(config)]
+
+    def prepare(self) -> None:
+        config, llm = self.run.config, self.llm
+        loss_module = losses.get_loss(self.key, **config.loss_params)
+        self.facts.summary["sft"] = llm.sft()
+        llm.use_negatives(config.negatives)
         signals = None
         if loss_module.requires & auxiliary.AUX_FIELDS:
-            signals = auxiliary.for_run(run.ds, loss_module, config)
-        output["preference"] = run.preference(loss_module, signals)
-        evaluation = output["evaluation"] = run.evaluate()
-        hparams = {**asdict(loss_module.hparams), "n_neg": run.settings.n_neg}
-        return run.records(config.loss, "loss", hparams, evaluation, output["run_id"])
-
-    return run.execute(f"{config.dataset}-{config.loss}-{run.run_key}", work)
+            signals = auxiliary.for_run(self.run.dataset, loss_module, config)
+        self.facts.summary["preference"] = llm.preference(loss_module, signals)
+        self.facts.hparams = {**asdict(loss_module.hparams), "n_neg": llm.settings.n_neg,
+                              "negatives": config.negatives}  # fmt: skip
+        llm.record_facts(self.facts)
 
 
-def _sft_stage(run: LLMRun, output: dict) -> None:
-    """Train (or load) the shared SFT stage; evaluate and record it once, as the ``sft`` run."""
-    output["sft"] = run.sft()
-    sft_eval = run.evaluate_sft_once(run.sft_id)
-    if sft_eval is not None:
-        output["sft_eval"] = sft_eval
-
-
-@register_method(
-    "zero_shot", family="llm_baseline", order=0,
-    summary="the language model as it comes, without any training",
-)  # fmt: skip
-def run_zero_shot(config: RunConfig, progress: bool = True) -> dict:
-    run = LLMRun(config, progress=progress)
-
-    def work(output: dict) -> list[dict]:
-        evaluation = output["evaluation"] = run.evaluate()
-        return run.records("zero_shot", "llm_baseline", {}, evaluation, output["run_id"])
-
-    return run.execute(f"{config.dataset}-zero_shot-{run.run_key}", work)
-
-
-@register_method(
-    "sft", family="llm_baseline", order=2,
-    summary="the SFT stage alone: LoRA on the target titles, shared by every loss run",
-)  # fmt: skip
-def run_sft(config: RunConfig, progress: bool = True) -> dict:
-    run = LLMRun(config, progress=progress)
-
-    def work(output: dict) -> list[dict]:
-        _sft_stage(run, output)  # records the SFT evaluation itself, once per stage
-        return []
-
-    return run.execute(run.sft_id, work)
-
-
-def already_recorded(store, run_id: str) -> bool:
-    """Whether the results store already holds records of ``run_id`` (a finished run)."""
-    return any(r.get("run_id") == run_id for r in results.read_records(store))
+def loss_method(key: str) -> type[Method]:
+    """The method of loss ``key`` (unknown keys: the loss registry's "did you mean")."""
+    spec = losses.get_spec(key)
+    attributes = {"name": key, "key": key, "summary": spec.summary.splitlines()[0]}
+    return type(f"Loss[{key}]", (LossMethod,), attributes)

@@ -2,11 +2,12 @@
 
 A plugin is a Python module, or a ``.py`` file, that imports recbench's public API and registers
 entries as it is imported, e.g. ``@losses.register_loss("my_loss", ...)`` on a
-:class:`losses.PreferenceLoss` subclass.  :func:`load_plugins` imports, in this order:
+:class:`recbench.losses.PreferenceLoss` subclass.  :func:`load_plugins` imports, in this order:
 
 1. installed packages' entry points in the group ``recbench.plugins`` (``[project.entry-points.
    "recbench.plugins"] my_plugin = "my_package.losses"``; an entry point naming a callable, e.g.
-   ``"my_package:register"``, is called after its module is imported);
+   ``"my_package:register"``, is called after its module is imported), except those named in
+   ``$RECBENCH_DISABLE_PLUGINS``;
 2. the paths or module names in ``$RECBENCH_PLUGINS``, separated by ``os.pathsep``;
 3. the ``--plugin`` values of the command.
 
@@ -45,6 +46,7 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "recbench.plugins"
 ENV_VAR = "RECBENCH_PLUGINS"
+DISABLE_VAR = "RECBENCH_DISABLE_PLUGINS"  # entry-point plugins not to load, by name
 #: Registry kinds whose entries are methods a run names (besides losses).
 METHOD_KINDS = ("method", "baseline")
 
@@ -97,8 +99,13 @@ def run_provenance(method: str | None) -> dict[str, str | None] | None:
 
 # ---------------------------------------------------------------------------------- loading
 def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    """The installed entry points, less those named in ``$RECBENCH_DISABLE_PLUGINS`` (a broken
+    plugin can be switched off without uninstalling it; ``baselines`` switches off recbench's
+    own baselines, which the core does not need)."""
+    disabled = {v.strip() for v in os.environ.get(DISABLE_VAR, "").split(os.pathsep)}
     found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    return sorted(found, key=lambda ep: (ep.name, ep.value))
+    kept = [ep for ep in found if ep.name not in disabled]
+    return sorted(kept, key=lambda ep: (ep.name, ep.value))
 
 
 def _load_entry_point(entry_point: importlib.metadata.EntryPoint) -> Plugin:

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from recbench.errors import UnknownNameError, UserError
+from recbench.paths import safe_name
 
 T = TypeVar("T")
 
 #: Top-level packages whose modules' own registrations are built into recbench, even when a
 #: plugin's import is what first imports them.
-BUILTIN_PACKAGES = ("recbench", "losses", "baselines")
+BUILTIN_PACKAGES = ("recbench",)
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,10 @@ class Registry(Generic[T]):
         return wrap
 
     def add(self, name: str, obj: T) -> None:
-        """Register ``obj``; a duplicate is a ``ValueError`` (a :class:`PluginError` when a
-        plugin registers it)."""
+        """Register ``obj``; a duplicate or an unsafe name is a ``ValueError`` (a
+        :class:`PluginError` when a plugin registers it)."""
         plugin = _registering_plugin()
+        self._check_name(name, plugin)
         if name in self._items:
             if plugin is not None:
                 raise PluginError(
@@ -129,6 +131,17 @@ class Registry(Generic[T]):
         self._items[name] = obj
         if plugin is not None:
             self._origins[name] = plugin
+
+    def _check_name(self, name: object, plugin: Plugin | None) -> None:
+        """Names become directory names (a run's directory is named after its loss or method),
+        so they follow :func:`recbench.paths.safe_name`: ``../x`` or ``my/loss`` would write
+        outside ``$RECBENCH_HOME``."""
+        try:
+            safe_name(name, f"{self.kind} name")  # type: ignore[arg-type]
+        except UserError as exc:
+            if plugin is not None:
+                raise PluginError(f"{plugin.describe()} registers a bad name: {exc}") from None
+            raise ValueError(str(exc)) from None
 
     def origin(self, name: str) -> Plugin | None:
         """The plugin that registered ``name``, or None when it is built into recbench."""
@@ -145,6 +158,12 @@ class Registry(Generic[T]):
                 self._origins[name] = new
 
     def get(self, name: str) -> T:
+        """The entry called ``name``; an unknown or blank name is a one-line user error (a
+        blank one usually comes from an unset shell variable: ``--loss "$LOSS"``)."""
+        if not isinstance(name, str) or not name.strip():
+            raise UnknownNameError(
+                f"empty name ({name!r}) given for a {self.kind}; known: {', '.join(self.names())}"
+            )
         try:
             return self._items[name]
         except KeyError:

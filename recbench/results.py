@@ -2,7 +2,7 @@
 
 Every table and plot is derived from these records, so each one carries everything needed to
 interpret and repeat the number: dataset, method, loss and hyper-parameters, model, seed, profile,
-hardware, package versions and time.  A run's records are written with one ``write`` call under an
+hardware, package versions and time.  A run's records are written as one payload under an
 exclusive lock, so concurrent runs lose nothing and a killed run leaves at most one torn last line.
 
 A damaged store never stops work.  :func:`read_records` skips, with one warning naming the file and
@@ -11,26 +11,45 @@ not JSON, JSON that is not an object, and objects without the fields the reports
 run?" checks rely on (:data:`REQUIRED_FIELDS`: ``run_id``, ``dataset``, ``method``, ``mode`` and
 ``metric`` as strings, ``value`` as a number) or with one of :data:`TYPED_FIELDS` of the wrong type
 (a ``seed`` that is not an integer, ``hparams``/``settings``/``hardware``/``versions`` that are not
-objects).  Reading never writes: the damaged lines stay where they are for a person to look at.
-Appending after a torn last line (a process killed mid-``write``) first ends that line, so the
-torn fragment stays one damaged line and the new records stay whole.
+objects) or with a ``value`` outside its metric's domain (:func:`value_problem`: a rate such as
+``hr@1`` outside [0, 1], a negative count or cost, anything not finite; such a value would crash
+the reports or silently skew them).  Reading never writes: the damaged lines stay where they are
+for a person to look at.  Appending after a torn last line (a process killed mid-``write``) first
+ends that line, so the torn fragment stays one damaged line and the new records stay whole.
+
+A store is shared and committed, so it is untrusted input.  An outcomes reference is followed
+only to a regular file inside the store's own outcomes folder, of at most
+:data:`MAX_OUTCOMES_BYTES` (:func:`read_outcomes`), never to a device, a FIFO or a path outside.
+
+An append is all or nothing: a run's records are appended under the lock and the file is cut back
+to its previous size on any failure (a full disk), and its outcomes file is removed
+again, so a failed run never leaves some of its records for a sweep to count as done.
+
+Times are instants in UTC with an explicit offset (``2026-12-05T06:51:57+00:00``, :func:`now`),
+and "latest" is decided by :func:`instant`, never by comparing the text.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
+import math
 import os
 import platform
+import re
+import stat
 import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
 from recbench import locks, paths
+from recbench.errors import UserError
 from recbench.outcomes import ExampleUsers, Outcomes, sha256
 
 RECORD_FIELDS = (
@@ -74,6 +93,21 @@ TYPED_FIELDS: dict[str, tuple[type, ...]] = {
 }
 #: At most this many damaged line numbers are listed in the warning.
 LISTED_LINES = 10
+#: Metrics that are shares of the examples, in [0, 1]: hit rates and NDCG at a cutoff (also
+#: ranked per token), and ratios and rates such as ``valid_ratio``.
+RATE_METRICS = re.compile(
+    r"(hr|ndcg|recall|precision|mrr|map)(@\d+)?(_per_token)?|\w*_(ratio|rate)"
+)
+#: Metrics that are counts or costs, >= 0: example counts (``n_examples``, ``pop_bias_n_valid``),
+#: seconds, megabytes, and the load readings of :class:`LoadMeter`.  Every ``cost`` record is
+#: one too.  Other metrics (``pop_bias``, signed) need only be finite.
+COUNT_METRICS = re.compile(
+    r"n_\w+|\w+_n_\w+|\w+_(seconds|mb|bytes|count)|lock_wait|load_average|cpu_utilisation"
+)
+#: The largest outcomes (or users map) file that is read.  A run's outcomes take about 36 bytes
+#: per example (10,675 bytes for 300), so this holds some 1.8 million examples, far beyond any
+#: split (movielens test: 8,350); it bounds what a hostile store can make ``compare`` read.
+MAX_OUTCOMES_BYTES = 64 * 2**20
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +115,34 @@ log = logging.getLogger(__name__)
 def default_store() -> Path:
     """``$RECBENCH_HOME/results/results.jsonl`` (created by the first append, not by a read)."""
     return paths.home() / "results" / "results.jsonl"
+
+
+def now() -> str:
+    """This instant in UTC, ISO 8601 with its offset: ``2026-12-05T06:51:57+00:00``.
+
+    Local time would order a run recorded later in another time zone, or after a clock change,
+    before an earlier one.
+    """
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def instant(value: object) -> float:
+    """Seconds since the epoch of a record's ``time``: what "latest" is decided by.
+
+    A time with an offset (``+00:00``, or ``+0000`` as stores written before :func:`now` hold)
+    is that instant.  A naive time is read as UTC, which orders naive times among themselves as
+    their text did before instants were compared.  A missing or unreadable time is the earliest
+    (-inf): a run whose time cannot be read is never taken for the latest.
+    """
+    if not isinstance(value, str):
+        return -math.inf
+    try:
+        moment = datetime.fromisoformat(value.strip())
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    except (ValueError, OverflowError):
+        return -math.inf
 
 
 def new_run_id() -> str:
@@ -193,7 +255,7 @@ def make_records(
     """
     base = {name: run.get(name) for name in RECORD_FIELDS if name not in {"metric", "value"}}
     base.update(per_metric)
-    base["time"] = base.get("time") or time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    base["time"] = base.get("time") or now()
     base["hardware"] = base.get("hardware") or hardware()
     base["versions"] = base.get("versions") or versions()
     return [{**base, "metric": name, "value": float(value)} for name, value in metrics.items()]
@@ -213,12 +275,84 @@ def run_records(
     return rows + make_records(run, cost, split="train", mode="cost")
 
 
+def outcomes_folder(store: Path) -> Path:
+    """The folder of a store's per-example outcomes: ``STORE_STEM.outcomes`` beside it."""
+    return store.parent / f"{store.stem}.outcomes"
+
+
 def outcomes_path(store: Path, run_id: str) -> Path:
     """Where the per-example outcomes of ``run_id`` live: ``STORE_STEM.outcomes/RUN_ID.jsonl``."""
-    return store.parent / f"{store.stem}.outcomes" / f"{run_id}.jsonl"
+    return outcomes_folder(store) / f"{run_id}.jsonl"
 
 
-def _write_outcomes(store: Path, records: list[dict], outcomes: Outcomes) -> None:
+# ---------------------------------------------------------------------------- store paths
+def check_store_path(store: Path | str | None = None, *, writing: bool = True) -> None:
+    """Refuse, before any work, a store path that cannot hold a store; one-line UserError.
+
+    A store is a regular file or does not exist yet: appending to ``/dev/null`` would "record"
+    a run that no read finds, and a FIFO would block.  With ``writing``, the store's folder
+    must be creatable and writable, and its outcomes folder (``STORE_STEM.outcomes``) must be a
+    folder or not exist.  ``store`` None is the default store.  Creates nothing.
+    """
+    path = Path(store) if store is not None else default_store()
+    label = f"--results {store}" if store is not None else f"the results store {path}"
+    try:
+        mode: int | None = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None  # not there yet (or under a file: said below when writing)
+    except OSError as exc:
+        raise UserError(f"{label} cannot be read ({exc.strerror or exc})") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise UserError(f"{label} is a directory; give a results store (a .jsonl file)")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise UserError(
+            f"{label} is not a regular file (a device, FIFO or socket); "
+            "a results store must be a regular file or not exist yet"
+        )
+    if writing:
+        _check_writable(path, mode is not None, label)
+
+
+def _check_writable(path: Path, exists: bool, label: str) -> None:
+    """The store (or the nearest folder that exists on its way) and its outcomes folder can be
+    written: a file where a folder must be, or a read-only place, fails here, not after a run."""
+    probe = path if exists else _nearest_existing(path.parent)
+    if not exists and not probe.is_dir():
+        raise UserError(f"{label} cannot be created: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK if exists else os.W_OK | os.X_OK):
+        raise UserError(f"{label} is not writable ({probe} is read-only)")
+    folder = outcomes_folder(path)
+    if folder.exists() or folder.is_symlink():
+        if not folder.is_dir():
+            raise UserError(f"{label} cannot keep its outcomes: {folder} is not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UserError(f"{label} cannot keep its outcomes: {folder} is read-only")
+    elif path.parent.is_dir() and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise UserError(f"{label} cannot keep its outcomes: {path.parent} is read-only")
+
+
+def _nearest_existing(folder: Path) -> Path:
+    """``folder`` or its nearest ancestor that exists (a file there blocks the store)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+# ------------------------------------------------------------------------------- outcomes
+@dataclass(frozen=True)
+class _WrittenOutcomes:
+    """An outcomes file an append wrote, to remove again when its records cannot be appended."""
+
+    path: Path
+    new: bool  # False: these very bytes were there before (records may name them): kept
+
+    def remove(self) -> None:
+        if self.new:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+
+
+def _write_outcomes(store: Path, records: list[dict], outcomes: Outcomes) -> _WrittenOutcomes:
     """Write the outcomes file (atomically) and point the evaluation records at it.
 
     Written before the records are appended: a killed run leaves at most an outcomes file that
@@ -228,11 +362,10 @@ def _write_outcomes(store: Path, records: list[dict], outcomes: Outcomes) -> Non
     if len(run_ids) != 1:
         raise ValueError(f"outcomes belong to one run; these records have {sorted(run_ids)}")
     path = outcomes_path(store, run_ids.pop())
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = outcomes.to_jsonl()
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    there = _holds(path, data)
+    if not there:
+        _write_atomically(path, data)
     reference = {
         "file": path.relative_to(store.parent).as_posix(),
         "sha256": sha256(data),
@@ -242,33 +375,99 @@ def _write_outcomes(store: Path, records: list[dict], outcomes: Outcomes) -> Non
     for record in records:
         if record.get("mode") in modes:
             record["outcomes"] = dict(reference)
+    return _WrittenOutcomes(path, new=not there)
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether ``path`` is a regular file with exactly ``data`` (its size checked first)."""
+    try:
+        return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file, flush it to disk and rename it to ``path``: ``path``
+    is never half-written, and the temporary file is removed when anything fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # one per process
+    try:
+        with open(partial, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
 
 
 def read_outcomes(record: Mapping[str, object], store: Path | None = None) -> Outcomes | None:
     """The per-example outcomes a record points to, or None when it points to none.
 
-    A missing file, or one whose sha256 is not the record's, is a :class:`ValueError` naming the
-    file: paired statistics from the wrong outcomes would be silently wrong numbers.
+    A missing file, one outside the store's outcomes folder, one that is not a regular file or
+    is larger than :data:`MAX_OUTCOMES_BYTES`, or one whose sha256 is not the record's, is a
+    :class:`ValueError` naming the file and the run: paired statistics from the wrong outcomes
+    would be silently wrong numbers, and a record is untrusted (it could name ``/dev/zero``).
     """
     reference = record.get("outcomes")
     if not isinstance(reference, Mapping):
         return None
     store = Path(store) if store else default_store()
     path = store.parent / str(reference.get("file"))
+    what = f"{path}: outcomes of run {record.get('run_id')}"
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{path}: outcomes of run {record.get('run_id')} unreadable "
-                         f"({exc.strerror or exc})") from None  # fmt: skip
+        data = _read_inside(path, outcomes_folder(store))
+    except FileNotFoundError as exc:
+        raise ValueError(f"{what} unreadable ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise ValueError(f"{what} {exc}") from None
     if sha256(data) != reference.get("sha256"):
-        raise ValueError(f"{path}: outcomes of run {record.get('run_id')} do not match the "
-                         "sha256 in the store (the file was changed or replaced)")  # fmt: skip
-    return Outcomes.from_jsonl(data)
+        raise ValueError(f"{what} do not match the sha256 in the store "
+                         "(the file was changed or replaced)")  # fmt: skip
+    try:
+        return Outcomes.from_jsonl(data)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"{what} are not outcomes ({exc})") from None
+
+
+def _read_inside(path: Path, folder: Path) -> bytes:
+    """The bytes of ``path``, which must resolve to a regular file inside ``folder``.
+
+    Symbolic links are followed, but where they lead must be inside ``folder`` (itself not a
+    link).  The file is checked before it is opened, and opened non-blocking without following
+    a link, so a FIFO swapped in meanwhile cannot block; reading stops past
+    :data:`MAX_OUTCOMES_BYTES`.  Raises FileNotFoundError when it is missing, else ValueError
+    saying why it is refused.
+    """
+    inside = folder.parent.resolve() / folder.name
+    resolved = Path(os.path.realpath(path))
+    if inside not in resolved.parents:
+        raise ValueError(f"are outside the store's outcomes folder {folder}; not read")
+    try:
+        _check_regular(os.lstat(resolved))  # a device is refused before it is ever opened
+        fd = os.open(resolved, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ValueError(f"unreadable ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as handle:
+        _check_regular(os.fstat(fd))  # swapped since the check
+        data = handle.read(MAX_OUTCOMES_BYTES + 1)
+    if len(data) > MAX_OUTCOMES_BYTES:
+        raise ValueError(f"are larger than {MAX_OUTCOMES_BYTES >> 20} MiB; not read")
+    return data
+
+
+def _check_regular(info: os.stat_result) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("are not a regular file (a device, FIFO or socket); not read")
 
 
 def users_path(store: Path, dataset: str, split: str) -> Path:
     """Where a store keeps the users of a split's examples: ``STORE_STEM.outcomes/users-...``."""
-    return store.parent / f"{store.stem}.outcomes" / f"users-{dataset}-{split}.json"
+    return outcomes_folder(store) / f"users-{dataset}-{split}.json"
 
 
 def write_example_users(store: Path, users: ExampleUsers) -> Path | None:
@@ -280,8 +479,11 @@ def write_example_users(store: Path, users: ExampleUsers) -> Path | None:
     """
     path = users_path(store, users.dataset, users.split)
     data = users.to_json()
-    if path.is_file():
-        existing = path.read_bytes()
+    if path.exists() or path.is_symlink():
+        try:
+            existing = _read_inside(path, outcomes_folder(store))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path} is there but cannot be read ({exc}); left as it is") from None
         if existing == data:
             return None
         try:
@@ -292,25 +494,23 @@ def write_example_users(store: Path, users: ExampleUsers) -> Path | None:
             f"{path} maps the examples of another {users.dataset} {users.split} file "
             f"({other}, this one {users.split_sha256[:12]}); left as it is"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # one per process
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    _write_atomically(path, data)
     return path
 
 
 def read_example_users(store: Path, dataset: str, split: str) -> ExampleUsers | None:
     """The users of a split's examples kept beside the store, or None when there are none.
 
-    An unreadable or inconsistent file is a :class:`ValueError` naming it.
+    An unreadable or inconsistent file, or one that is not a regular file inside the store's
+    outcomes folder, is a :class:`ValueError` naming it.
     """
     path = users_path(store, dataset, split)
     try:
-        data = path.read_bytes()
+        data = _read_inside(path, outcomes_folder(store))
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        raise ValueError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     try:
         users = ExampleUsers.from_json(data)
     except ValueError as exc:
@@ -320,40 +520,124 @@ def read_example_users(store: Path, dataset: str, split: str) -> ExampleUsers | 
     return users
 
 
+# ------------------------------------------------------------------------------- appending
 def append_records(
     records: Iterable[Mapping[str, object]],
     store: Path | None = None,
     outcomes: Outcomes | None = None,
 ) -> Path:
-    """Append records atomically (one locked ``write``), creating the store if needed.
+    """Append records atomically (one payload under a lock), creating the store if needed.
 
     ``outcomes`` (per-example outcomes of the run) are written first, to the file
     :func:`outcomes_path` names, and the records of the modes they cover point to it.
     If the store does not end in a newline (a writer was killed mid-``write``), the payload starts
     with one, so the torn fragment stays a line of its own instead of swallowing a new record.
+    All or nothing: when the append fails (a full disk), the store is cut back to its size
+    before and the outcomes file written for it is removed, and a :class:`UserError` says so,
+    so a sweep never counts a point done on some of its records.
     """
+    check_store_path(store or None)
     store = Path(store) if store else default_store()
-    store.parent.mkdir(parents=True, exist_ok=True)
     records = [dict(r) for r in records]
-    if outcomes is not None and len(outcomes) and records:
-        _write_outcomes(store, records, outcomes)
-    payload = "".join(json.dumps(dict(r), sort_keys=True) + "\n" for r in records).encode()
-    if not payload:
-        return store
-    fd = os.open(store, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    what = _describe_runs(records)
+    written: _WrittenOutcomes | None = None
     try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        if outcomes is not None and len(outcomes) and records:
+            written = _write_outcomes(store, records, outcomes)
+        payload = "".join(json.dumps(dict(r), sort_keys=True) + "\n" for r in records).encode()
+        if payload:
+            _append(store, payload)
+    except BaseException as exc:
+        if written is not None:
+            written.remove()
+        if isinstance(exc, OSError):
+            raise UserError(
+                f"could not record {what} in {store} ({exc.strerror or exc}); "
+                "nothing of it was recorded"
+            ) from None
+        raise
+    return store
+
+
+def _describe_runs(records: list[dict]) -> str:
+    run_ids = sorted({str(r.get("run_id")) for r in records})
+    shown = ", ".join(run_ids[:3]) + (", ..." if len(run_ids) > 3 else "")
+    return f"run{'s' if len(run_ids) > 1 else ''} {shown}"
+
+
+def _append(store: Path, payload: bytes) -> None:
+    """Append ``payload`` under an exclusive lock, whole or not at all.
+
+    Any failure (``ENOSPC`` mid-write, a failed ``fsync``) cuts the file back to its size
+    before, still under the lock, so no reader or writer sees part of the payload.
+    """
+    fd = os.open(store, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for a device since checked
+            raise UserError(f"{store} is not a regular file; nothing was recorded")
         fcntl.flock(fd, fcntl.LOCK_EX)
         size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            payload = b"\n" + payload
-        written = os.write(fd, payload)
-        if written != len(payload):  # pragma: no cover - regular files write fully
-            raise OSError(f"short write to {store}")
-        os.fsync(fd)
+        try:
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                payload = b"\n" + payload
+            _write_all(fd, payload)
+            os.fsync(fd)
+        except BaseException:
+            _cut_back(fd, size, store)
+            raise
     finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
-    return store
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until all of ``data`` is written (a write may be short on a full disk)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:  # pragma: no cover - regular files write or raise
+            raise OSError(f"write to fd {fd} wrote nothing")
+        view = view[written:]
+
+
+def _cut_back(fd: int, size: int, store: Path) -> None:
+    """Truncate the store back to ``size`` bytes after a failed append."""
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    except OSError as exc:  # pragma: no cover - truncating frees space; only a dead disk fails
+        log.error("error: %s: could not cut a failed append back to %d bytes (%s); lines past "
+                  "it may be partial", store, size, exc.strerror or exc)  # fmt: skip
+
+
+# -------------------------------------------------------------------------------- reading
+def value_problem(mode: object, metric: object, value: object) -> str | None:
+    """Why ``value`` cannot be a value of ``metric`` (in ``mode``), or None when it can.
+
+    Rates (:data:`RATE_METRICS`) lie in [0, 1]; counts and costs (:data:`COUNT_METRICS`, every
+    ``cost`` record) are >= 0; no value is infinite.  An HR@1 of 41.4 would crash the
+    intervals of ``compare`` (a math domain error), and an infinite time would skew a table.
+    NaN is what recbench itself writes where a signed metric is undefined (the popularity bias
+    of a run without one valid answer), and every reader takes it as missing: it is kept there,
+    and refused for rates, counts and costs, which are always defined.
+    """
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return f"has a '{metric}' value that is not a finite number"
+    name = str(metric)
+    bounded = RATE_METRICS.fullmatch(name) or COUNT_METRICS.fullmatch(name) or mode == "cost"
+    if math.isnan(number) and not bounded:
+        return None
+    if not math.isfinite(number):
+        return f"has a '{metric}' value of {number}, not a finite number"
+    if RATE_METRICS.fullmatch(name) and not 0.0 <= number <= 1.0:
+        return f"has a '{metric}' value of {number:g}, outside [0, 1]"
+    if (mode == "cost" or COUNT_METRICS.fullmatch(name)) and number < 0.0:
+        return f"has a '{metric}' value of {number:g}, below 0"
+    return None
 
 
 def check_record(value: object) -> str | None:
@@ -370,7 +654,7 @@ def check_record(value: object) -> str | None:
         item = value.get(name)
         if item is not None and (isinstance(item, bool) or not isinstance(item, types)):
             return f"has a '{name}' that is not {'an integer' if name == 'seed' else 'an object'}"
-    return None
+    return value_problem(value["mode"], value["metric"], value["value"])
 
 
 def _parse_line(raw: bytes) -> tuple[dict | None, str | None]:
@@ -414,10 +698,13 @@ def read_store(store: Path | None = None) -> StoreContents:
     """Every usable record of the store and the damaged lines; the file is only read."""
     store = Path(store) if store else default_store()
     out = StoreContents(store)
-    if not store.is_file():
+    if not store.is_file():  # missing, or a folder, device or FIFO: nothing to read
         return out
-    with open(store, "rb") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+    fd = os.open(store, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO cannot block
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the check
+            return out
+        fcntl.flock(fd, fcntl.LOCK_SH)
         data = handle.read()
     for number, raw in enumerate(data.split(b"\n"), 1):
         if not raw.strip():
@@ -426,8 +713,35 @@ def read_store(store: Path | None = None) -> StoreContents:
         if record is None:
             out.damaged.append((number, str(reason)))
         else:
+            _check_version(store, number, record)
             out.records.append(record)
     return out
+
+
+#: The version of the records this recbench writes (``settings.record_version``).  Version 2
+#: records carry their run's identity digest and one shape of settings for every method;
+#: records without a version (written before it existed) are version 1 and read as they are.
+RECORD_VERSION = 2
+
+
+class StoreVersionError(UserError):
+    """A store holding records of a newer recbench, whose fields this one may misread."""
+
+
+def record_version(record: Mapping[str, object]) -> int:
+    """The version a record was written with (1: before versions were recorded)."""
+    settings = record.get("settings")
+    version = settings.get("record_version", 1) if isinstance(settings, Mapping) else 1
+    return version if isinstance(version, int) and not isinstance(version, bool) else 1
+
+
+def _check_version(store: Path, number: int, record: Mapping[str, object]) -> None:
+    version = record_version(record)
+    if version > RECORD_VERSION:
+        raise StoreVersionError(
+            f"{store} line {number} holds a record of version {version}, written by a newer "
+            f"recbench (this one reads versions 1 to {RECORD_VERSION}); upgrade recbench"
+        )
 
 
 # (path, damaged line numbers) already warned about in this process: a sweep reads the store

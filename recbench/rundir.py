@@ -16,7 +16,6 @@ whatever its killed points left (``resume="auto"``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -26,7 +25,7 @@ from recbench.errors import UserError
 
 IDENTITY_FILE = "run.json"
 #: RunConfig fields that say where a run is stored or how it is started, not what it computes.
-RUN_LOCATION_FIELDS = ("output_dir", "results", "resume")
+RUN_LOCATION_FIELDS = ("output_dir", "results", "resume", "rerun")
 
 
 class RunDirectoryError(UserError):
@@ -101,21 +100,3 @@ def claim(run_dir: Path, run_id: str, identity: dict, explicit: bool) -> None:
     except OSError as exc:
         raise RunDirectoryError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
     write_atomic(marker, json.dumps({"run_id": run_id, **identity}, sort_keys=True, default=str))
-
-
-def config_identity(config) -> dict:
-    """What defines a run of ``config`` (a :class:`~recbench.config.RunConfig`): every field
-    except where it is stored and whether it is being resumed."""
-    fields = {k: v for k, v in config.to_dict().items() if k not in RUN_LOCATION_FIELDS}
-    return {"method": config.method, "dataset": config.dataset, "config": fields}
-
-
-def claim_output_dir(config) -> None:
-    """For methods without a run directory of their own (the sequential baselines, MoRec):
-    refuse an ``--output-dir`` that holds another run's weights before training over them."""
-    if config.output_dir is None:
-        return
-    identity = config_identity(config)
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
-    run_id = f"{config.dataset}-{config.method}-{digest.hexdigest()[:12]}"
-    claim(Path(config.output_dir).expanduser(), run_id, identity, explicit=True)

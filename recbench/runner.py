@@ -1,28 +1,68 @@
-"""Executing a :class:`~recbench.config.RunConfig`: validation first, then the work.
+"""The runner: everything about a run that is not the method's own training and scoring.
 
-Every input is checked before anything heavy (model download, training) starts, so a typo costs
-a second, not a failed hour.  A run trains a loss (:func:`recbench.pipeline.run_llm`) or runs a
-registered method (``--baseline NAME``, :mod:`recbench.methods`); methods are found in the
-registry, filled by the core and by plugins (``baselines`` among them), never by name here.
+Each of these is done here, once, for every method (the rules, the sequential models, the LLM
+baselines, every loss, and plugins alike):
+
+* input checks before any work (:func:`check_inputs`);
+* the run's identity and id (:func:`plan`, :mod:`recbench.identity`);
+* skipping a run the store already holds (:func:`is_recorded`), unless ``--rerun``;
+* claiming the run directory (:mod:`recbench.rundir`), under the run's lock;
+* choosing the evaluation examples (:func:`evaluation_examples`);
+* timing, peak memory and load; metrics from the method's scores and answers; per-example
+  outcomes; the run's records and their single append (:func:`_record`).
+
+A method (:class:`recbench.methods.Method`) only trains and scores.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-import losses
-from recbench import auxiliary, models, paths, plugins, results
+from recbench import identity, losses, models, negatives, paths, pipeline, plugins, results, rundir
+from recbench.batches import EVAL_SEED
+from recbench.batches import evaluation_examples as _protocol_examples
 from recbench.config import RunConfig
 from recbench.data import load_dataset
-from recbench.methods import check_checkpoint, get_method, method_names
-from recbench.pipeline import run_llm
+from recbench.data.dataset import SPLITS, Dataset, Example
+from recbench.errors import UserError
+from recbench.evaluation import answers_report, scores_report
+from recbench.methods import (
+    Answers,
+    Method,
+    MethodClass,
+    RunContext,
+    Scores,
+    check_checkpoint,
+    get_method,
+)
+from recbench.outcomes import Outcomes
 
 log = logging.getLogger(__name__)
 
 
-def check_inputs(config: RunConfig) -> None:
-    """Resolve every name in the config, raising one-line user errors.
+class RunInterrupted(UserError):
+    """Ctrl-C during a run: one line saying how to continue it."""
+
+    exit_code = 130
+
+
+# ------------------------------------------------------------------------------ resolving
+def resolve(config: RunConfig) -> MethodClass:
+    """The method a config runs: ``--baseline NAME`` from the method registry, ``--loss KEY``
+    as that loss's own method (:func:`recbench.pipeline.loss_method`)."""
+    if config.baseline is not None:
+        return get_method(config.baseline)
+    return pipeline.loss_method(str(config.loss))
+
+
+def check_inputs(config: RunConfig) -> MethodClass:
+    """Resolve every name in the config, raising one-line user errors; returns the method.
 
     Runs before any model is loaded or trained, so everything that can be known to fail from
     the config alone (names, ranges, paths, the SASRec a loss needs) fails here, in a second.
@@ -30,48 +70,406 @@ def check_inputs(config: RunConfig) -> None:
     config.validate()
     paths.home()  # an unusable RECBENCH_HOME fails now, not after training
     plugins.load_plugins()  # the installed ones (entry points); idempotent
-    ds = load_dataset(config.dataset)  # unknown names raise here
-    if config.baseline is not None:
-        method = get_method(config.baseline)  # unknown names: "did you mean", all methods
-        check_checkpoint(config)
-        method.check(config)
-    else:
-        check_checkpoint(config)
-    if config.loss is not None:
-        loss_module = losses.get_loss(config.loss, **config.loss_params)
-        auxiliary.check_for_run(ds, loss_module, config)
+    load_dataset(config.dataset)  # unknown names raise here
+    method = resolve(config)
+    check_checkpoint(config, method)
+    negatives.get_strategy(config.negatives)  # unknown names: "did you mean"
+    if config.negatives != negatives.DEFAULT and method.family != "loss":
+        raise UserError(
+            f"--negatives {config.negatives}: negatives are picked for preference losses; "
+            f"{method.name} trains none"
+        )
+    method.check(config)
     models.check_name(config.model)
+    results.check_store_path(config.results or results.default_store())
+    return method
 
 
 def baseline_names() -> list[str]:
     """Every method ``--baseline`` accepts (registered by the core and by plugins)."""
-    plugins.load_plugins()
+    from recbench.methods import method_names
+
     return method_names()
 
 
-def execute(config: RunConfig, progress: bool = True) -> dict:
-    """Run a loss (SFT then preference optimisation) or a method, and store its records."""
-    check_inputs(config)
-    if config.baseline is not None:
-        output = get_method(config.baseline).run(config, progress)
-    else:
-        output = run_llm(config, progress=progress)
-    keep_example_users(config.results or results.default_store(), config.dataset,
-                       config.settings.eval_split)  # fmt: skip
+def evaluation_examples(config: RunConfig, ds: Dataset) -> list[Example]:
+    """The examples a run is scored on, for every method: the profile's protocol rows of its
+    evaluation split, then the seeded subset of ``eval_examples`` every method sees."""
+    s = config.settings
+    return _protocol_examples(ds, s.eval_rows, s.eval_examples, s.eval_split)
+
+
+# -------------------------------------------------------------------------------- the plan
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything decided about a run before any work: what it is and where it goes."""
+
+    config: RunConfig
+    method: MethodClass
+    dataset: Dataset
+    identity: dict[str, Any]
+    run_id: str
+    store: Path
+    run_dir: Path
+
+
+def identity_of(config: RunConfig, method: MethodClass, ds: Dataset) -> dict[str, Any]:
+    """What the run's numbers depend on: method, data content, model, profile, the method's
+    defining settings and the plugin file that provides it.  Where the run is stored, and
+    whether it is resumed or rerun, are not part of it."""
+    out: dict[str, Any] = {
+        "method": method.name,
+        "dataset": config.dataset,
+        "data": identity.data_digest(ds),
+        "model": config.model,
+        "profile": config.profile,
+        **method.defining_settings(config, ds),
+    }
+    plugin = plugins.run_provenance(method.name)
+    if plugin is not None:  # an edited plugin file is another run
+        out["plugin"] = plugin.get("sha256")
+    return out
+
+
+def plan(config: RunConfig, method: MethodClass | None = None) -> RunPlan:
+    """The run's identity, id, store and directory, decided in a second, without a model."""
+    method = method or resolve(config)
+    ds = load_dataset(config.dataset)
+    ident = identity_of(config, method, ds)
+    run_id = identity.run_id(config.dataset, method.name, ident)
+    store = Path(config.results) if config.results else results.default_store()
+    default_dir = paths.home() / "runs" / run_id
+    run_dir = Path(config.output_dir).expanduser() if config.output_dir else default_dir
+    return RunPlan(config, method, ds, ident, run_id, store, run_dir)
+
+
+# ------------------------------------------------------------------ already recorded?
+def is_recorded(records: Iterable[Mapping[str, Any]], run: RunPlan) -> list[Mapping[str, Any]]:
+    """The store's records of this run (empty: not recorded): the one "already done" rule.
+
+    Records of this version carry their run id, which is the identity's digest.  Records
+    written before identities covered the data (no ``settings.record_version``) are matched on
+    what they state: dataset, method, model, profile, seed, the data files' sha256, the
+    settings and the hyper-parameters they recorded (:func:`_matches_earlier_record`).
+    """
+    found = []
+    for record in records:
+        if (
+            record.get("run_id") == run.run_id
+            or _is_earlier_version(record)
+            and _matches_earlier_record(record, run)
+        ):
+            found.append(record)
+    return found
+
+
+def _is_earlier_version(record: Mapping[str, Any]) -> bool:
+    return results.record_version(record) < results.RECORD_VERSION
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal as recorded values: numbers by value (3 == 3.0), the rest as they are."""
+    numbers = (int, float)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool | str):
+        return float(a) == float(b)
+    return a == b
+
+
+def _matches_earlier_record(record: Mapping[str, Any], run: RunPlan) -> bool:
+    config = run.config
+    settings, hparams = record.get("settings") or {}, record.get("hparams") or {}
+    if not isinstance(settings, Mapping) or not isinstance(hparams, Mapping):
+        return False
+    seed = run.method.recorded_seed(config)
+    if (record.get("dataset"), record.get("method"), record.get("profile")) != (
+        config.dataset, run.method.name, config.profile,
+    ) or record.get("seed") not in (seed, None):  # fmt: skip
+        return False
+    if run.method.family in ("loss", "llm_baseline") and record.get("model") != config.model:
+        return False
+    if config.negatives != negatives.DEFAULT:  # earlier records all drew them uniformly
+        return False
+    files = settings.get("dataset_files")
+    if isinstance(files, Mapping) and any(  # the data it ran on: a re-import is other data
+        files[s] != run.dataset.split_spec(s).sha256 for s in files.keys() & set(SPLITS)
+    ):
+        return False
+    resolved = asdict(config.settings)
+    stated = {k: settings[k] for k in resolved.keys() & settings.keys()}
+    if not all(_same(v, resolved[k]) for k, v in stated.items() if k not in _DESCRIPTIVE):
+        return False
+    expected = expected_hparams(config)
+    return all(_same(hparams[k], expected[k]) for k in hparams.keys() & expected.keys())
+
+
+_DESCRIPTIVE = frozenset({"name", "summary", "caveat"})
+
+
+def expected_hparams(config: RunConfig) -> dict[str, object]:
+    """What a run of ``config`` records as hparams: a loss's defaults, its overrides and the
+    n_neg used (a baseline records its own, which nothing here predicts)."""
+    if config.loss is None:
+        return {}
+    hparams: dict[str, object] = dict(losses.get_spec(config.loss).hparams)
+    hparams.update(config.loss_params)
+    hparams["n_neg"] = config.settings.n_neg
+    hparams["negatives"] = config.negatives
+    return hparams
+
+
+# ---------------------------------------------------------------------------- executing
+def execute(config: RunConfig, progress: bool = True) -> dict[str, Any]:
+    """Check, plan, skip or run a method, record it; returns what the CLI prints."""
+    method = check_inputs(config)
+    main = plan(config, method)
+    # before any prerequisite runs: the SFT stage it would continue is the state to resume
+    _check_resume(config, main, rundir.holds_run_state(main.run_dir))
+    output: dict[str, Any] = {}
+    for prerequisite in method.prerequisites(config):
+        before = _run(plan(prerequisite), progress, prerequisite=True)
+        if "evaluation" in before:
+            output["sft_eval"] = before["evaluation"]
+    output.update(_run(main, progress))
+    keep_example_users(output.get("results"), config)
     return output
 
 
-def keep_example_users(store: Path, dataset: str, split: str) -> Path | None:
-    """Keep the users of ``split``'s examples beside the store's outcomes, once, so that
-    ``recbench compare`` clusters its paired tests by user from the store alone.
+def _run(run: RunPlan, progress: bool, prerequisite: bool = False) -> dict[str, Any]:
+    """Skip a recorded run, or own its directory, do the work and record it once."""
+    from accelerate import PartialState
+
+    from recbench import locks
+
+    state = PartialState()
+    config = run.config
+    rerun = config.rerun and not prerequisite
+    if not rerun and not prerequisite and _recorded_now(run):
+        return {"run_id": run.run_id, "skipped": "already recorded"}
+    with locks.exclusive_for_run(run.run_dir, f"run {run.run_id}", state):
+        if not rerun and not prerequisite and _recorded_now(run):  # another process just did
+            return {"run_id": run.run_id, "skipped": "already recorded"}
+        if state.is_main_process:
+            rundir.claim(run.run_dir, run.run_id, run.identity, config.output_dir is not None)
+        state.wait_for_everyone()
+        context = RunContext(config, run.dataset, run.run_dir, run.run_id, progress)
+        try:
+            return _work(run, run.method(context), state, prerequisite)
+        except KeyboardInterrupt:
+            raise RunInterrupted(
+                f"interrupted; checkpoints are in {run.run_dir} and $RECBENCH_HOME/stages: "
+                "run the same command with --resume to continue"
+            ) from None
+
+
+def _recorded_now(run: RunPlan) -> bool:
+    return bool(is_recorded(results.read_records(run.store), run))
+
+
+def _check_resume(config: RunConfig, run: RunPlan, started_before: bool) -> None:
+    """``--resume`` with nothing to continue says so, instead of silently starting over."""
+    if config.resume is not True or started_before:
+        return
+    if run.method.needs == "stages" and pipeline.stage_started(config):
+        return  # the shared SFT stage was interrupted: that is what continues
+    raise UserError(
+        f"--resume: nothing to resume: no interrupted run {run.run_id} in {run.run_dir} "
+        "(were other options used?); run without --resume"
+    )
+
+
+def _work(run: RunPlan, method: Method, state, prerequisite: bool) -> dict[str, Any]:
+    """Prepare, score, generate; then the metrics, records and the one append."""
+    load = results.LoadMeter()
+    method.prepare()
+    run_id = run.run_id
+    if prerequisite:  # built now: is this very model's evaluation recorded?
+        run_id = _prerequisite_id(run, method.facts.weights)
+        if run_id is None:
+            return {"run_id": run.run_id, "skipped": "already recorded"}
+    scored = _evaluate(run, method)
+    evaluation, timings, outcomes, facts = (
+        scored.evaluation,
+        scored.timings,
+        scored.outcomes,
+        method.facts,
+    )
+    output: dict[str, Any] = {"run_id": run_id, "run_dir": str(run.run_dir), **facts.summary}
+    if caveat := run.config.settings.caveat:
+        output["note"] = f"{run.config.profile} profile: {caveat}"
+    output["evaluation"] = evaluation
+    output["timings"] = {**facts.timings, **timings}
+    if state.is_main_process:
+        records = _records(run, method, run_id, evaluation, {**facts.timings, **timings}, load)
+        output["results"] = str(_record(run, records, outcomes))
+    return output
+
+
+def _prerequisite_id(run: RunPlan, weights: str | None) -> str | None:
+    """The id a prerequisite's evaluation is recorded under, or None when it is recorded.
+
+    Its own id when the store holds no record of it or one of the same weights; when the
+    record is of another model (a stage trained again elsewhere, or recorded without a
+    weights digest), this model is evaluated again under :func:`identity.retrained_id`, with
+    a warning, so that every run is paired with the very model it started from.
+    """
+    import warnings
+
+    recorded = is_recorded(results.read_records(run.store), run)
+    held = {_weights_of(r) for r in recorded}
+    if not recorded or held == {weights}:
+        return None if recorded else run.run_id
+    if weights is None:
+        return None
+    own = identity.retrained_id(run.run_id, weights)
+    if any(r.get("run_id") == own for r in results.read_records(run.store)):
+        return None
+    theirs = ", ".join(sorted(str(w or "not recorded") for w in held))
+    warnings.warn(
+        f"the {run.method.name} model of seed {run.config.seed} (weights {weights}) is not the "
+        f"one evaluated as {run.run_id} in {run.store} (weights {theirs}; trained again on "
+        f"other hardware?): evaluating it as {own}, which the runs trained from it are paired "
+        "with",
+        stacklevel=2,
+    )
+    return own
+
+
+def _weights_of(record: Mapping[str, Any]) -> str | None:
+    settings = record.get("settings")
+    return settings.get("sft_weights") if isinstance(settings, Mapping) else None
+
+
+@dataclass
+class Evaluated:
+    """A method's evaluation on the runner's examples, before anything is recorded."""
+
+    evaluation: dict[str, dict[str, float]]
+    timings: dict[str, float]
+    outcomes: Outcomes
+    examples: list[Example]
+    method: Method
+    scores: Scores | None = None
+    answers: Answers | None = None
+
+
+def _evaluate(run: RunPlan, method: Method) -> Evaluated:
+    """Each mode the method provides, scored by the protocol's metric code."""
+    examples = evaluation_examples(run.config, run.dataset)
+    outcomes = Outcomes()
+    out = Evaluated({}, {}, outcomes, examples, method)
+    started = time.perf_counter()
+    out.scores = scores = method.score(examples)
+    if scores is not None:
+        out.evaluation["ranking"] = scores_report(
+            run.dataset, examples, scores.values, scores.lengths, outcomes
+        )
+        out.timings["eval_ranking_seconds"] = time.perf_counter() - started + scores.reused_seconds
+    if run.config.settings.generation:
+        started = time.perf_counter()
+        out.answers = answers = method.generate(examples)
+        if answers is not None:
+            out.evaluation["generation"] = answers_report(
+                run.dataset, examples, answers.texts, outcomes
+            )
+            seconds = time.perf_counter() - started + answers.reused_seconds
+            out.timings["eval_generation_seconds"] = seconds
+            _write_answers(run.run_dir, examples, answers.texts)
+    if not out.evaluation:
+        raise UserError(f"method {run.method.name} gave neither scores nor answers")
+    out.evaluation.update(method.facts.extra_modes)
+    return out
+
+
+def evaluate(config: RunConfig, progress: bool = False) -> Evaluated:
+    """Run a method on its examples and return its evaluation, recording nothing (for scripts,
+    benchmarks and tests; ``recbench run`` is :func:`execute`).  The run directory is claimed
+    as for a recorded run, so what it trains is found again by the recorded run."""
+    from accelerate import PartialState
+
+    from recbench import locks
+
+    method = check_inputs(config)
+    run = plan(config, method)
+    with locks.exclusive_for_run(run.run_dir, f"run {run.run_id}", PartialState()):
+        rundir.claim(run.run_dir, run.run_id, run.identity, config.output_dir is not None)
+        instance = method(RunContext(config, run.dataset, run.run_dir, run.run_id, progress))
+        instance.prepare()
+        return _evaluate(run, instance)
+
+
+def _write_answers(run_dir: Path, examples: list[Example], texts: list[str]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lines = (
+        json.dumps({"key": ex.key, "answer": t}) + "\n"
+        for ex, t in zip(examples, texts, strict=True)
+    )
+    rundir.write_atomic(run_dir / "answers.jsonl", "".join(lines))
+
+
+def _records(
+    run: RunPlan,
+    method: Method,
+    run_id: str,
+    evaluation: dict[str, dict[str, float]],
+    timings: dict[str, float],
+    load: results.LoadMeter,
+) -> list[dict]:
+    """The run's records, one shape of settings for every method."""
+    from recbench.trainer import peak_memory_mb
+
+    config, facts, s = run.config, method.facts, run.config.settings
+    settings = {
+        **asdict(s),
+        "config": config.to_dict(),
+        "record_version": results.RECORD_VERSION,
+        "identity": identity.digest(run.identity),
+        "data": run.identity["data"],
+        # the files trained and scored on: what a store's users map is checked against
+        "dataset_files": {
+            split: run.dataset.split_spec(split).sha256 for split in ("train", s.eval_split)
+        },
+        "eval_seed": EVAL_SEED,
+        **facts.settings,
+    }
+    if (plugin := plugins.run_provenance(method.name)) is not None:
+        settings["plugin"] = plugin  # name, file and sha256 of a plugin's loss or method
+    header = {
+        "run_id": run_id,
+        "dataset": config.dataset,
+        "method": method.name,
+        "family": method.family,
+        "model": facts.model or config.model,
+        "seed": method.recorded_seed(config),
+        "profile": config.profile,
+        "hparams": facts.hparams,
+        "settings": settings,
+    }
+    # like the stage times, the peak covers the stages the run stands on, even where another
+    # process trained them (their summaries keep it)
+    cost = {**timings, "peak_memory_mb": max(peak_memory_mb(), facts.stage_peak_mb),
+            **load.readings()}  # fmt: skip
+    return results.run_records(header, evaluation, cost, split=s.eval_split)
+
+
+def _record(run: RunPlan, records: list[dict], outcomes: Outcomes) -> Path:
+    """The one append of a run's records, all or none (a rerun adds beside the earlier ones;
+    the reports take the latest)."""
+    return results.append_records(records, run.store, outcomes)
+
+
+def keep_example_users(store: str | None, config: RunConfig) -> Path | None:
+    """Keep the users of the evaluation split's examples beside the store's outcomes, once, so
+    that ``recbench compare`` clusters its paired tests by user from the store alone.
 
     A store holding another version of the split's map keeps it, with one warning line: the
     run's records are what matter here, not the map.  Returns the path written, if any.
     """
-    if not store.is_file():
+    path = Path(store) if store else None
+    if path is None or not path.is_file():
         return None
+    split = config.settings.eval_split
     try:
-        return results.write_example_users(store, load_dataset(dataset).example_users(split))
+        return results.write_example_users(path, load_dataset(config.dataset).example_users(split))
     except ValueError as exc:
         log.warning("warning: %s", exc)
         return None

@@ -2,9 +2,9 @@
 
 A study such as HR@1 across n_neg (Figure 3c) or across rho and alpha (Appendix C) is many runs
 of minutes each, and long sweeps get interrupted.  The sweep therefore treats the results store
-as its progress record: before each point it checks whether a run with the same dataset, method,
-model, profile, seed and hyper-parameters is already there, so re-running the same command
-resumes where it stopped.  A failed point is reported and the sweep goes on; every input is
+as its progress record: before each point it asks whether the store records that run, by the
+runner's one rule (:func:`recbench.runner.is_recorded`), so re-running the same command resumes
+where it stopped.  A failed point is reported and the sweep goes on; every input is
 validated before the first run starts, so a typo fails in a second, not after an hour.
 
 Points are ordered seed-major: the whole grid for the first seed comes before any second seed,
@@ -41,11 +41,10 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-import losses
 from recbench import locks, pipeline, results, runner, sweep_costs
 from recbench.config import RunConfig, parse_value, split_assignments
 from recbench.errors import UserError
-from recbench.reports.runs import compatible, hparams_key
+from recbench.reports.runs import hparams_key
 
 ParamValue = float | int | str | bool
 # Options with a name of their own in `recbench run` (everything else goes through --param).
@@ -135,17 +134,6 @@ class SweepPoint:
         return f"{c.dataset} {c.method} seed={c.seed}" + (f" {settings}" if settings else "")
 
 
-def _expected_hparams(config: RunConfig) -> dict[str, object]:
-    """What ``recbench run`` records as hparams: the loss's defaults, overrides, the n_neg used
-    (nothing for a baseline: each method records its own)."""
-    if config.loss is None:
-        return {}
-    hparams: dict[str, object] = dict(losses.get_spec(config.method).hparams)
-    hparams.update(config.loss_params)
-    hparams["n_neg"] = config.settings.n_neg
-    return hparams
-
-
 def expand(spec: SweepSpec, check: bool = True) -> list[SweepPoint]:
     """The grid as run configs (seed-major), each validated before anything runs.
 
@@ -164,17 +152,18 @@ def expand(spec: SweepSpec, check: bool = True) -> list[SweepPoint]:
     seeds = axes.pop("seed", (spec.base.seed,))
     datasets = axes.pop("dataset", (spec.base.dataset,))
     n_negs = axes.pop("n_neg", (None,))
+    strategies = axes.pop("negatives", (None,))
     names = list(axes)  # the loss hyper-parameters
     points = []
     checked: set[str] = set()
-    loss_grid = list(itertools.product(n_negs, *(axes[k] for k in names)))
+    loss_grid = list(itertools.product(strategies, n_negs, *(axes[k] for k in names)))
     grid = (
-        (seed, dataset, kind, method, n_neg, values)
+        (seed, dataset, kind, method, strategy, n_neg, values)
         for seed, dataset, (kind, method) in itertools.product(seeds, datasets, methods)
         # a baseline has no negatives or loss hyper-parameters: one point, not one per value
-        for n_neg, *values in (loss_grid if kind == "loss" else [(None,)])
+        for strategy, n_neg, *values in (loss_grid if kind == "loss" else [(None, None)])
     )
-    for seed, dataset, kind, method, n_neg, values in grid:
+    for seed, dataset, kind, method, strategy, n_neg, values in grid:
         chosen = dict(zip(names, values, strict=True)) if kind == "loss" else {}
         params = {**spec.base.loss_params, **chosen}
         config = replace(
@@ -184,52 +173,28 @@ def expand(spec: SweepSpec, check: bool = True) -> list[SweepPoint]:
             baseline=method if kind == "baseline" else None,
             seed=int(seed),
             n_neg=spec.base.n_neg if n_neg is None else n_neg,
+            negatives=spec.base.negatives if strategy is None else str(strategy),
             loss_params=params,
             resume="auto",  # a point a killed sweep left half-trained is continued, not refused
         )
-        key = repr((dataset, kind, method, n_neg, sorted(params.items())))
+        key = repr((dataset, kind, method, strategy, n_neg, sorted(params.items())))
         if check and key not in checked:  # seeds do not change validity
             runner.check_inputs(config)
             checked.add(key)
         swept: dict[str, ParamValue] = {}
+        if strategy is not None:
+            swept["negatives"] = str(strategy)
         if n_neg is not None:
             swept["n_neg"] = n_neg
         swept.update(chosen)
-        points.append(SweepPoint(config, swept, _expected_hparams(config)))
+        points.append(SweepPoint(config, swept, runner.expected_hparams(config)))
     return points
 
 
 def is_done(point: SweepPoint, records: Iterable[Mapping[str, object]]) -> bool:
-    """Whether the store already holds a run of this point.
-
-    Matched on dataset, method, model, profile, seed, and the hyper-parameters: every swept one
-    must be recorded with the same value, and the others must not contradict the defaults (so
-    a stored n_neg=7 run does not count as done for a rho sweep at the default n_neg=3); the
-    numbers of training and test examples, where the record's settings state them, too.
-    """
-    c = point.config
-    # a run on other numbers of examples, or other --set settings, is another point
-    sizes = {k: getattr(c.settings, k) for k in ("train_examples", "eval_examples", *c.overrides)}
-    for record in records:
-        if (
-            record.get("dataset") == c.dataset
-            and record.get("method") == c.method
-            and (c.loss is None or record.get("model") == c.model)  # baselines record weights
-            and record.get("profile") == c.profile
-            # a run recorded without a seed (a deterministic rule) holds for every seed
-            and record.get("seed") in (c.seed, None)
-        ):
-            hparams = record.get("hparams") or {}
-            settings = record.get("settings") or {}
-            if not isinstance(hparams, Mapping) or not isinstance(settings, Mapping):
-                continue
-            if (
-                all(k in hparams for k in point.swept)
-                and compatible(hparams, point.expected)
-                and compatible(settings, sizes)
-            ):
-                return True
-    return False
+    """Whether the store already holds a run of this point: the runner's one rule
+    (:func:`recbench.runner.is_recorded`), so a sweep and ``recbench run`` always agree."""
+    return bool(runner.is_recorded(records, runner.plan(point.config)))
 
 
 @dataclass

@@ -8,7 +8,7 @@ what it does on several GPUs:
   scorer can call the unwrapped model directly (no DDP wrapper between it and the decoder).
 * Each global micro-batch is split rank-major across processes; batch-coupled losses (NAPO's
   sharing and margin, alpha-DPO's statistics) see the global micro-batch through
-  ``losses.gather_batch``, so one process and several give the same loss.
+  ``recbench.losses.gather_batch``, so one process and several give the same loss.
 * Batch order is a seeded permutation per epoch and nothing else in the loop draws random
   numbers (LoRA dropout is 0, Llama has no dropout), so a resumed run replays exactly the steps
   an uninterrupted run would have taken.

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from baselines import (
+from recbench.baselines import (
     BASELINES,
     CandidateSet,
     Caser,
@@ -29,13 +28,13 @@ from baselines import (
     load_released,
     load_weights,
     released_names,
-    run_baseline,
     save_weights,
 )
-from baselines.weights import CHECKPOINT_DIR
+
 from recbench import results
 from recbench.data import load_dataset
 from recbench.errors import ModelError, UnknownNameError, UserError
+from recbench.seqrec.weights import CHECKPOINT_DIR
 
 REFERENCE = Path(__file__).parent / "data" / "reference_outputs.json"
 STEAM_HR1 = {"sasrec": 0.4140, "gru4rec": 0.4165, "caser": 0.4477}  # PROVENANCE.md, 1,186 rows
@@ -86,10 +85,13 @@ def test_every_released_checkpoint_loads_strictly(name):
 
 @pytest.mark.parametrize("name", ["sasrec", "gru4rec", "caser"])
 def test_released_steam_hr1_matches_provenance(name, tmp_path):
+    from recbench import runner
+    from recbench.config import RunConfig
+
     store = tmp_path / "results.jsonl"
-    metrics = execute_baseline(
-        name, "steam", checkpoint="released", store=store, progress=False
-    ).metrics
+    config = RunConfig(dataset="steam", baseline=name, checkpoint="released", profile="paper",
+                       results=store)  # fmt: skip
+    metrics = runner.execute(config, progress=False)["evaluation"]["ranking"]
     assert metrics["n_examples"] == 1186
     assert round(metrics["hr@1"], 4) == STEAM_HR1[name]
     assert 0 <= metrics["ndcg@10"] <= 1 and metrics["hr@5"] >= metrics["hr@1"]
@@ -105,7 +107,7 @@ def test_released_steam_hr1_matches_provenance(name, tmp_path):
 
 def test_missing_released_checkpoint_is_a_one_line_user_error():
     with pytest.raises(ModelError) as info:
-        execute_baseline("gru4rec", "lastfm", checkpoint="released", write_records=False)
+        execute_baseline("gru4rec", "lastfm", checkpoint="released")
     message = str(info.value)
     assert "\n" not in message and "steam" in message and "lastfm" in message
     assert isinstance(info.value, UserError)
@@ -117,14 +119,12 @@ def test_checkpoint_of_wrong_kind_or_size_is_refused():
             "sasrec",
             "steam",
             checkpoint=CHECKPOINT_DIR / "caser_steam.safetensors",
-            write_records=False,
         )
     with pytest.raises(ModelError, match="3581 items"):
         execute_baseline(
             "sasrec",
             "lastfm",
             checkpoint=CHECKPOINT_DIR / "sasrec_steam.safetensors",
-            write_records=False,
         )
 
 
@@ -325,7 +325,6 @@ def test_a_trained_baseline_is_saved_and_reloads(recbench_home, tmp_path, one_th
         train_overrides={"max_steps_per_epoch": 5, "batch_size": 64},
         max_examples=300,
         progress=False,
-        store=store,
     )
     assert (out / "model.safetensors").is_file() and (out / "model.json").is_file()
     saved = json.loads((out / "model.json").read_text())
@@ -333,10 +332,13 @@ def test_a_trained_baseline_is_saved_and_reloads(recbench_home, tmp_path, one_th
     assert saved["train"]["max_steps_per_epoch"] == 5 and saved["config"]["hidden_size"] == 16
     assert "test" not in saved["dataset_files"]  # training never reads the test split
     assert run.metrics["n_examples"] == 300
-    again = execute_baseline(
-        "sasrec", "lastfm", checkpoint=out, max_examples=300, write_records=False
-    ).metrics
-    assert again["hr@1"] == run.metrics["hr@1"]
+    again = execute_baseline("sasrec", "lastfm", checkpoint=out, max_examples=300).metrics
+    assert again["hr@1"] == pytest.approx(run.metrics["hr@1"], abs=0.0)
+    from recbench import runner
+    from recbench.config import RunConfig
+
+    recorded = runner.execute(RunConfig(dataset="lastfm", baseline="sasrec", checkpoint=str(out),
+                                        profile="cpu", results=store), progress=False)  # fmt: skip
     records = results.read_records(store)
     assert {r["metric"] for r in records if r["mode"] == "ranking"} >= {
         "hr@1",
@@ -346,37 +348,42 @@ def test_a_trained_baseline_is_saved_and_reloads(recbench_home, tmp_path, one_th
     }
     cost = {r["metric"]: r["value"] for r in records if r["mode"] == "cost"}
     assert set(cost) == {
-        "train_seconds",
+        "train_seconds",  # the given weights' own training, from their settings
         "eval_ranking_seconds",
+        "peak_memory_mb",
         "cpu_utilisation",
         "load_average",
         "lock_wait",
     }
     assert 0.0 < cost["cpu_utilisation"] <= 1.5 and cost["load_average"] >= 0.0
-    assert all(r["run_id"] == run.run_id and r["seed"] == 1 for r in records)
+    # given weights: no seed drew anything
+    assert all(r["run_id"] == recorded["run_id"] and r["seed"] is None for r in records)
 
 
 # --- NAPO auxiliary signals -----------------------------------------------------------------
 
 
 def test_run_baseline_from_a_run_config(recbench_home, tmp_path):
+    from recbench import runner
     from recbench.config import RunConfig, get_profile
 
     store = tmp_path / "results.jsonl"
     config = RunConfig(
         dataset="steam", baseline="caser", checkpoint="released", profile="cpu", results=store
     )
-    summary = run_baseline(config, progress=False)
+    summary = runner.execute(config, progress=False)
     ranking = summary["evaluation"]["ranking"]
     assert ranking["n_examples"] == get_profile("cpu").eval_examples  # the profile's subset
     assert summary["results"] == str(store)
     assert set(summary["timings"]) == {"eval_ranking_seconds"}  # nothing was trained
+    assert runner.execute(config, progress=False)["skipped"] == "already recorded"
     records = results.read_records(store)
     assert {r["run_id"] for r in records} == {summary["run_id"]}
     assert {r["profile"] for r in records} == {"cpu"}
 
 
 def test_smoke_profile_trains_a_baseline_in_seconds(recbench_home, tmp_path, one_thread):
+    from recbench import runner
     from recbench.config import RunConfig, get_profile
 
     config = RunConfig(
@@ -386,7 +393,7 @@ def test_smoke_profile_trains_a_baseline_in_seconds(recbench_home, tmp_path, one
         output_dir=tmp_path / "gru",
         results=tmp_path / "r.jsonl",
     )
-    summary = run_baseline(config, progress=False)
+    summary = runner.execute(config, progress=False)
     smoke = get_profile("smoke")
     assert summary["evaluation"]["ranking"]["n_examples"] == smoke.eval_examples
     saved = json.loads((tmp_path / "gru" / "model.json").read_text())
@@ -395,7 +402,7 @@ def test_smoke_profile_trains_a_baseline_in_seconds(recbench_home, tmp_path, one
 
 
 def test_limited_evaluation_uses_the_llm_pipelines_subset():
-    from baselines.runner import EVAL_SEED
+    from recbench.batches import EVAL_SEED
 
     pipeline = pytest.importorskip("recbench.pipeline")
     assert pipeline.EVAL_SEED == EVAL_SEED

@@ -11,8 +11,7 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from baselines import execute_baseline
+from recbench.baselines import execute_baseline
 
 pytestmark = pytest.mark.slow
 
@@ -29,9 +28,7 @@ def _only_when_selected(request):
 @pytest.mark.parametrize("name", ["gru4rec", "caser", "sasrec"])
 def test_trained_baseline_reaches_the_paper(name, recbench_home, tmp_path):
     started = time.perf_counter()
-    run = execute_baseline(
-        name, "lastfm", seed=0, out_dir=tmp_path / name, progress=False, store=tmp_path / "r"
-    )
+    run = execute_baseline(name, "lastfm", seed=0, out_dir=tmp_path / name, progress=False)
     seconds = time.perf_counter() - started
     print(f"{name}: test HR@1 {run.metrics['hr@1']:.4f}, {seconds:.0f} s")
     assert run.metrics["n_examples"] == 2495

@@ -49,5 +49,14 @@ def test_user_errors_are_one_line_with_exit_code_2(cli, args, needle):
 def test_help_documents_every_run_option(cli):
     result = cli("run", "--help")
     assert result.returncode == 0
-    for option in ("--loss", "--dataset", "--model", "--profile", "--seed", "--n-neg", "--rho"):
+    for option in (
+        "--loss",
+        "--dataset",
+        "--model",
+        "--profile",
+        "--seed",
+        "--n-neg",
+        "--param",
+        "--rerun",
+    ):
         assert option in result.stdout

@@ -25,14 +25,17 @@ from recbench.pipeline import LLMRun
 
 pytestmark = pytest.mark.model
 
-WAITING = "waiting for another process that is building the shared SFT stage"
+WAITING = "waiting for another process that is building"
+#: One run builds the stage (its SFT prerequisite holds the stage's lock, which the test holds
+#: first); the other waits for that very SFT run, its own prerequisite too.
+WAITING_STAGE = "waiting for another process that is building the shared SFT stage"
 
 
 def test_two_runs_share_one_build_of_each_stage(tiny_llm, tmp_path, monkeypatch):
     home, store = tmp_path / "home", tmp_path / "results.jsonl"
     monkeypatch.setenv("RECBENCH_HOME", str(home))
-    sft_dir = LLMRun(
-        RunConfig(loss="dpo", profile="smoke", model=str(tiny_llm)), progress=False
+    sft_dir = LLMRun.from_config(
+        RunConfig(loss="dpo", profile="smoke", model=str(tiny_llm))
     ).sft_dir
     env = {**os.environ, "RECBENCH_HOME": str(home)}
     processes, logs = [], []
@@ -46,8 +49,8 @@ def test_two_runs_share_one_build_of_each_stage(tiny_llm, tmp_path, monkeypatch)
                 "run",
                 "--loss",
                 "dpo",
-                "--beta",
-                beta,
+                "--param",
+                f"beta={beta}",
                 "--profile",
                 "smoke",
                 "--model",
@@ -69,6 +72,7 @@ def test_two_runs_share_one_build_of_each_stage(tiny_llm, tmp_path, monkeypatch)
             assert all(p.poll() is None for p in processes), [p.read_text() for p in logs]
             time.sleep(0.2)
         assert all(WAITING in p.read_text() for p in logs), "both runs wait for the SFT stage"
+        assert any(WAITING_STAGE in p.read_text() for p in logs)
         assert not (sft_dir / "final").exists()
     codes = [p.wait(timeout=600) for p in processes]
     assert codes == [0, 0], [p.read_text()[-2000:] for p in logs]

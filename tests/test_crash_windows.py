@@ -85,20 +85,23 @@ def first_left_here(stop: tuple[str, str], name: str) -> bool:
         return False
     if stop == ("sft", "checkpoint"):
         return True
-    if stop == ("preference", "checkpoint"):
-        return name != "run/run.json"
+    if stop == ("preference", "checkpoint"):  # all but the SFT run's directory record
+        return not (name.startswith("home/runs/") and name.endswith("/run.json"))
     return name.startswith("run/preference/")
 
 
 #: Files each stop must have left (so the damage test below covers every kind of file).
 LEFT = {
-    ("sft", "checkpoint"): ["run/run.json", "/checkpoint/optimizer.pt", "/checkpoint/state.json",
-                            "/checkpoint/modules.pt", "sft-", "metrics.jsonl"],
+    # the SFT stage trains in its own run (the loss run's prerequisite), before the loss run
+    # claims its directory
+    ("sft", "checkpoint"): ["home/runs/lastfm-sft-", "/checkpoint/optimizer.pt",
+                            "/checkpoint/state.json", "/checkpoint/modules.pt", "sft-",
+                            "metrics.jsonl"],
     ("preference", "checkpoint"): [
         "run/preference/checkpoint/adapter.safetensors", "run/preference/checkpoint/scheduler.pt",
         "run/preference/metrics.jsonl", "/final/adapter.safetensors", "/final/summary.json",
         "/final/done.json", "/final/modules.pt", "/final/state.json", "home/stages/reference-",
-        "results.jsonl", "home/locks/",
+        "results.jsonl", "home/locks/", "run/run.json",
     ],
     ("preference", "final"): ["run/preference/final/done.json", "run/preference/final/summary.json"],
 }  # fmt: skip

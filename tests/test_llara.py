@@ -12,19 +12,19 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import run_cli
-from safetensors.torch import load_file
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-from baselines.llara import train
-from baselines.llara_model import (
+from recbench.baselines.llara import train
+from recbench.baselines.llara_model import (
     CurriculumClock,
     HybridEmbedding,
     attach_hybrid,
     hybrid_probability,
     use_hybrid,
 )
-from baselines.llara_prompts import HybridEncoder, title_marks
+from recbench.baselines.llara_prompts import HybridEncoder, title_marks
+from safetensors.torch import load_file
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
 from recbench.batches import pick_examples, render
 from recbench.data import load_dataset
 from recbench.pipeline import LLMRun
@@ -75,7 +75,7 @@ def item_table(seed: int = 0) -> torch.Tensor:
 
 
 def hybrid_model(seed: int = 0, impl: str = "sdpa"):
-    """Tiny Llama + LoRA + hybrid embedding, built in the order ``baselines.llara.run`` uses."""
+    """Tiny Llama + LoRA + hybrid embedding, built in the order ``recbench.baselines.llara.run`` uses."""
     model = add_lora(tiny_llama(seed, impl), 4, 8, seed)
     with torch.no_grad():  # non-zero LoRA B so that the adapters matter
         for name, param in model.named_parameters():
@@ -230,7 +230,7 @@ class Interrupt(Exception):
 
 
 def _fake_run(lastfm, tokenizer, seed: int = 0) -> SimpleNamespace:
-    """The parts of an LLMRun that ``baselines.llara.train`` reads, around the tiny model."""
+    """The parts of an LLMRun that ``recbench.baselines.llara.train`` reads, around the tiny model."""
     from accelerate import Accelerator
 
     settings = SimpleNamespace(

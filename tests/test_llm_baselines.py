@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_cli
+from recbench.baselines import load_released
+from recbench.baselines.chatrec import HINT_K, HINT_LINE, hinted_prompt, top_candidates, with_hints
+from recbench.baselines.morec import TEXT_DIM, MoRec
 
-from baselines import load_released
-from baselines.chatrec import HINT_K, HINT_LINE, hinted_prompt, top_candidates, with_hints
-from baselines.morec import TEXT_DIM, MoRec
 from recbench.batches import render
 from recbench.data import load_dataset
 
@@ -78,7 +78,7 @@ def test_morec_scores_every_item_from_its_text_alone():
 def encoder(model_home):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RECBENCH_HOME", str(model_home))
-        from baselines.morec import TitleEncoder
+        from recbench.baselines.morec import TitleEncoder
 
         yield TitleEncoder()
 

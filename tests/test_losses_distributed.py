@@ -1,6 +1,6 @@
 """Two gloo processes on CPU reproduce the single-process NAPO loss, state and gradients.
 
-Each rank holds half of a global micro-batch, gathers it with ``losses.gather_batch`` (autograd
+Each rank holds half of a global micro-batch, gathers it with ``recbench.losses.gather_batch`` (autograd
 all_gather), runs NAPO and back-propagates following the rule documented in
 ``losses/distributed.py``.  The parent process compares with one process running the whole batch.
 """
@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-import losses
+from recbench import losses
 
 WORLD = 2
 B_GLOBAL, N_NEG, DIM = 8, 3, 4

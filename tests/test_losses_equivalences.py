@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import losses
+from recbench import losses
 
 
 def random_batch(

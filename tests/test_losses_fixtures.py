@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import losses
+from recbench import losses
 
 DATA = json.loads((Path(__file__).parent / "data" / "loss_vectors.json").read_text())
 

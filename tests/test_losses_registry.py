@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import losses
+from recbench import losses
 from recbench.errors import UnknownNameError, UserError
 
 GOLDEN = Path(__file__).parent / "golden" / "loss_keys.txt"
@@ -98,12 +98,108 @@ def test_suite_defaults_and_presets() -> None:
     assert losses.get_spec("napo1").hparams["alpha"] == 0.2
 
 
+#: TRL DPOTrainer loss types (FIELD_LOSSES.md 3.10): every one scores the pair (y+, y-_1) through
+#: the reference log-ratios cp = l+ - l+_ref and cn = l-_1 - l-_1,ref.
+TRL_KEYS = {
+    f"trl_{name}"
+    for name in (
+        "hinge",
+        "ipo",
+        "exo_pair",
+        "nca_pair",
+        "robust",
+        "bco_pair",
+        "sppo_hard",
+        "aot",
+        "aot_unpaired",
+        "apo_zero",
+        "apo_down",
+        "discopop",
+        "sigmoid_norm",
+    )
+}
+#: Keys whose formula reads reference log-probs (LOSSES.md; FIELD_LOSSES.md section 0 "ref"):
+#: dmpo (3.1: beta*D+ - (beta/n)*sum D-_j), dynamicpo_dmpo (3.5: loss on D, selection on policy l),
+#: dynamicpo_sdpo (3.7), beta_dpo and its preset (3.8: h = D+ - D-_1), recdpo (3.9: z_j on D) and
+#: the TRL types.  Reference-free: dmpo_code (3.2: the released code passes l+_ref twice, so the
+#: reference log-ratio is 0), mppo and dynamicpo_mppo (3.3, 3.6: sequence probabilities e^l only),
+#: recpo (3.9: "There is no reference").
+NEEDS_REFERENCE = {"dpo", "sdpo", "alpha_dpo", "sdpo_ns", "napo1", "napo2"} | {
+    "dmpo",
+    "dynamicpo_dmpo",
+    "dynamicpo_sdpo",
+    "beta_dpo",
+    "beta_dpo_official",
+    "recdpo",
+    *TRL_KEYS,
+}
+#: Keys that see only each example's first negative: beta_dpo (3.8 "the pair is (y+, y-_1)") and
+#: the TRL types (3.10 "Pair (y+, y-_1)").  dmpo, dmpo_code, mppo, recdpo and recpo use all n;
+#: the DynamicPO keys choose their boundary subset B among all n (3.4), so they see all n too.
+FIRST_NEGATIVE_ONLY = {"dpo", "simpo", "alpha_dpo", "napo1", "napo2"} | {
+    "beta_dpo",
+    "beta_dpo_official",
+    *TRL_KEYS,
+}
+
+
 def test_reference_and_negatives_flags() -> None:
+    assert {k for k in builtin_keys() if k.startswith("trl_")} == TRL_KEYS  # the 13 of 3.10
     needs_ref = {k for k in builtin_keys() if losses.get_spec(k).needs_reference}
-    assert needs_ref == {"dpo", "sdpo", "alpha_dpo", "sdpo_ns", "napo1", "napo2"}
+    assert needs_ref == NEEDS_REFERENCE
     first_only = {k for k in builtin_keys() if not losses.get_spec(k).uses_all_negatives}
-    assert first_only == {"dpo", "simpo", "alpha_dpo", "napo1", "napo2"}
+    assert first_only == FIRST_NEGATIVE_ONLY
     assert losses.get_loss("dpo", dpo_pairs="expand").uses_all_negatives
+
+
+def _flag_batch(requires: frozenset[str]) -> losses.PreferenceBatch:
+    """b = 4, n = 3, only the fields ``requires`` names; values that put every negative in play
+    (distinct, some above the chosen log-prob) and scores every scored loss accepts."""
+    gen = torch.Generator().manual_seed(3)
+    values = {
+        "chosen_logps": -1.0 - torch.rand(4, generator=gen),
+        "rejected_logps": -0.5 - 2.0 * torch.rand(4, 3, generator=gen),
+        "ref_chosen_logps": -1.0 - torch.rand(4, generator=gen),
+        "ref_rejected_logps": -1.0 - torch.rand(4, 3, generator=gen),
+        "chosen_lengths": torch.tensor([1.0, 2.0, 3.0, 2.0]),
+        "rejected_lengths": torch.tensor([[1.0, 2.0, 3.0]] * 4),
+        "seq_embeddings": torch.randn(4, 3, generator=gen),
+        "receiver_scores": torch.rand(4, 4, 3, generator=gen) * 2 - 1,
+        # positive and below s+ + 1: defined for every margin of FIELD_LOSSES.md 3.9
+        "chosen_scores": 1.0 + torch.rand(4, generator=gen),
+        "rejected_scores": 0.25 + 0.5 * torch.rand(4, 3, generator=gen),
+    }
+    return losses.PreferenceBatch(**{name: values[name] for name in requires})
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_flags_match_what_the_loss_reads(key: str) -> None:
+    """Changing the negatives after the first moves the loss iff it uses all negatives, and
+    changing the reference log-probs moves it iff it needs a reference model."""
+    spec = losses.get_spec(key)
+    batch = _flag_batch(spec.requires)
+
+    def value(changed: losses.PreferenceBatch) -> torch.Tensor:
+        torch.manual_seed(0)  # beta_dpo's subset draw: the same for every call
+        # a fresh module in training mode, so running statistics (alpha_dpo's margin) are used
+        return losses.get_loss(key)(changed).per_example
+
+    base = value(batch)
+    assert torch.isfinite(base).all()
+    later = batch.rejected_logps.clone()
+    later[:, 1:] += 0.75  # several of them now exceed the chosen log-prob
+    moved = value(dataclasses.replace(batch, rejected_logps=later))
+    assert (not torch.allclose(base, moved)) == spec.uses_all_negatives
+    # uneven, so a loss that standardises over the batch cannot cancel it
+    ref_chosen = -1.0 - torch.tensor([0.5, 0.1, 0.9, 0.3])
+    if spec.needs_reference:
+        shifted = dataclasses.replace(batch, ref_chosen_logps=ref_chosen)
+        assert not torch.allclose(base, value(shifted))
+    else:  # runs without a reference (above) and ignores one that is supplied
+        given = dataclasses.replace(
+            batch, ref_chosen_logps=ref_chosen, ref_rejected_logps=torch.zeros(4, 3)
+        )
+        torch.testing.assert_close(value(given), base)
 
 
 def test_unknown_key_suggests() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from recbench.losses.sharing import Neighbours
 
-import losses
-from losses.sharing import Neighbours
+from recbench import losses
 from recbench.errors import UserError
 
 
@@ -72,9 +72,10 @@ def test_empty_neighbour_table() -> None:
     assert nbrs.pool_receiver(torch.randn(3, 3, 2)).shape == (3, 2)
 
 
-def _batch(b: int, n: int) -> losses.PreferenceBatch:
+def _batch(b: int, n: int, key: str = "napo") -> losses.PreferenceBatch:
+    """Every field; the scores in the form ``key`` declares them."""
     gen = torch.Generator().manual_seed(b * 10 + n)
-    return losses.PreferenceBatch(
+    batch = losses.PreferenceBatch(
         chosen_logps=torch.randn(b, generator=gen),
         rejected_logps=torch.randn(b, n, generator=gen),
         ref_chosen_logps=torch.randn(b, generator=gen),
@@ -85,17 +86,33 @@ def _batch(b: int, n: int) -> losses.PreferenceBatch:
         rejected_scores=torch.randn(b, n, generator=gen),
         receiver_scores=torch.rand(b, b, n, generator=gen) * 2 - 1,
     )
+    if "chosen_scores" in losses.get_spec(key).requires:
+        # RecDPO/RecPO (FIELD_LOSSES.md 3.9): decayed ratings, s- in (0, 1) and s+ >= 1, so the
+        # ratio margin (s- > 0) and the log margins (1 + s+ - s- > 0) are all defined
+        batch.chosen_scores = 1.0 + 4.0 * torch.rand(b, generator=gen)
+        batch.rejected_scores = 0.1 + 0.8 * torch.rand(b, n, generator=gen)
+    return batch
+
+
+#: Families whose losses share in-batch negatives (LOSSES.md 5.1): NAPO, its presets and appendix-B
+#: variants, and its Table-3 ablations; their ``rho`` is the sharing ratio of K.  Other losses
+#: (beta-DPO's ``rho`` is the fraction of pairs dropped, FIELD_LOSSES.md 3.8) share nothing.
+SHARING_FAMILIES = ("napo", "ablation")
 
 
 @pytest.mark.parametrize("b", [1, 2, 3])
 @pytest.mark.parametrize("key", losses.loss_keys())
 def test_small_batches(key: str, b: int) -> None:
-    out = losses.get_loss(key)(_batch(b, 2))
+    out = losses.get_loss(key)(_batch(b, 2, key))
     assert out.per_example.shape == (b,)
     assert torch.isfinite(out.per_example).all()
-    rho = losses.get_spec(key).hparams.get("rho")
-    if rho is not None:
-        assert out.metrics["K"] == losses.num_shared_neighbours(b, rho)
+    spec = losses.get_spec(key)
+    if spec.family in SHARING_FAMILIES:
+        assert out.metrics["K"] == losses.num_shared_neighbours(b, spec.hparams["rho"])
+    else:
+        # neighbours are found from seq_embeddings: a loss that does not declare them cannot share
+        assert "seq_embeddings" not in spec.requires
+        assert out.metrics.get("K", 0) == 0
 
 
 def test_single_example_alpha_margin_is_base_margin() -> None:

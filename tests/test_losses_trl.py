@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import losses
+from recbench import losses
 
 trl = pytest.importorskip("trl")
 

@@ -29,21 +29,23 @@ INTER_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
 ITEM_HEADER = "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
 
 # Measured on the real build (recbole 1.2.1, seed 0); see the module docstring of movielens.py.
+# 82,520 ratings; 8 training rows and 1 val row equal to a row of a later split are left out.
 REAL_STATS = {
     "items": 1574,
     "users": 943,
-    "interactions": 82520,
+    "interactions": 82511,
     "splits": {
-        "train": {"rows": 65278, "rows_len_seq_ge_3": 63013, "users": 755},
-        "val": {"rows": 8610, "rows_len_seq_ge_3": 8328, "users": 94},
+        "train": {"rows": 65270, "rows_len_seq_ge_3": 63005, "users": 755},
+        "val": {"rows": 8609, "rows_len_seq_ge_3": 8327, "users": 94},
         "test": {"rows": 8632, "rows_len_seq_ge_3": 8350, "users": 94},
     },
 }
+# test.jsonl is the earlier build's (issue 34 changed the names, train and val only).
 REAL_SHA256 = {
-    "train.jsonl": "dd8d3ca6e670319b96c21c59e7fb918bc45930b1b7e267dde9ffbb06b5d8a433",
-    "val.jsonl": "0c3f68703997aed9e081060d6410386dc8e79b629cc43577ddb6e0ef8e127387",
+    "train.jsonl": "f740be2457f8ff10236e3c8488b3c69ab87b18127f3e6ab748097454a8b2035c",
+    "val.jsonl": "73b7995f669ddc194724fb330edd035a33ae2c46c826141143eb6eba5c9c6319",
     "test.jsonl": "b75af90c2da17a3bc409ed1596114abcb300f3aff27c013a3a4dd67d5331b9ab",
-    "id2name.txt": "8a2da5b32339d3f1e4c2adf18e350aeef1c6490012698a470ff0a8b56672b535",
+    "id2name.txt": "eee845a283cf294f4b8d6f9443b51ef2c6f0c3afbdc3c36a69d9e91051950429",
 }
 
 
@@ -137,10 +139,15 @@ def test_build_tables_on_a_tiny_ratings_table():
         **dict.fromkeys((2, 3, 4), long_chain[:2]),  # 40, 10 -> 3, 0
         **dict.fromkeys(range(5, 11), long_chain),
     }
+    # The len_seq-3 row of the long chain is in all three splits (users 5, 6, 8, 9 in train,
+    # 10 in val, 7 in test): test keeps it, val and train leave it out.
+    chains.update(dict.fromkeys((5, 6, 8, 9, 10), long_chain[:3]))
+    assert built.dropped == {"train": 4, "val": 1, "test": 0}
     # Users are written by ascending id within their split.
     for split, users in built.users.items():
         assert built.rows[split] == [row for user in users for row in chains[user]], split
-    assert sum(len(r) for r in built.rows.values()) == 3 + 3 * 2 + 6 * 4
+    assert built.ratings == 3 + 3 * 2 + 6 * 4
+    assert sum(len(r) for r in built.rows.values()) == built.ratings - 5
 
 
 def test_build_tables_needs_titles_and_kept_ratings():
@@ -257,15 +264,28 @@ def test_real_build_statistics_and_rows(recbench_home, recbole_wheel):
     ds = load_dataset("movielens")
     assert not ds.builtin and ds.domain == "movies" and ds.padding_id == 1574
     assert any("no redistribution" in note for note in ds.spec.notes)
-    # Ids contiguous and named (read_item_names refuses gaps), titles carry the year.
+    # Ids contiguous and named (read_item_names refuses gaps), titles carry the year, and the 15
+    # films ML-100K lists twice (same title and year) carry their recbench id too (issue 34).
     names = ds.item_names
-    assert len(names) == ds.num_items and all(names)
+    assert len(names) == ds.num_items and all(names) and len(set(names)) == ds.num_items
     assert names[0] == "Toy Story (1995)" and "Misérables, Les (1995)" in names
-    # Every prefix of every user's time-ordered sequence is a row, in the padding convention.
+    assert names[245] == "Chasing Amy (1997) [id 245]"
+    assert names[267] == "Chasing Amy (1997) [id 267]"
+    assert sum(name.endswith(f" [id {item}]") for item, name in enumerate(names)) == 30
+    # Every prefix of every user's time-ordered sequence is a row, in the padding convention,
+    # except the rows (len_seq >= 3) also found in a later split: 8 in train, 1 in val.
     expected = _expected_chains(recbole_wheel)
+    later: set[tuple] = set()
+    for split in ("test", "val", "train"):
+        rows = ds.rows(split)
+        every = [row for chain in expected[split] for row in _prefix_rows(chain, ds.padding_id)]
+        kept = [row for row in every if row[1] < 3 or (row[0], row[2]) not in later]
+        assert _row_tuples(rows) == kept, split
+        assert len(every) - len(kept) == {"test": 0, "val": 1, "train": 8}[split]
+        later.update((row[0], row[2]) for row in every)
+    assert _chains(ds.rows("test"), ds.padding_id) == expected["test"]
     for split in ("train", "val", "test"):
         rows = ds.rows(split)
-        assert _chains(rows, ds.padding_id) == expected[split]
         # Real ids first, then only padding; len_seq counts them (1 for an empty history).
         real = rows.seq != ds.padding_id
         n_real = real.sum(axis=1)
@@ -276,23 +296,25 @@ def test_real_build_statistics_and_rows(recbench_home, recbole_wheel):
     sequences = {s: {tuple(c) for c in chains} for s, chains in expected.items()}
     assert not (sequences["train"] & sequences["val"] or sequences["train"] & sequences["test"]
                 or sequences["val"] & sequences["test"])  # fmt: skip
-    # ... and the importer's check passes once the few short histories that different users
-    # happen to share (5 rows with len_seq 3 or 4, recorded in the notes) are set aside.
-    assert movielens.shared_rows({s: _dict_rows(ds, s) for s in expected}) == 5
-    assert movielens.shared_rows({s: _dict_rows(ds, s) for s in expected}, min_len_seq=5) == 0
-    check_disjoint({s: _long_rows(ds.rows(s), 5) for s in expected})
+    # ... and so are the rows the importer compares (before issue 34, 6 val/test examples were
+    # training rows and one val example a test row)
+    check_disjoint({s: ds.rows(s) for s in expected})
     assert len(ds.examples("test")) == 8350
+    assert any("train leaves out 8 rows found in val or test, val 1" in n for n in ds.spec.notes)
 
 
-def _dict_rows(ds, split: str) -> list[dict]:
-    rows = ds.rows(split)
+def _prefix_rows(chain: list[int], padding: int) -> list[tuple[tuple[int, ...], int, int]]:
+    """(seq, len_seq, next) of every prefix of ``chain``, written out independently."""
+    out = []
+    for position, target in enumerate(chain):
+        history = chain[max(0, position - 10) : position]
+        out.append((tuple(history + [padding] * (10 - len(history))), max(len(history), 1), target))
+    return out
+
+
+def _row_tuples(rows: SplitRows) -> list[tuple[tuple[int, ...], int, int]]:
     columns = zip(rows.seq.tolist(), rows.len_seq.tolist(), rows.next.tolist(), strict=True)
-    return [{"seq": s, "len_seq": n, "next": x} for s, n, x in columns]
-
-
-def _long_rows(rows: SplitRows, min_len: int) -> SplitRows:
-    keep = rows.len_seq >= min_len
-    return SplitRows(seq=rows.seq[keep], len_seq=rows.len_seq[keep], next=rows.next[keep])
+    return [(tuple(seq), len_seq, nxt) for seq, len_seq, nxt in columns]
 
 
 def test_real_build_is_deterministic(recbench_home, recbole_wheel):

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from recbench import results
+from recbench import results, runner
 from recbench.api import run
 from recbench.config import RunConfig
 from recbench.metrics import Selection
 from recbench.outcomes import Outcomes
-from recbench.pipeline import LLMRun
+from recbench.pipeline import LLMRun, sft_prerequisite
 
 
 def _records(run_id: str) -> list[dict]:
@@ -111,14 +111,24 @@ def test_a_rule_baseline_stores_the_rank_of_every_example(recbench_home, tmp_pat
 # ------------------------------------------------------------------ study settings in the run
 def _llm(tiny_llm, **overrides) -> LLMRun:
     config = RunConfig(loss="dpo", profile="smoke", model=str(tiny_llm), overrides=overrides)
-    return LLMRun(config.validate(), progress=False)
+    return LLMRun.from_config(config.validate())
+
+
+def _eval_items(llm: LLMRun):
+    """The prompts of the examples the runner scores a run of ``llm``'s config on."""
+    return llm.eval_items(runner.evaluation_examples(llm.config, llm.ds))
+
+
+def _sft_run_id(llm: LLMRun) -> str:
+    """The run id of the SFT evaluation a loss run of ``llm``'s config records first."""
+    return runner.plan(sft_prerequisite(llm.config)).run_id
 
 
 @pytest.mark.model
 def test_history_items_keeps_the_last_items_of_the_prompt(tiny_llm, recbench_home):
     full, short = _llm(tiny_llm), _llm(tiny_llm, history_items=2)
     names = full.ds.item_names
-    for a, b in zip(full.eval_items, short.eval_items, strict=True):
+    for a, b in zip(_eval_items(full), _eval_items(short), strict=True):
         assert a.example.key == b.example.key
         history = [names[i] for i in a.example.history]
         assert ", ".join(history[-2:]) in b.prompt
@@ -142,20 +152,18 @@ def test_sft_examples_are_a_superset_of_the_preference_examples(tiny_llm, recben
 @pytest.mark.model
 def test_validation_runs_score_validation_examples_under_their_own_sft_id(tiny_llm, recbench_home):
     test_run, val_run = _llm(tiny_llm), _llm(tiny_llm, eval_split="val")
-    assert all(it.example.key.startswith("val:") for it in val_run.eval_items)
-    assert all(it.example.key.startswith("test:") for it in test_run.eval_items)
+    assert all(it.example.key.startswith("val:") for it in _eval_items(val_run))
+    assert all(it.example.key.startswith("test:") for it in _eval_items(test_run))
     # same SFT stage, two evaluations of it: the second must not be skipped as "recorded"
     assert val_run.sft_key == test_run.sft_key
-    assert val_run.sft_id != test_run.sft_id
-    assert test_run.sft_id == f"lastfm-sft-{test_run.sft_key}-smoke"  # the profile's own: as before
+    assert _sft_run_id(val_run) != _sft_run_id(test_run)
 
 
 @pytest.mark.model
 def test_bf16_evaluation_is_another_evaluation_of_the_same_stage(tiny_llm, recbench_home):
     fp32, bf16 = _llm(tiny_llm), _llm(tiny_llm, eval_precision="bf16")
     assert bf16.sft_key == fp32.sft_key  # evaluation precision does not change training
-    assert bf16.sft_id != fp32.sft_id  # but it is not the fp32 evaluation's record
-    assert fp32.sft_id == f"lastfm-sft-{fp32.sft_key}-smoke"  # ids from before it existed stay
+    assert _sft_run_id(bf16) != _sft_run_id(fp32)  # but it is not the fp32 evaluation's record
     with bf16._eval_autocast():
         assert torch.is_autocast_enabled("cpu")
     with fp32._eval_autocast():

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, assert_user_error
 
-import losses
-from recbench import plugins
+from recbench import losses, plugins
 from recbench.registry import registries
 
 README_KEY = "my_loss"
@@ -78,7 +77,8 @@ def test_readme_plugin_is_listed_and_runs_with_its_provenance(cli, tiny_llm, tmp
     assert own and all(r["family"] == "loss" for r in own)
     expected = {"name": "my_loss.py", "path": str(plugin.resolve()), "sha256": sha256}
     assert all(r["settings"]["plugin"] == expected for r in own)
-    assert own[0]["hparams"] == {"beta": 1.0, "margin": 1.0, "n_neg": own[0]["hparams"]["n_neg"]}
+    assert own[0]["hparams"] == {"beta": 1.0, "margin": 1.0, "n_neg": own[0]["hparams"]["n_neg"],
+                                 "negatives": "random"}  # fmt: skip
     # the shared SFT stage's records are recbench's own
     assert all("plugin" not in r["settings"] for r in records if r["method"] != README_KEY)
 

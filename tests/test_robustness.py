@@ -34,7 +34,7 @@ from recbench.trainer import (
     trainable_state,
 )
 
-CHECKPOINTS = ROOT / "baselines" / "checkpoints"
+CHECKPOINTS = ROOT / "recbench" / "seqrec" / "checkpoints"
 SMOKE = ("--profile", "smoke")
 
 
@@ -62,20 +62,20 @@ BAD_RUN_INPUTS = [
     case(("--baseline", "zero-shot"), "unknown baseline 'zero-shot'",
          "did you mean 'zero_shot'", id="baseline-llm"),
     # loss hyper-parameters out of range
-    case(("--loss", "napo", "--rho", "1.5"),
+    case(("--loss", "napo", "--param", "rho=1.5"),
          "loss 'napo': hyper-parameter rho=1.5 is out of range", "expected a number in [0, 1]",
          id="rho-above-1"),
-    case(("--loss", "napo", "--rho", "-0.1"), "rho=-0.1 is out of range", "[0, 1]",
+    case(("--loss", "napo", "--param", "rho=-0.1"), "rho=-0.1 is out of range", "[0, 1]",
          id="rho-below-0"),
     case(("--loss", "napo", "--param", "momentum=1"),
          "hyper-parameter momentum=1 is out of range", "expected a number in [0, 1)",
          id="momentum-1"),
     case(("--loss", "napo", "--param", "momentum=-0.5"), "momentum=-0.5 is out of range",
          "[0, 1)", id="momentum-negative"),
-    case(("--loss", "dpo", "--beta", "-1"),
-         "loss 'dpo': hyper-parameter beta=-1.0 is out of range", "(0, inf)",
+    case(("--loss", "dpo", "--param", "beta=-1"),
+         "loss 'dpo': hyper-parameter beta=-1 is out of range", "(0, inf)",
          id="beta-negative"),
-    case(("--loss", "sdpo", "--beta", "0"), "beta=0.0 is out of range", "(0, inf)",
+    case(("--loss", "sdpo", "--param", "beta=0"), "beta=0 is out of range", "(0, inf)",
          id="beta-0"),
     case(("--n-neg", "0"), "--n-neg 0 out of range", "use 1 to 19", id="n-neg-0"),
     case(("--n-neg", "25"), "--n-neg 25 out of range", "19 negatives", id="n-neg-above-19"),
@@ -88,7 +88,7 @@ BAD_RUN_INPUTS = [
     case(("--loss", "napo", "--param", "margin_mode=xyz"),
          "hyper-parameter margin_mode='xyz' is invalid", "expected one of",
          id="param-bad-choice"),
-    case(("--loss", "napo_no_ns", "--rho", "0.5"), "loss 'napo_no_ns' fixes rho=0.0",
+    case(("--loss", "napo_no_ns", "--param", "rho=0.5"), "loss 'napo_no_ns' fixes rho=0.0",
          id="param-fixed-by-preset"),
     case(("--loss", "dpo", "--param", "beta"), "--param expects KEY=VALUE, got 'beta'",
          id="param-no-value"),
@@ -167,16 +167,19 @@ def test_a_methods_own_check_runs_before_any_work(monkeypatch):
     """A registered method's ``check`` fails in the input check, before anything heavy."""
     from recbench import runner
     from recbench.config import RunConfig
-    from recbench.methods import METHODS, MethodSpec
+    from recbench.methods import METHODS, Method
 
-    def check(config):
-        raise UserError(f"ghost needs something {config.dataset} lacks")
+    class Ghost(Method):
+        name, family, summary = "ghost", "rule", "a method that cannot run"
 
-    def run(config, progress=True):  # pragma: no cover - must never be reached
-        raise AssertionError("ran")
+        @classmethod
+        def check(cls, config):
+            raise UserError(f"ghost needs something {config.dataset} lacks")
 
-    spec = MethodSpec("ghost", "rule", "a method that cannot run", run, check)
-    monkeypatch.setitem(METHODS._items, "ghost", spec)
+        def prepare(self):  # pragma: no cover - must never be reached
+            raise AssertionError("ran")
+
+    monkeypatch.setitem(METHODS._items, "ghost", Ghost)
     with pytest.raises(UserError, match="ghost needs something lastfm lacks"):
         runner.execute(RunConfig(baseline="ghost", profile="smoke"))
     with pytest.raises(UserError, match="did you mean 'ghost'"):
@@ -254,9 +257,8 @@ def test_loss_needing_a_sasrec_that_does_not_exist_for_the_dataset(cli, recbench
 @pytest.mark.parametrize("aux", [None, "released", str(CHECKPOINTS / "sasrec_lastfm.safetensors")])
 def test_valid_sasrec_choices_pass_the_check_and_load_for_the_run(recbench_home, aux):
     """The early check accepts exactly what ``auxiliary.for_run`` later loads (no training)."""
-    import losses
+    from recbench import losses
     from recbench.auxiliary import check_for_run, for_run
-    from recbench.data import load_dataset
 
     config = RunConfig(dataset="lastfm", loss="napo", profile="smoke", aux_checkpoint=aux)
     ds, loss = load_dataset("lastfm"), losses.get_loss("napo")
@@ -282,7 +284,7 @@ def test_dataset_import_names_cannot_traverse_paths(cli, recbench_home, tmp_path
 
 def test_names_used_in_run_ids_and_file_names_are_safe():
     """Run ids and cache directories are built from dataset, loss and baseline names."""
-    import losses
+    from recbench import losses
     from recbench.data import builtin_names
     from recbench.runner import baseline_names
 
@@ -513,17 +515,22 @@ def test_result_records_hold_the_seed_and_every_setting_to_repeat_the_run(tmp_pa
         aux_checkpoint="released", overrides={"lora_r": 8, "sft_learning_rate": 1e-3},
         output_dir=tmp_path / "run", results=tmp_path / "results.jsonl",
     )  # fmt: skip
-    run = object.__new__(LLMRun)  # records() needs only what __init__ sets, not a model
-    run.config, run.settings, run.precision, run.timings = (
-        config, config.settings, "fp32", {"sft_seconds": 1.0}
-    )  # fmt: skip
+    from recbench import runner
+    from recbench.methods import Method, RunContext
+
+    run = LLMRun.from_config(config)  # what an LLM run records needs no model
+    run.precision, run.timings = "fp32", {"sft_seconds": 1.0}
     run.sft_weights = "0123456789abcdef"
-    run._stage_peak = 987654.0  # a stage trained by a process that needed more than this one
-    run.ds = load_dataset("lastfm")
-    run.accelerator = type("OneProcess", (), {"num_processes": 1})()
-    run.load = results.LoadMeter()
+    run.stage_peak = 987654.0  # a stage trained by a process that needed more than this one
+    plan = runner.plan(config)
+    method = object.__new__(plan.method)  # the loss's method, without building its engine
+    Method.__init__(method, RunContext(config, run.ds, plan.run_dir, "rid"))
+    run.record_facts(method.facts)
     hparams = {"rho": 0.3, "beta": 2.0, "n_neg": 5}
-    rows = run.records("napo", "loss", hparams, {"ranking": {"hr@1": 0.25}}, "rid")
+    method.facts.hparams = hparams
+    evaluation = {"ranking": {"hr@1": 0.25}}
+    rows = runner._records(plan, method, "rid", evaluation, dict(method.facts.timings),
+                           results.LoadMeter())  # fmt: skip
     stored = results.append_records(rows, tmp_path / "results.jsonl")
     records = results.read_records(stored)
     assert {r["metric"] for r in records} >= {

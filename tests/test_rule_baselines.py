@@ -10,23 +10,23 @@ import math
 
 import numpy as np
 import pytest
-
-from baselines import rules
-from baselines.rules import (
+from recbench.baselines import rules
+from recbench.baselines.rules import (
     RULES,
     TrainingStats,
     evaluate_scores,
-    execute_rule,
     global_order,
     rule_scores,
     training_transitions,
 )
-from recbench.batches import pick_examples
+
+from recbench import runner
+from recbench.batches import EVAL_SEED, pick_examples
+from recbench.config import RunConfig
 from recbench.data import Example, load_dataset
 from recbench.data.dataset import user_runs
 from recbench.data.rows import SplitRows
 from recbench.methods import get_method, method_names
-from recbench.pipeline import EVAL_SEED
 
 PAD = 30  # 30 items: enough for 20 candidates outside any history here
 ITEMS = range(PAD)
@@ -84,6 +84,13 @@ def toy(tmp_path, cli, recbench_home):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return load_dataset("ruletoy")
+
+
+def evaluate_rule(rule: str, dataset: str, **settings):
+    """The rule's evaluation through the runner, recording nothing (every test example unless
+    ``eval_examples`` is set)."""
+    config = RunConfig(baseline=rule, dataset=dataset, profile="paper", overrides=settings)
+    return runner.evaluate(config)
 
 
 def _example(history, candidates, target=None, index=0):
@@ -235,17 +242,20 @@ def test_rules_on_the_imported_test_split(toy):
     examples = list(toy.examples("test"))
     assert [e.target for e in examples] == [7, 13]
     stats = TrainingStats.from_dataset(toy)
-    run = execute_rule("order", toy, write_records=False)
-    assert run.metrics["hr@1"] == 1.0 and run.metrics["n_examples"] == 2
+    run = evaluate_rule("order", toy.name)
+    assert run.evaluation["ranking"]["hr@1"] == 1.0
+    assert run.evaluation["ranking"]["n_examples"] == 2
     for rule in ("pop", "markov"):
         scores = rule_scores(rule, examples[:1], stats)
         assert evaluate_scores(scores, examples[:1])["hr@1"] == 1.0
     # every rule: a strict ranking of every example, metrics in the sequential baselines' shape
     for rule in RULES:
-        run = execute_rule(rule, toy, write_records=False)
-        assert (np.sort(run.scores, axis=1) == np.arange(20)).all()
-        assert {"hr@1", "hr@5", "ndcg@10", "n_examples", "pop_bias"} <= set(run.metrics)
-        assert {r["family"] for r in run.records} == {"rule"}
+        run = evaluate_rule(rule, toy.name)
+        assert (np.sort(run.scores.values, axis=1) == np.arange(20)).all()
+        assert {"hr@1", "hr@5", "ndcg@10", "n_examples", "pop_bias"} <= set(
+            run.evaluation["ranking"]
+        )
+        assert run.method.family == "rule"
 
 
 # ------------------------------------------------------------------------------- random
@@ -272,7 +282,7 @@ def test_the_five_rules_are_registered_first():
     assert method_names()[:5] == list(RULES)
     for rule in RULES:
         spec = get_method(rule)
-        assert spec.family == "rule" and spec.run is rules.run_rule
+        assert spec.family == "rule" and issubclass(spec, rules.Rule) and spec.rule == rule
         assert not spec.takes_checkpoint
 
 
@@ -282,11 +292,12 @@ def test_rules_see_the_profiles_examples():
     examples = pick_examples(ds.examples("test"), 50, EVAL_SEED)
     stats = TrainingStats.from_dataset(ds)
     for rule in RULES:
-        run = execute_rule(rule, ds, max_examples=50, write_records=False)
-        assert run.metrics == evaluate_scores(
-            rule_scores(rule, examples, stats), examples, ds.popularity()
-        )
-        assert run.metrics["n_examples"] == 50
+        run = evaluate_rule(rule, "lastfm", eval_examples=50)
+        expected = evaluate_scores(rule_scores(rule, examples, stats), examples, ds.popularity())
+        assert run.evaluation["ranking"].keys() == expected.keys()
+        for name, value in expected.items():
+            assert run.evaluation["ranking"][name] == pytest.approx(value, abs=1e-12), name
+        assert run.evaluation["ranking"]["n_examples"] == 50
 
 
 def test_cli_run_records_a_rule(cli, tmp_path):
@@ -308,17 +319,18 @@ def test_cli_run_records_a_rule(cli, tmp_path):
 
 
 def test_compare_shows_the_rule_group_first(toy, tmp_path):
-    from recbench import api
+    from recbench import api, results
 
     store = tmp_path / "results.jsonl"
     for rule in reversed(list(RULES)):
-        execute_rule(rule, toy, store=store, profile="cpu")
+        runner.execute(RunConfig(baseline=rule, dataset=toy.name, profile="cpu", results=store),
+                       progress=False)  # fmt: skip
     # a sequential baseline of the same profile, to see the groups' order
     sequential = [
         {**r, "method": "sasrec", "family": "sequential", "model": "trained:0", "run_id": "seq"}
-        for r in execute_rule("pop", toy, write_records=False, profile="cpu").records
+        for r in results.read_records(store)
+        if r["method"] == "pop"
     ]
-    from recbench import results
 
     results.append_records(sequential, store)
     api.compare(store, tmp_path / "out", formats="md", plots=False)

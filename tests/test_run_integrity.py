@@ -15,7 +15,7 @@ from conftest import run_cli
 
 from recbench import api
 from recbench.config import RunConfig
-from recbench.pipeline import RunInterrupted
+from recbench.runner import RunInterrupted
 from recbench.trainer import Stage
 
 pytestmark = pytest.mark.model
@@ -60,7 +60,7 @@ def test_an_output_dir_holding_another_run_is_refused(tiny_llm, tmp_path):
     # the same run in the same directory is its own: found in the store, not refused
     again = run_cli(*smoke(tiny_llm, "--loss", "dpo", "--output-dir", str(out),
                            "--results", str(store)), env=env)  # fmt: skip
-    assert again.returncode == 0 and "already in the results store" in again.stdout
+    assert again.returncode == 0 and again.stdout.startswith("already recorded: lastfm-dpo-")
 
 
 def test_a_smoke_run_trains_every_stage_at_a_non_zero_rate_and_says_what_it_shows(

@@ -112,7 +112,7 @@ def test_a_planner_finds_the_stage_a_run_would_use(tiny_llm, recbench_home, over
 
     config = RunConfig(loss="dpo", profile="smoke", model=str(tiny_llm), seed=3,
                        overrides=overrides).validate()  # fmt: skip
-    assert sft_stage_dir(config) == LLMRun(config, progress=False).sft_dir
+    assert sft_stage_dir(config) == LLMRun.from_config(config).sft_dir
 
 
 def test_a_stage_retrained_after_its_damaged_final_is_the_stage_a_fresh_training_gives(

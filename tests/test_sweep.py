@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import losses
-from recbench import results, runner
+from recbench import losses, results, runner
 from recbench.cli import app
 from recbench.config import RunConfig
 from recbench.errors import UserError
@@ -187,7 +186,7 @@ def test_cli_sweep_builds_the_grid(tmp_path, fake_run):
     calls, failing = fake_run
     store = tmp_path / "results.jsonl"
     args = ["sweep", "--loss", "napo", "--dataset", "lastfm", "--profile", "smoke",
-            "--n-neg", "1,3", "--alpha", "0.1,0.3", "--param", "beta=0.5,1",
+            "--n-neg", "1,3", "--param", "alpha=0.1,0.3", "--param", "beta=0.5,1",
             "--seed", "0", "--results", str(store)]  # fmt: skip
     dry = CliRunner().invoke(app, [*args, "--dry-run"])
     assert dry.exit_code == 0, dry.output
@@ -217,7 +216,7 @@ def test_param_lists_parse_types():
         (("--n-neg", "1,x"), "--n-neg: cannot read 'x'"),
         (("--loss", "napoo"), "did you mean 'napo'"),
         (("--dataset", "lastfn"), "did you mean 'lastfm'"),
-        (("--rho", "1.5"), "rho"),
+        (("--param", "rho=1.5"), "rho"),
         (("--param", "bogus=1"), "bogus"),
     ],
 )
@@ -252,10 +251,11 @@ def test_a_sweep_is_a_base_run_and_the_axes_it_varies(tmp_path, recbench_home):
     assert is_done(dpo, results.read_records(store))
     # a baseline's record names its own weights or rule as its model
     pop = points[1]
-    store_run(store, pop.config, hparams={}, model="rule", family="rule",
+    store_run(store, pop.config, hparams={}, model="rule", family="rule", seed=None,
               settings={"lora_r": 8, "train_examples": 8, "eval_examples": 4})  # fmt: skip
     assert is_done(pop, results.read_records(store))
-    assert not is_done(points[3], results.read_records(store))  # seed 1
+    assert is_done(points[3], results.read_records(store))  # seed 1: pop draws nothing
+    assert not is_done(points[2], results.read_records(store))  # dpo, seed 1
 
 
 def test_sweep_cli_takes_set_and_baselines_like_run(tmp_path, recbench_home):

@@ -16,19 +16,36 @@ it the import refuses:
   ``allow_duplicate_names`` argument of :func:`import_dataset` accepts them knowingly).
 
 Every refusal is a :class:`~recbench.errors.DataError` or :class:`~recbench.errors.UserError`
-(one line, exit code 2 on the command line) raised before anything is written.  The dataset is
-assembled in a hidden ``.NAME.importing`` directory, which the catalog never lists, removed if
-anything fails, and renamed into place only once complete, so a failed import leaves no trace;
-the item-name file is stored normalised (``id::name`` a line, UTF-8 without BOM).
+(one line, exit code 2 on the command line) raised before anything is written.  The item-name
+file is stored normalised (``id::name`` a line, UTF-8 without BOM).
+
+Writing is atomic and exclusive (:func:`exclusive_name`, :func:`staging_dir`, :func:`install`):
+
+* one import (or build) of a name at a time: the name's lock (under ``$RECBENCH_HOME/locks``) is
+  taken before anything is read, and a second import of the same name fails at once with one
+  line instead of writing into the first one's files;
+* the dataset is assembled in a hidden directory of its own beside its final place
+  (``.NAME.importing-PID-RANDOM``, never listed) and renamed into place only once complete;
+  ``--overwrite`` moves the old copy aside only at that last step, so a failure (any exception,
+  a full disk) removes the new files and leaves the old dataset as it was;
+* what a killed import leaves (a staging directory, or an old copy moved aside whose successor
+  never arrived) is cleaned up, or put back, by the next import of that name, under its lock.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import secrets
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from recbench import paths
+from filelock import FileLock, Timeout
+
+from recbench import locks, paths
 from recbench.data import catalog
 from recbench.data.dataset import SPLITS, DatasetSpec, SplitSpec, load_spec
 from recbench.data.prompts import DOMAINS
@@ -111,38 +128,129 @@ def import_dataset(
     missing = [split for split in SPLITS if split not in files]
     if missing:
         raise UserError(f"missing split file(s): {', '.join(missing)} (need train, val and test)")
-    named = read_named_items(Path(item_names))
-    if not allow_duplicate_names:
-        check_distinct_names(named, Path(item_names))
-    names = [item_name for item_name, _ in named]
-    num_items = len(names)
-    splits = {
-        split: read_rows(Path(files[split]), num_items, allow_pickle=allow_pickle)
-        for split in SPLITS
-    }
-    for split, rows in splits.items():
-        if not (rows.len_seq >= MIN_LEN_SEQ).any():
-            raise DataError(
-                f"{files[split]}: no row with len_seq >= {MIN_LEN_SEQ}, the split would be empty"
-            )
-    check_disjoint(splits)
+    target = catalog.imported_root() / name
+    with exclusive_name(target, "import"):
+        named = read_named_items(Path(item_names))
+        if not allow_duplicate_names:
+            check_distinct_names(named, Path(item_names))
+        names = [item_name for item_name, _ in named]
+        splits = {
+            split: read_rows(Path(files[split]), len(names), allow_pickle=allow_pickle)
+            for split in SPLITS
+        }
+        for split, rows in splits.items():
+            if not (rows.len_seq >= MIN_LEN_SEQ).any():
+                raise DataError(
+                    f"{files[split]}: no row with len_seq >= {MIN_LEN_SEQ}, the split would be "
+                    "empty"
+                )
+        check_disjoint(splits)
+        if target.exists() and not overwrite:
+            raise UserError(f"dataset '{name}' already exists; pass --overwrite to replace it")
+        with staging_dir(target, "importing") as staging:
+            spec = _write_staging(staging, name, files, splits, names, domain, description)
+            install(staging, target)
+    return spec
 
-    root = catalog.imported_root()
-    target = root / name
-    if target.exists() and not overwrite:
-        raise UserError(f"dataset '{name}' already exists; pass --overwrite to replace it")
-    staging = root / f".{name}.importing"  # hidden: never listed, whatever happens
+
+# ------------------------------------------------------------------ atomic, exclusive writes
+_AFTERMATH = ("importing", "replaced")  # what staging_dir and install leave if killed
+_OLD_LEFTOVERS = (".importing", ".replaced", ".building")  # the fixed names used before
+
+
+@contextmanager
+def exclusive_name(target: Path, action: str) -> Iterator[None]:
+    """Hold the lock of dataset directory ``target`` while importing or building it.
+
+    A second process that wants the same name fails at once with one line: waiting and then
+    writing would replace the winner's dataset with no sign that two were imported.  The lock is
+    released by the kernel if the process dies, so a killed import never blocks the next one.
+    """
+    lock_file = locks.lock_path(target)
+    lock = FileLock(str(lock_file))
     try:
-        spec = _write_staging(staging, name, files, splits, names, domain, description)
-        _replace(staging, target)
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UserError(
+            f"cannot {action} dataset '{target.name}': another process is importing or building "
+            f"it (lock {lock_file}); wait for it to finish, then retry"
+        ) from None
+    try:
+        _clean_aftermath(target)
+        yield
+    finally:
+        lock.release()
+        catalog.forget(target.name)
+
+
+def _aftermath(target: Path) -> list[Path]:
+    """Hidden directories a killed import or build of ``target`` left beside it."""
+    kinds = "|".join(_AFTERMATH)
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.({kinds})-[0-9]+-[0-9a-f]{{8}}")
+    found = [p for p in target.parent.iterdir() if pattern.fullmatch(p.name)]
+    found += [target.with_name(f".{target.name}{end}") for end in _OLD_LEFTOVERS]
+    return sorted((p for p in found if p.exists()), key=lambda p: p.stat().st_mtime)
+
+
+def _clean_aftermath(target: Path) -> None:
+    """Under the name's lock: put back an old copy whose replacement never arrived (killed
+    between the two renames of :func:`install`), then remove every other leftover."""
+    leftovers = _aftermath(target)
+    if not target.exists():
+        prefix = f".{target.name}.replaced"
+        aside = [
+            p for p in leftovers if p.name.startswith(prefix) and (p / "dataset.json").is_file()
+        ]
+        if aside:
+            aside[-1].rename(target)
+            leftovers.remove(aside[-1])
+    for path in leftovers:
+        _remove(path)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _hidden_sibling(target: Path, kind: str) -> Path:
+    return target.with_name(f".{target.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+@contextmanager
+def staging_dir(target: Path, kind: str) -> Iterator[Path]:
+    """A new, empty hidden directory beside ``target`` (same file system, so that renaming it
+    into place is atomic), removed when the block ends, however it ends.  ``OSError`` in the
+    block (a full disk, no permission) becomes a one-line :class:`DataError`."""
+    staging = _hidden_sibling(target, kind)
+    try:
+        staging.mkdir(parents=True)
+        yield staging
     except OSError as exc:
         raise DataError(
-            f"cannot write dataset '{name}' under {root}: {exc.strerror or exc}"
+            f"cannot write dataset '{target.name}' under {target.parent}: {exc.strerror or exc}; "
+            "nothing was changed"
         ) from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)  # gone after a success (renamed) or a failure
-    catalog.forget(name)
-    return spec
+        _remove(staging)  # gone after a success (renamed into place) or a failure
+
+
+def install(staging: Path, target: Path) -> None:
+    """Move the finished ``staging`` into place; an old ``target`` is moved aside only now and
+    put back if the move fails, so readers see the old dataset or the new one, never a mix."""
+    if not target.exists():
+        staging.rename(target)
+        return
+    old = _hidden_sibling(target, "replaced")
+    target.rename(old)
+    try:
+        staging.rename(target)
+    except BaseException:
+        old.rename(target)
+        raise
+    _remove(old)
 
 
 def _write_staging(
@@ -154,8 +262,6 @@ def _write_staging(
     domain: str,
     description: str,
 ) -> DatasetSpec:
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     split_specs = {}
     for split, rows in splits.items():
         _write_jsonl(rows, staging / f"{split}.jsonl")
@@ -178,19 +284,3 @@ def _write_staging(
     (staging / "dataset.json").write_text(json.dumps(spec.to_json(), indent=1) + "\n")
     load_spec(staging)  # round-trip check before it becomes visible
     return spec
-
-
-def _replace(staging: Path, target: Path) -> None:
-    """Move the finished import into place; an old one is kept until the new one is there."""
-    if not target.exists():
-        staging.rename(target)
-        return
-    old = target.with_name(f".{target.name}.replaced")
-    shutil.rmtree(old, ignore_errors=True)
-    target.rename(old)
-    try:
-        staging.rename(target)
-    except OSError:
-        old.rename(target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

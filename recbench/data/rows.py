@@ -8,7 +8,7 @@ Every file is checked for what later code assumes, and every refusal names the f
 
 * text files (``.jsonl``, ``.csv``, the ``id::name`` file) must be UTF-8; a leading byte-order
   mark is **dropped** (editors on Windows write one), undecodable bytes or a NUL byte are refused
-  as a binary file; a parquet or pickle that cannot be read is refused with the reader's reason;
+  as a binary file; lines may end in ``\n``, ``\r\n`` or a lone ``\r`` (old Mac files); a parquet or pickle that cannot be read is refused with the reader's reason;
 * ``seq`` holds the history first and the padding id (= the number of items) after it: a real id
   after padding is refused (left padding or a hole in the history), as is a ``len_seq`` other than
   the number of real ids (1 for the all-padding row that starts each user's chain);
@@ -114,8 +114,18 @@ def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
         raise DataError(f"{path}: cannot read the file ({_reason(exc)})") from None
 
 
+def _raw_lines(handle) -> Iterator[bytes]:
+    """The file's lines ending in ``\n``, ``\r\n`` or a lone ``\r`` (old Mac files): a binary
+    handle splits at ``\n`` only, so a CR-only file would read as one line."""
+    for raw in handle:
+        if b"\r" in raw:
+            yield from raw.splitlines(keepends=True)  # bytes split at \n, \r\n and \r only
+        else:
+            yield raw
+
+
 def _decoded_lines(path: Path, handle) -> Iterator[tuple[int, str]]:
-    for number, raw in enumerate(handle, start=1):
+    for number, raw in enumerate(_raw_lines(handle), start=1):
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:

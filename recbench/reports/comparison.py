@@ -172,6 +172,7 @@ def compare(
     chosen_pairs = paired.parse_pairs(pairs)
     shown = variants.parse_variants(variant_texts)
     datasets = tuple(sorted({d.strip() for item in datasets for d in item.split(",") if d.strip()}))
+    results.check_store_path(results_path, writing=False)  # a folder or device: say so
     store = Path(results_path) if results_path is not None else results.default_store()
     runs = load_runs(store, Filters(datasets=datasets, model=model, profile=profile))
     paired.check_pairs(chosen_pairs, variants.add_variants(runs, shown)["method"])

@@ -48,6 +48,7 @@ from recbench.errors import UserError
 from recbench.outcomes import ExampleUsers, Outcomes
 from recbench.registry import did_you_mean
 from recbench.reports import tables
+from recbench.reports.runs import chronological
 from recbench.reports.significance import (
     ALPHA,
     design_effect,
@@ -58,9 +59,15 @@ from recbench.reports.significance import (
 )
 from recbench.reports.stats import Estimate
 
-REFERENCE = "sft"  # every method is compared with it by default
-EXTRA_PAIRS = (("napo", "sdpo"),)  # default comparisons besides those with the reference
-ABLATED = "napo"  # Table 3's ablations (the registry's ablation family) are compared with it
+
+def reference_method() -> str:
+    """The method every other one is compared with by default: the method registry's
+    reference (the SFT stage)."""
+    from recbench.methods import reference_name
+
+    return reference_name() or "sft"
+
+
 MODES = ("generation", "ranking")  # table order: the paper's HR@1 first
 NO_SEED = -1  # the seed runs.py gives a run recorded without one
 ONE_RUN = "one training run"
@@ -241,17 +248,18 @@ class PairedTests:
 
     def marks(self) -> tables.PairedMarks | None:
         """What Table 2 marks: the methods whose comparison with the reference survives."""
-        against = [c for c in self.comparisons if REFERENCE in (c.a, c.b)]
+        ref = reference_method()
+        against = [c for c in self.comparisons if ref in (c.a, c.b)]
         if not against:
             return None
 
         def other(c: Comparison) -> tuple[str, str, str]:
-            return (c.dataset, c.mode, c.b if c.a == REFERENCE else c.a)
+            return (c.dataset, c.mode, c.b if c.a == ref else c.a)
 
         tested = frozenset(other(c) for c in against)
         survivors = frozenset(other(c) for c in against if c.survives)
         note = (
-            f"{tables.PAIRED_MARK} differs from {REFERENCE} on the same test examples (in the "
+            f"{tables.PAIRED_MARK} differs from {ref} on the same test examples (in the "
             f"HR@1 mode of the cell; see paired_tests): {RULE}"
         )
         return tables.PairedMarks(tested=tested, survivors=survivors, note=note)
@@ -386,14 +394,22 @@ def _compare(
 
 
 def _default_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
-    """Each method with SFT, NAPO with S-DPO, and each NAPO ablation with NAPO: what Table 3
-    asks is whether removing a part of NAPO costs HR@1, a paired question."""
-    pairs = [(m, REFERENCE) for m in methods if m != REFERENCE] if REFERENCE in methods else []
-    pairs += [(a, b) for a, b in EXTRA_PAIRS if a in methods and b in methods]
-    if ABLATED in methods:
-        ablations = tables.ablation_variants()
-        pairs += [(m, ABLATED) for m in methods if m in ablations]
-    return pairs
+    """Each method with the reference (SFT), then each loss with the keys its registration
+    compares it with (NAPO with S-DPO, each NAPO ablation with NAPO: what Table 3 asks is
+    whether removing a part of NAPO costs HR@1, a paired question)."""
+    from recbench import losses
+
+    ref = reference_method()
+    pairs = [(m, ref) for m in methods if m != ref] if ref in methods else []
+    known = set(losses.loss_keys())
+    here = [m for m in methods if m in known]
+    ablations = [m for m in here if losses.get_spec(m).family == tables.ABLATION_FAMILY]
+
+    def compared(keys: list[str]) -> list[tuple[str, str]]:
+        return [(m, b) for m in keys for b in losses.get_spec(m).compared_with if b in methods]
+
+    # the other losses' comparisons first, then the ablations' (Table 3's questions)
+    return pairs + compared([m for m in here if m not in ablations]) + compared(ablations)
 
 
 def _table(
@@ -414,7 +430,7 @@ def _table(
     for method in tables.ordered_methods(here["method"]):
         usable: Runs = {}
         missing: list[int] = []
-        group = here[here["method"] == method].sort_values(["time", "run_id"])
+        group = chronological(here[here["method"] == method])
         for run_id, seed, references, stage in zip(
             group["run_id"], group["seed"], group["outcomes"], group["sft_stage"], strict=True
         ):
@@ -439,7 +455,7 @@ def _table(
     profile = str(here["profile"].iloc[0]) if len(here) else ""
     user_of = _users_of_examples(here, dataset, hits, reader, out.notes)
     # the methods trained from a seed's SFT stage: the losses, and the stage's own evaluation
-    from_stage = set(here.loc[here["family"] == "loss", "method"]) | {REFERENCE}
+    from_stage = set(here.loc[here["family"] == "loss", "method"]) | {reference_method()}
     comparisons = []
     for a, b in pairs or _default_pairs(list(seeds)):
         if a not in seeds or b not in seeds:

@@ -41,6 +41,8 @@ RUN_COLUMNS = (
 #: Evaluation modes whose records may point to per-example outcomes.
 OUTCOME_MODES = ("ranking", "generation")
 TRAIN_TIME_PARTS = ("cost:sft_seconds", "cost:preference_seconds")
+#: The negatives of a loss run that records none (every run before they were an axis).
+DEFAULT_NEGATIVES = "random"
 TRAIN_TIME = "cost:train_seconds"  # derived: SFT + preference stage (or a baseline's own total)
 
 
@@ -158,14 +160,34 @@ def _protocol_profile(record: dict) -> str:
     )
 
 
+def chronological(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``'s runs in the order they were recorded (ties: by run id).
+
+    Times are compared as instants (:func:`recbench.results.instant`), never as text: a run
+    recorded later in another time zone, or after a daylight-saving change, is later.
+    """
+    return frame.sort_values(["time", "run_id"], key=_as_instants)
+
+
+def _as_instants(column: pd.Series) -> pd.Series:
+    return column.map(results.instant) if column.name == "time" else column
+
+
+def _record_order(record: dict) -> tuple[float, str, str]:
+    time = record.get("time")
+    return results.instant(time), str(time or ""), str(record.get("run_id"))
+
+
 def _to_runs(records: list[dict]) -> pd.DataFrame:
     runs: dict[str, dict] = {}
-    ordered = sorted(records, key=lambda r: (str(r.get("time") or ""), str(r.get("run_id"))))
+    ordered = sorted(records, key=_record_order)
     for record in ordered:
         run_id = str(record.get("run_id"))
         row = runs.get(run_id)
         if row is None:
             hparams = dict(record.get("hparams") or {})
+            if record.get("family") == "loss":  # recorded before negatives were an axis
+                hparams.setdefault("negatives", DEFAULT_NEGATIVES)
             seed = record.get("seed")
             row = runs[run_id] = {
                 "run_id": run_id,
@@ -204,9 +226,7 @@ def _to_runs(records: list[dict]) -> pd.DataFrame:
         frame[TRAIN_TIME] = total
     # a point recorded twice keeps its latest run, per SFT stage: a seed's losses are paired
     # with the evaluation of the stage they started from (see latest_per_point)
-    frame = frame.sort_values(["time", "run_id"]).drop_duplicates(
-        [*POINT, "sft_stage"], keep="last"
-    )
+    frame = chronological(frame).drop_duplicates([*POINT, "sft_stage"], keep="last")
     return frame.sort_values([*POINT, "run_id"]).reset_index(drop=True)
 
 
@@ -231,14 +251,14 @@ def latest_per_point(frame: pd.DataFrame) -> pd.DataFrame:
     """One run per point: the latest.  A seed whose SFT stage was trained twice (on two
     machines; see :mod:`recbench.pipeline`) has an SFT evaluation of each; tables show the
     latest, while paired tests pair every loss run with the evaluation of its own stage."""
-    latest = frame.sort_values(["time", "run_id"]).drop_duplicates(list(POINT), keep="last")
+    latest = chronological(frame).drop_duplicates(list(POINT), keep="last")
     return latest.sort_values([*POINT, "run_id"]).reset_index(drop=True)
 
 
 def matching_stage(run: pd.Series, candidates: pd.DataFrame) -> pd.Series | None:
     """The run of ``candidates`` to pair with ``run`` (same seed, or none): the latest with
     the same SFT stage, else the latest one; None when no candidate has the seed."""
-    same_seed = candidates[candidates["seed"] == run["seed"]].sort_values(["time", "run_id"])
+    same_seed = chronological(candidates[candidates["seed"] == run["seed"]])
     if same_seed.empty:
         return None
     same_stage = same_seed[same_seed["sft_stage"] == run["sft_stage"]]
@@ -289,7 +309,7 @@ def registry_defaults(method: str, profile: str) -> dict[str, object] | None:
     from recbench.config import get_profile
 
     try:
-        import losses
+        from recbench import losses
 
         defaults = dict(losses.get_spec(method).hparams)
     except (ImportError, KeyError, UserError):
@@ -298,6 +318,7 @@ def registry_defaults(method: str, profile: str) -> dict[str, object] | None:
         defaults["n_neg"] = get_profile(profile).n_neg
     except UserError:
         pass
+    defaults["negatives"] = DEFAULT_NEGATIVES
     return defaults
 
 

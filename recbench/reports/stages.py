@@ -16,7 +16,7 @@ import math
 import pandas as pd
 
 from recbench.reports import paired
-from recbench.reports.runs import References
+from recbench.reports.runs import References, chronological
 from recbench.reports.significance import mcnemar_p
 from recbench.reports.tables import Table, ordered_datasets
 
@@ -90,13 +90,13 @@ def _display(row: dict) -> dict:
 
 def sft_stages_table(refs: References, reader: paired.OutcomeReader) -> Table | str:
     """Each seed whose SFT stage has evaluations of two or more trainings, compared."""
-    sft = refs.instances[refs.instances["method"] == paired.REFERENCE]
+    sft = refs.instances[refs.instances["method"] == paired.reference_method()]
     rows: list[dict] = []
     for dataset in ordered_datasets(sft["dataset"]) if not sft.empty else []:
         here = sft[sft["dataset"] == dataset]
         for seed, group in here.groupby("seed", sort=True):
             if group["sft_stage"].nunique() >= 2:
-                ordered = group.sort_values(["time", "run_id"])
+                ordered = chronological(group)
                 rows += _rows(dataset, int(seed), ordered, reader)
     if not rows:
         return "no seed has SFT evaluations of two trainings of its stage"

@@ -31,23 +31,9 @@ FAMILY_LABELS = {
     "llm_baseline": "LLM baseline",
     "loss": "loss",
 }
-DATASET_ORDER = ("lastfm", "goodreads", "steam")
 #: The loss family (in the loss registry) of NAPO's ablations: variants that only make sense in
 #: Table 3, so Table 2 leaves them out.
 ABLATION_FAMILY = "ablation"
-#: Table 3 of the paper: NAPO, its ablations (the registry's ablation family, in its order), then
-#: the S-DPO family; the paper's row labels (a variant without one is labelled by its key).
-ABLATION_LABELS = {
-    "napo": "NAPO",
-    "sdpo_ns": "S-DPO + NS",
-    "napo_ln": "w/ length norm",
-    "napo_no_ns": "w/o NS",
-    "napo_no_dyn": "w/o dynamic gamma",
-    "napo_no_ns_gamma": "w/o NS & gamma",
-    "napo_no_ns_dyn": "w/o NS & dynamic gamma",
-    "sims_dpo": "SimS-DPO",
-    "sdpo": "S-DPO",
-}
 STUDY_PARAMETERS = ("rho", "alpha")
 INTERVAL_NOTE = (
     "mean over seeds with a 95% interval: Student's t over seeds when there are several; "
@@ -108,20 +94,33 @@ def method_order() -> tuple[str, ...]:
     registration asks for.  A name neither registry knows (say, a plugin not loaded now) goes
     after them, by name.
     """
-    import losses  # lazy: it imports torch, which the light helpers of the reports do not need
+    from recbench import (
+        losses,  # lazy: it imports torch, which the light helpers of the reports do not need
+    )
 
     return (*method_registry.method_names(), *losses.loss_keys())
 
 
 def ablation_variants() -> tuple[str, ...]:
     """The registered ablations of NAPO (:data:`ABLATION_FAMILY`), in the loss registry's order."""
-    import losses
+    from recbench import losses
 
     return tuple(spec.key for spec in losses.list_specs() if spec.family == ABLATION_FAMILY)
 
 
 def ordered_datasets(names: Iterable[str]) -> list[str]:
-    return sorted(set(names), key=lambda n: _rank(DATASET_ORDER, n))
+    """In the dataset catalog's order (the paper's datasets, then those recbench builds), then
+    any other by name."""
+    from recbench.data.catalog import REPORT_ORDER
+
+    return sorted(set(names), key=lambda n: _rank(REPORT_ORDER, n))
+
+
+def _label(method: str) -> str:
+    """How the loss registry names a key in tables (the key itself when it is not a loss)."""
+    from recbench import losses
+
+    return losses.get_spec(method).display if method in losses.loss_keys() else method
 
 
 def ordered_methods(names: Iterable[str]) -> list[str]:
@@ -241,6 +240,7 @@ def main_table(refs: References, paired: PairedMarks | None = None) -> Table | s
                 f"best baseline on {dataset}: {best[dataset][0]} (HR@1 {best[dataset][1]:.4f})"
             )
     notes += _below_popularity_notes(runs, datasets, sft)
+    notes += _earlier_movielens_build_notes(runs)
     notes += reference_notes(refs, zip(runs["dataset"], runs["method"], strict=True))
     return Table(
         name="table2_main",
@@ -289,6 +289,31 @@ def _below_popularity_notes(
                 "item popularity"
             )
     return notes
+
+
+def _earlier_movielens_build_notes(runs: pd.DataFrame) -> list[str]:
+    """A note when movielens runs used the build whose names were not unique: their
+    generation-mode numbers include candidate lists no answer could get right, which a reader
+    comparing them with later runs should know.  Decided from the records (dataset, split file,
+    time; :func:`recbench.data.movielens.on_earlier_build`), so it reads the same everywhere."""
+    from recbench.data import movielens  # the builder's facts; imported only when tabulating
+
+    earlier = [
+        movielens.on_earlier_build(dataset, sha, time)
+        for dataset, sha, time in zip(
+            runs["dataset"], runs["split_sha256"], runs["time"], strict=True
+        )
+    ]
+    count, total = sum(earlier), int((runs["dataset"] == movielens.NAME).sum())
+    if not count:
+        return []
+    which = f"all {total}" if count == total else f"{count} of the {total}"
+    since = movielens.UNIQUE_NAMES_SINCE[:10]
+    note = (
+        f"{which} {movielens.NAME} runs here used the build before item names were unique "
+        f"(recorded before {since}): {movielens.EARLIER_BUILD_CHANGES}"
+    )
+    return [note]
 
 
 def _main_tidy_row(
@@ -356,9 +381,11 @@ def relative_to_own_sft(
 
 def _sorted_main(tidy: pd.DataFrame) -> pd.DataFrame:
     """Datasets in the paper's order, then families, then the registries' method order."""
+    from recbench.data.catalog import REPORT_ORDER
+
     order = method_order()
     keys = {
-        "_dataset_rank": [_rank(DATASET_ORDER, d) for d in tidy["dataset"]],
+        "_dataset_rank": [_rank(REPORT_ORDER, d) for d in tidy["dataset"]],
         "_family_rank": [_rank(FAMILY_ORDER, f) for f in tidy["family"]],
         "_method_rank": [_rank(order, m) for m in tidy["method"]],
     }
@@ -402,12 +429,16 @@ def _main_display_row(
 
 # --------------------------------------------------------------------------- Table 3
 def ablation_table(refs: References) -> Table | str:
-    """Table 3: NAPO against its ablations and the S-DPO family, HR@1 and ValidRatio."""
+    """Table 3: NAPO against its ablations and the S-DPO family, HR@1 and ValidRatio; its
+    rows are the losses the registry places in it (``ablation_row``), in that order."""
+    from recbench import losses
+
     variants = ablation_variants()
-    rows = ("napo", *variants, "sims_dpo", "sdpo")
+    placed = [s for s in losses.list_specs() if s.ablation_row is not None]
+    rows = tuple(s.key for s in sorted(placed, key=lambda s: s.ablation_row))
     runs = refs.runs[refs.runs["method"].isin(rows)]
     if not runs["method"].isin(variants).any():
-        return "no NAPO ablation runs (sdpo_ns, napo_ln, napo_no_ns, napo_no_dyn, ...)"
+        return f"no NAPO ablation runs ({', '.join(variants[:4])}, ...)"
     datasets = ordered_datasets(runs["dataset"])
     tidy_rows, display_rows = [], []
     methods = [m for m in rows if m in set(runs["method"])]
@@ -421,7 +452,7 @@ def ablation_table(refs: References) -> Table | str:
                 {
                     "dataset": dataset,
                     "method": method,
-                    "variant": ABLATION_LABELS.get(method, method),
+                    "variant": _label(method),
                     "seeds": seed_count(group),
                     "hr1_mode": column.partition(":")[0],
                     **fields("hr1", stat(group, column)),
@@ -430,7 +461,7 @@ def ablation_table(refs: References) -> Table | str:
             )
     ranking_used = False
     for method in methods:
-        row: dict[str, object] = {"variant": ABLATION_LABELS.get(method, method), "method": method}
+        row: dict[str, object] = {"variant": _label(method), "method": method}
         for dataset in datasets:
             group = runs[(runs["dataset"] == dataset) & (runs["method"] == method)]
             column = headline_column(group)

@@ -57,7 +57,8 @@ def _value(text: str) -> object:
 def parse_variants(texts: Iterable[str]) -> tuple[Variant, ...]:
     """``["sims_dpo:n_neg=19"]`` -> (Variant("sims_dpo", (("n_neg", 19),)),), sorted, no repeats.
 
-    Malformed text is a one-line :class:`UserError`.
+    Malformed text, or a key given twice (which value was meant?), is a one-line
+    :class:`UserError`.
     """
     found = set()
     for text in texts:
@@ -70,6 +71,8 @@ def parse_variants(texts: Iterable[str]) -> tuple[Variant, ...]:
             if not equals or not key or not value:
                 settings = {}
                 break
+            if key in settings:  # keeping the last value would silently drop the first
+                raise UserError(f"--variant {text}: key '{key}' is given twice; give each key once")
             settings[key] = _value(value)
         if not colon or not method or not settings:
             raise UserError(

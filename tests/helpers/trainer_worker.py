@@ -16,7 +16,7 @@ import torch
 from accelerate import Accelerator
 from transformers import LlamaConfig, LlamaForCausalLM
 
-import losses
+from recbench import losses
 from recbench.scoring import score_responses
 from recbench.trainer import Stage, StageSettings, add_lora
 

@@ -14,13 +14,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from baselines.models import SASRec
-from baselines.runner import train_baseline
-from baselines.weights import CHECKPOINT_DIR, WEIGHTS_FILE, load_weights, released_name
 from recbench import locks, paths
 from recbench.data import load_dataset
 from recbench.data.dataset import Dataset
 from recbench.errors import ModelError
+from recbench.identity import data_digest
+from recbench.seqrec.build import train_baseline
+from recbench.seqrec.models import SASRec
+from recbench.seqrec.weights import CHECKPOINT_DIR, WEIGHTS_FILE, load_weights, released_name
 
 TRAINED_SEED = 0
 
@@ -46,21 +47,23 @@ def _load_cached(directory: Path) -> tuple[SASRec | None, dict[str, Any]]:
         return None, {}
 
 
-def trained_model_dir(dataset: str) -> Path:
-    """Where the recbench-trained auxiliary SASRec of ``dataset`` is kept."""
-    return paths.subdir("aux", paths.safe_name(dataset, "dataset"), f"sasrec-seed{TRAINED_SEED}")
+def trained_model_dir(ds: Dataset) -> Path:
+    """Where the recbench-trained auxiliary SASRec of ``ds`` is kept: named by the data's
+    content, so that a dataset re-imported with other rows never finds the old model."""
+    folder = f"{paths.safe_name(ds.name, 'dataset')}-{data_digest(ds)}"
+    return paths.subdir("aux", folder, f"sasrec-seed{TRAINED_SEED}")
 
 
 def trained_sasrec(dataset: str | Dataset, progress: bool = True) -> tuple[SASRec, dict[str, Any]]:
     """recbench's own SASRec for ``dataset``: loaded if present, else trained now and kept.
 
     Trained on the dataset's training split with the registry defaults and seed 0 (model
-    selection on validation), stored under ``$RECBENCH_HOME/aux/DATASET/sasrec-seed0``.  A lock
+    selection on validation), stored under ``$RECBENCH_HOME/aux/DATASET-DATA/sasrec-seed0``.  A lock
     makes concurrent first uses train once.  Returns the model (evaluation mode) and its
     settings, whose ``sha256`` identifies the weights.
     """
     ds = load_dataset(dataset) if isinstance(dataset, str) else dataset
-    directory = trained_model_dir(ds.name)
+    directory = trained_model_dir(ds)
     with locks.exclusive(directory, f"the auxiliary SASRec of {ds.name}"):
         model, settings = _load_cached(directory)
         if model is None:

@@ -19,10 +19,10 @@ import inspect
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from baselines.models import MODEL_CLASSES, SequentialRecommender, build_model
-from baselines.training import TrainConfig
 from recbench.errors import UserError
 from recbench.registry import Registry, did_you_mean
+from recbench.seqrec.models import MODEL_CLASSES, SequentialRecommender, build_model
+from recbench.seqrec.training import TrainConfig
 
 
 def _check_keys(given: dict[str, Any], allowed: list[str], what: str) -> None:

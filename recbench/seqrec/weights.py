@@ -2,7 +2,7 @@
 
 Two kinds of checkpoint exist:
 
-* the **released** LLaRA / iLoRA weights in ``baselines/checkpoints/`` (``NAME.safetensors`` beside
+* the **released** LLaRA / iLoRA weights in ``recbench/seqrec/checkpoints/`` (``NAME.safetensors`` beside
   ``NAME.json``, whose ``class`` and constructor fields describe the original model), and
 * weights **trained by recbench**, saved as ``model.safetensors`` + ``model.json`` (``kind`` and
   ``config``, plus whatever the trainer records) in a directory the caller chooses.
@@ -22,9 +22,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from baselines.models import STATE_SIZE, SequentialRecommender, build_model
 from recbench.data.rows import sha256_of
 from recbench.errors import ModelError
+from recbench.seqrec.models import STATE_SIZE, SequentialRecommender, build_model
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 WEIGHTS_FILE = "model.safetensors"
@@ -41,7 +41,7 @@ _RELEASED_CLASSES = {"SASRec": "sasrec", "GRU": "gru4rec", "Caser": "caser"}
 
 
 def released_names() -> list[str]:
-    """Names of the released checkpoints shipped in ``baselines/checkpoints``."""
+    """Names of the released checkpoints shipped in ``recbench/seqrec/checkpoints``."""
     return sorted(p.stem for p in CHECKPOINT_DIR.glob("*.safetensors"))
 
 

@@ -25,9 +25,9 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from baselines.evaluation import CandidateSet, evaluate_model
-from baselines.models import SequentialRecommender
 from recbench.errors import UserError
+from recbench.seqrec.evaluation import CandidateSet, evaluate_model
+from recbench.seqrec.models import SequentialRecommender
 
 
 @dataclass(frozen=True)
