@@ -253,11 +253,11 @@ class LLMRun:
             identity["weights"] = self.sft_weights
         cache = paths.home() / "stages" / f"reference-{_digest(identity)}.safetensors"
         with locks.exclusive_for_run(cache, "the reference log-probs", self.accelerator):
-            logps = _read_reference(cache, len(self.train_items), n_used + 1)
+            logps = read_reference(cache, len(self.train_items), n_used + 1)
             if logps is None:
                 logps = self._compute_reference(n_used)
                 if self.accelerator.is_main_process:
-                    _write_reference(cache, logps)
+                    write_reference(cache, logps)
         return logps
 
     def use_negatives(self, key: str) -> None:
@@ -307,14 +307,19 @@ class LLMRun:
             )  # fmt: skip
         return values
 
-    @torch.no_grad()
     def _compute_reference(self, n_used: int) -> torch.Tensor:
+        return self.policy_logps(self.train_items, n_used)
+
+    @torch.no_grad()
+    def policy_logps(self, items: Sequence[PromptItem], n_used: int) -> torch.Tensor:
+        """Summed log-probs ``[len(items), 1 + n_used]`` of each item's chosen response and
+        first ``n_used`` rejected ones under the model as it is now (evaluation mode)."""
         self.model.eval()
         rows = []
         size = self.settings.batch_size
-        starts = range(0, len(self.train_items), size)
+        starts = range(0, len(items), size)
         for start in tqdm(starts, desc="reference log-probs", disable=not self.progress):
-            chunk = self.train_items[start : start + size]
+            chunk = items[start : start + size]
             prompt_ids, response_ids = self.encode(chunk, n_used)
             rows.append(
                 score_responses(self.model, prompt_ids, response_ids, pad_token_id=self.pad)
@@ -462,7 +467,7 @@ def _check_started_from(stage_dir: Path, sft_weights: str | None) -> None:
     rundir.write_atomic(marker, sft_weights + "\n")
 
 
-def _read_reference(path: Path, rows: int, columns: int) -> torch.Tensor | None:
+def read_reference(path: Path, rows: int, columns: int) -> torch.Tensor | None:
     """The cached reference log-probs, or None when absent or damaged (then recomputed)."""
     if not path.is_file():
         return None
@@ -479,7 +484,7 @@ def _read_reference(path: Path, rows: int, columns: int) -> torch.Tensor | None:
     return logps
 
 
-def _write_reference(path: Path, logps: torch.Tensor) -> None:
+def write_reference(path: Path, logps: torch.Tensor) -> None:
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
