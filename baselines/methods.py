@@ -9,8 +9,8 @@ LLaRA is the core's own (:mod:`recbench.seqrec`), so NAPO runs without this plug
 
 from __future__ import annotations
 
-# importing these registers their methods: the rules, TALLRec, ChatRec and LLaRA
-from recbench.baselines import chatrec, llara, morec, rules, tallrec  # noqa: F401
+# importing these registers their methods: the rules, TALLRec, ChatRec, LLaRA and SPRec
+from recbench.baselines import chatrec, llara, morec, rules, sprec, tallrec  # noqa: F401
 from recbench.baselines.runner import Sequential
 
 from recbench.methods import register_method

@@ -109,7 +109,7 @@ class SPRec(LLMMethod):
         self.facts.hparams = {"iterations": len(dropped), "beta": BETA}
         self.facts.settings["answers_equal_to_target"] = dropped
         if any(dropped):
-            self.facts.summary["note_sprec"] = (
+            self.facts.summary["note"] = (
                 f"sprec: {sum(dropped)} answers equal to their target were dropped from the DPO "
                 f"epochs ({dropped} by iteration); the released code keeps them without gradient"
             )

@@ -23,6 +23,7 @@ A :class:`Record` is also a read-only mapping of its JSON fields (``record["metr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +36,25 @@ RECORD_FIELDS = (
     "run_id", "time", "dataset", "method", "family", "model", "seed", "profile", "split",
     "mode", "metric", "value", "hparams", "settings", "hardware", "versions", "outcomes",
 )  # fmt: skip
+
+
+def instant(value: object) -> float:
+    """Seconds since the epoch of a record's ``time``: what "latest" is decided by.
+
+    A time with an offset (``+00:00``, or ``+0000`` as stores written before instants were
+    recorded hold) is that instant.  A naive time is read as UTC, which orders naive times among
+    themselves as their text did before instants were compared.  A missing or unreadable time
+    is the earliest (-inf): a run whose time cannot be read is never taken for the latest.
+    """
+    if not isinstance(value, str):
+        return -math.inf
+    try:
+        moment = datetime.fromisoformat(value.strip())
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    except (ValueError, OverflowError):
+        return -math.inf
 
 
 def record_version(value: Mapping[str, Any]) -> int:
@@ -87,9 +107,10 @@ class RunSettings:
         return self._get("config", Mapping) or {}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Record(Mapping[str, Any]):
-    """One (run, metric) record of the store."""
+    """One (run, metric) record of the store; equal to another record, or to a JSON object,
+    with the same fields."""
 
     run_id: str
     dataset: str
@@ -109,20 +130,30 @@ class Record(Mapping[str, Any]):
     versions: Mapping[str, Any] = field(default_factory=dict)
     outcomes: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)  # unknown fields, kept
+    present: tuple[str, ...] = field(default=RECORD_FIELDS, repr=False)  # fields the JSON had
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> Record:
         """The record of a checked JSON object (see :func:`recbench.results.check_record`)."""
         known = {name: value[name] for name in RECORD_FIELDS if value.get(name) is not None}
         extra = {k: v for k, v in value.items() if k not in RECORD_FIELDS}
-        return cls(**known, extra=extra)
+        present = tuple(name for name in RECORD_FIELDS if name in value)
+        return cls(**known, extra=extra, present=present)
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON object, as written: every field in :data:`RECORD_FIELDS`, then the rest."""
-        out = {name: getattr(self, name) for name in RECORD_FIELDS}
-        out["hparams"], out["settings"] = dict(self.hparams), dict(self.settings)
-        out["hardware"], out["versions"] = dict(self.hardware), dict(self.versions)
+        """The JSON object, as it was read: its fields of :data:`RECORD_FIELDS`, then the rest."""
+        out = {name: getattr(self, name) for name in self.present}
+        for name in ("hparams", "settings", "hardware", "versions"):
+            if name in out:
+                out[name] = dict(out[name])
         return {**out, **self.extra}
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return self.to_json() == dict(other.to_json() if isinstance(other, Record) else other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable views inside: not hashable
 
     # ------------------------------------------------------------------------ typed views
     @property
@@ -134,24 +165,19 @@ class Record(Mapping[str, Any]):
         return RunSettings(self.settings)
 
     @property
-    def instant(self) -> datetime:
-        """When it was recorded, as an instant (a time without an offset is read as UTC; a
-        missing or unreadable one as the earliest instant)."""
-        try:
-            moment = datetime.fromisoformat(str(self.time))
-        except ValueError:
-            return datetime.min.replace(tzinfo=UTC)
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    def instant(self) -> float:
+        """When it was recorded, in seconds since the epoch (see :func:`instant`)."""
+        return instant(self.time)
 
     # ------------------------------------------------------- a read-only view of the JSON
     def __getitem__(self, key: str) -> Any:
-        if key in RECORD_FIELDS:
+        if key in self.present:
             return getattr(self, key)
         return self.extra[key]
 
     def __iter__(self) -> Iterator[str]:
-        yield from RECORD_FIELDS
+        yield from self.present
         yield from self.extra
 
     def __len__(self) -> int:
-        return len(RECORD_FIELDS) + len(self.extra)
+        return len(self.present) + len(self.extra)

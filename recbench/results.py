@@ -41,7 +41,6 @@ import platform
 import re
 import stat
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,26 +50,8 @@ from pathlib import Path
 from recbench import locks, paths
 from recbench.errors import UserError
 from recbench.outcomes import ExampleUsers, Outcomes, sha256
+from recbench.records import RECORD_FIELDS, RECORD_VERSION, Record, record_version
 
-RECORD_FIELDS = (
-    "run_id",
-    "time",
-    "dataset",
-    "method",
-    "family",
-    "model",
-    "seed",
-    "profile",
-    "split",
-    "mode",
-    "metric",
-    "value",
-    "hparams",
-    "settings",
-    "hardware",
-    "versions",
-    "outcomes",
-)
 #: Fields every usable record has, with their types: what a report needs to place a number (its
 #: run, dataset, method, mode:metric and value) and what ``already_recorded`` matches on (run_id).
 REQUIRED_FIELDS: dict[str, tuple[type, ...]] = {
@@ -124,29 +105,6 @@ def now() -> str:
     before an earlier one.
     """
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def instant(value: object) -> float:
-    """Seconds since the epoch of a record's ``time``: what "latest" is decided by.
-
-    A time with an offset (``+00:00``, or ``+0000`` as stores written before :func:`now` hold)
-    is that instant.  A naive time is read as UTC, which orders naive times among themselves as
-    their text did before instants were compared.  A missing or unreadable time is the earliest
-    (-inf): a run whose time cannot be read is never taken for the latest.
-    """
-    if not isinstance(value, str):
-        return -math.inf
-    try:
-        moment = datetime.fromisoformat(value.strip())
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
-    except (ValueError, OverflowError):
-        return -math.inf
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
 
 def hardware() -> dict[str, object]:
@@ -538,7 +496,7 @@ def append_records(
     """
     check_store_path(store or None)
     store = Path(store) if store else default_store()
-    records = [dict(r) for r in records]
+    records = [r.to_json() if isinstance(r, Record) else dict(r) for r in records]
     what = _describe_runs(records)
     written: _WrittenOutcomes | None = None
     try:
@@ -675,7 +633,7 @@ class StoreContents:
     """What :func:`read_store` found: the usable records and the damaged lines (1-based)."""
 
     path: Path
-    records: list[dict] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
     damaged: list[tuple[int, str]] = field(default_factory=list)  # (line number, why)
 
     def warning(self) -> str:
@@ -714,25 +672,12 @@ def read_store(store: Path | None = None) -> StoreContents:
             out.damaged.append((number, str(reason)))
         else:
             _check_version(store, number, record)
-            out.records.append(record)
+            out.records.append(Record.from_json(record))
     return out
-
-
-#: The version of the records this recbench writes (``settings.record_version``).  Version 2
-#: records carry their run's identity digest and one shape of settings for every method;
-#: records without a version (written before it existed) are version 1 and read as they are.
-RECORD_VERSION = 2
 
 
 class StoreVersionError(UserError):
     """A store holding records of a newer recbench, whose fields this one may misread."""
-
-
-def record_version(record: Mapping[str, object]) -> int:
-    """The version a record was written with (1: before versions were recorded)."""
-    settings = record.get("settings")
-    version = settings.get("record_version", 1) if isinstance(settings, Mapping) else 1
-    return version if isinstance(version, int) and not isinstance(version, bool) else 1
 
 
 def _check_version(store: Path, number: int, record: Mapping[str, object]) -> None:
@@ -749,7 +694,7 @@ def _check_version(store: Path, number: int, record: Mapping[str, object]) -> No
 _warned: set[tuple[str, int]] = set()
 
 
-def read_records(store: Path | None = None) -> list[dict]:
+def read_records(store: Path | None = None) -> list[Record]:
     """The usable records of the store, skipping damaged lines with one warning (see above).
 
     The warning goes to the ``recbench.results`` logger (printed as one line on stderr when
@@ -768,4 +713,5 @@ def load_frame(store: Path | None = None):
     """The store as a pandas DataFrame (one row per run and metric)."""
     import pandas as pd
 
-    return pd.DataFrame.from_records(read_records(store), columns=list(RECORD_FIELDS))
+    rows = [record.to_json() for record in read_records(store)]
+    return pd.DataFrame.from_records(rows, columns=list(RECORD_FIELDS))

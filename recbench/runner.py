@@ -42,6 +42,7 @@ from recbench.methods import (
     get_method,
 )
 from recbench.outcomes import Outcomes
+from recbench.records import RECORD_VERSION, Record
 
 log = logging.getLogger(__name__)
 
@@ -144,27 +145,22 @@ def plan(config: RunConfig, method: MethodClass | None = None) -> RunPlan:
 
 
 # ------------------------------------------------------------------ already recorded?
-def is_recorded(records: Iterable[Mapping[str, Any]], run: RunPlan) -> list[Mapping[str, Any]]:
+def is_recorded(records: Iterable[Mapping[str, Any]], run: RunPlan) -> list[Record]:
     """The store's records of this run (empty: not recorded): the one "already done" rule.
 
     Records of this version carry their run id, which is the identity's digest.  Records
-    written before identities covered the data (no ``settings.record_version``) are matched on
-    what they state: dataset, method, model, profile, seed, the data files' sha256, the
-    settings and the hyper-parameters they recorded (:func:`_matches_earlier_record`).
+    written before identities covered the data (version 1) are matched on what they state:
+    dataset, method, model, profile, seed, the data files' sha256, the settings and the
+    hyper-parameters they recorded (:func:`_matches_earlier_record`).
     """
     found = []
-    for record in records:
-        if (
-            record.get("run_id") == run.run_id
-            or _is_earlier_version(record)
-            and _matches_earlier_record(record, run)
+    for raw in records:
+        record = raw if isinstance(raw, Record) else Record.from_json(raw)
+        if record.run_id == run.run_id or (
+            record.version < RECORD_VERSION and _matches_earlier_record(record, run)
         ):
             found.append(record)
     return found
-
-
-def _is_earlier_version(record: Mapping[str, Any]) -> bool:
-    return results.record_version(record) < results.RECORD_VERSION
 
 
 def _same(a: object, b: object) -> bool:
@@ -175,30 +171,25 @@ def _same(a: object, b: object) -> bool:
     return a == b
 
 
-def _matches_earlier_record(record: Mapping[str, Any], run: RunPlan) -> bool:
-    config = run.config
-    settings, hparams = record.get("settings") or {}, record.get("hparams") or {}
-    if not isinstance(settings, Mapping) or not isinstance(hparams, Mapping):
+def _matches_earlier_record(record: Record, run: RunPlan) -> bool:
+    config, method = run.config, run.method
+    if (record.dataset, record.method, record.profile) != (
+        config.dataset, method.name, config.profile,
+    ) or record.seed not in (config.seed, method.recorded_seed(config), None):  # fmt: skip
         return False
-    seed = run.method.recorded_seed(config)
-    if (record.get("dataset"), record.get("method"), record.get("profile")) != (
-        config.dataset, run.method.name, config.profile,
-    ) or record.get("seed") not in (seed, None):  # fmt: skip
-        return False
-    if run.method.family in ("loss", "llm_baseline") and record.get("model") != config.model:
+    if method.family in ("loss", "llm_baseline") and record.model != config.model:
         return False
     if config.negatives != negatives.DEFAULT:  # earlier records all drew them uniformly
         return False
-    files = settings.get("dataset_files")
-    if isinstance(files, Mapping) and any(  # the data it ran on: a re-import is other data
-        files[s] != run.dataset.split_spec(s).sha256 for s in files.keys() & set(SPLITS)
-    ):
+    files = record.run_settings.dataset_files  # the data it ran on: a re-import is other data
+    if any(files[s] != run.dataset.split_spec(s).sha256 for s in files.keys() & set(SPLITS)):
         return False
     resolved = asdict(config.settings)
-    stated = {k: settings[k] for k in resolved.keys() & settings.keys()}
+    stated = {k: record.settings[k] for k in resolved.keys() & record.settings.keys()}
     if not all(_same(v, resolved[k]) for k, v in stated.items() if k not in _DESCRIPTIVE):
         return False
     expected = expected_hparams(config)
+    hparams = record.hparams
     return all(_same(hparams[k], expected[k]) for k in hparams.keys() & expected.keys())
 
 
@@ -294,8 +285,9 @@ def _work(run: RunPlan, method: Method, state, prerequisite: bool) -> dict[str, 
         method.facts,
     )
     output: dict[str, Any] = {"run_id": run_id, "run_dir": str(run.run_dir), **facts.summary}
-    if caveat := run.config.settings.caveat:
-        output["note"] = f"{run.config.profile} profile: {caveat}"
+    if caveat := run.config.settings.caveat:  # after the method's own note, if any
+        notes = (output.get("note"), f"{run.config.profile} profile: {caveat}")
+        output["note"] = "; ".join(n for n in notes if n)
     output["evaluation"] = evaluation
     output["timings"] = {**facts.timings, **timings}
     if state.is_main_process:
@@ -321,7 +313,7 @@ def _prerequisite_id(run: RunPlan, weights: str | None) -> str | None:
     if weights is None:
         return None
     own = identity.retrained_id(run.run_id, weights)
-    if any(r.get("run_id") == own for r in results.read_records(run.store)):
+    if any(r.run_id == own for r in results.read_records(run.store)):
         return None
     theirs = ", ".join(sorted(str(w or "not recorded") for w in held))
     warnings.warn(
@@ -334,9 +326,8 @@ def _prerequisite_id(run: RunPlan, weights: str | None) -> str | None:
     return own
 
 
-def _weights_of(record: Mapping[str, Any]) -> str | None:
-    settings = record.get("settings")
-    return settings.get("sft_weights") if isinstance(settings, Mapping) else None
+def _weights_of(record: Record) -> str | None:
+    return record.run_settings.sft_weights
 
 
 @dataclass
@@ -421,7 +412,7 @@ def _records(
     settings = {
         **asdict(s),
         "config": config.to_dict(),
-        "record_version": results.RECORD_VERSION,
+        "record_version": RECORD_VERSION,
         "identity": identity.digest(run.identity),
         "data": run.identity["data"],
         # the files trained and scored on: what a store's users map is checked against

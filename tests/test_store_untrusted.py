@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from recbench import results
+from recbench import records, results
 from recbench.errors import UserError
 from recbench.outcomes import Outcomes, sha256
 from recbench.reports import compare
@@ -223,15 +223,15 @@ def test_every_committed_store_reads_without_a_skipped_line():
 def test_records_carry_the_utc_instant_with_its_offset():
     record = results.make_records({"run_id": "r"}, {"hr@1": 0.5})[0]
     assert record["time"].endswith("+00:00"), record["time"]
-    assert results.instant(record["time"]) == pytest.approx(time.time(), abs=5.0)
+    assert records.instant(record["time"]) == pytest.approx(time.time(), abs=5.0)
 
 
 def test_times_are_read_as_instants_old_formats_included():
-    utc = results.instant("2026-12-05T06:51:57+00:00")
-    assert results.instant("2026-12-05T06:51:57+0000") == pytest.approx(utc, abs=1e-6)
-    assert results.instant("2026-12-05T07:51:57+01:00") == pytest.approx(utc, abs=1e-6)
-    assert results.instant("2026-12-05T06:51:57") == pytest.approx(utc, abs=1e-6)  # naive: UTC
-    assert results.instant("not a time") == -math.inf and results.instant(None) == -math.inf
+    utc = records.instant("2026-12-05T06:51:57+00:00")
+    assert records.instant("2026-12-05T06:51:57+0000") == pytest.approx(utc, abs=1e-6)
+    assert records.instant("2026-12-05T07:51:57+01:00") == pytest.approx(utc, abs=1e-6)
+    assert records.instant("2026-12-05T06:51:57") == pytest.approx(utc, abs=1e-6)  # naive: UTC
+    assert records.instant("not a time") == -math.inf and records.instant(None) == -math.inf
 
 
 def test_the_latest_run_is_the_later_instant_not_the_larger_text(tmp_path):

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from recbench import paths, results
+from recbench import paths, records
 from recbench.data import catalog, importer
 from recbench.data.dataset import SPLITS, DatasetSpec, SplitSpec, load_spec
 from recbench.data.rows import MIN_LEN_SEQ, STATE_SIZE, read_named_items, read_rows, sha256_of
@@ -122,7 +122,7 @@ def on_earlier_build(dataset: str, eval_sha256: str, recorded: str) -> bool:
     return (
         dataset == NAME
         and (not eval_sha256 or eval_sha256 in EARLIER_EVAL_SHA256)
-        and results.instant(recorded) < results.instant(UNIQUE_NAMES_SINCE)
+        and records.instant(recorded) < records.instant(UNIQUE_NAMES_SINCE)
     )
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from recbench import results
 from recbench.errors import UserError
+from recbench.records import instant
 from recbench.registry import did_you_mean
 
 # Run-level columns (everything else in a runs frame is a "mode:metric" column).
@@ -163,19 +164,19 @@ def _protocol_profile(record: dict) -> str:
 def chronological(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame``'s runs in the order they were recorded (ties: by run id).
 
-    Times are compared as instants (:func:`recbench.results.instant`), never as text: a run
+    Times are compared as instants (:func:`recbench.records.instant`), never as text: a run
     recorded later in another time zone, or after a daylight-saving change, is later.
     """
     return frame.sort_values(["time", "run_id"], key=_as_instants)
 
 
 def _as_instants(column: pd.Series) -> pd.Series:
-    return column.map(results.instant) if column.name == "time" else column
+    return column.map(instant) if column.name == "time" else column
 
 
 def _record_order(record: dict) -> tuple[float, str, str]:
     time = record.get("time")
-    return results.instant(time), str(time or ""), str(record.get("run_id"))
+    return instant(time), str(time or ""), str(record.get("run_id"))
 
 
 def _to_runs(records: list[dict]) -> pd.DataFrame:
