@@ -26,6 +26,7 @@ from recbench.batches import EVAL_SEED, PromptItem, pick_examples, render, with_
 from recbench.config import RunConfig
 from recbench.data import load_dataset
 from recbench.data.dataset import Dataset, Example
+from recbench.errors import UserError
 from recbench.evaluation import generate_answers, rank_candidates
 from recbench.journal import Journal, fingerprint, weights_digest
 from recbench.methods import Answers, Method, RunContext, Scores, register_method
@@ -272,8 +273,8 @@ class LLMRun:
             return
         examples = [it.example for it in self.train_items]
         context = negatives.NegativeContext(
-            self.ds, self.config.seed, sasrec_scores=self._sasrec_scores,
-            policy_scores=self._policy_scores,
+            self.ds, self.config.seed, sasrec_scores=self.sasrec_scores,
+            policy_scores=self.policy_scores,
         )  # fmt: skip
         ident = {"sft": self.sft_key, "weights": self.sft_weights, "strategy": key,
                  "n": self.settings.n_neg, "examples": [ex.key for ex in examples],
@@ -288,13 +289,13 @@ class LLMRun:
         self.train_items = [with_negatives(self.ds, it, p)
                             for it, p in zip(self.train_items, picked, strict=True)]  # fmt: skip
 
-    def _sasrec_scores(self, examples: Sequence[Example]):
+    def sasrec_scores(self, examples: Sequence[Example]):
         from recbench.seqrec.evaluation import CandidateSet, candidate_scores
 
         model, _ = auxiliary.load_sasrec(self.ds, self.config)
         return candidate_scores(model, CandidateSet.from_examples(examples))
 
-    def _policy_scores(self, examples: Sequence[Example]):
+    def policy_scores(self, examples: Sequence[Example]):
         """The summed log-probability of every candidate under the model as it is now."""
         s = self.settings
         items = [render(self.ds, ex, self.config.seed, history_items=s.history_items)
@@ -576,6 +577,10 @@ def sft_prerequisite(config: RunConfig) -> RunConfig:
                    rerun=False, output_dir=None)  # fmt: skip
 
 
+#: Batch fields a loss may ask for that no dataset supplies yet (RecDPO/RecPO's item scores).
+UNSUPPLIED_FIELDS = frozenset({"chosen_scores"})
+
+
 class LossMethod(LLMMethod):
     """``recbench run --loss KEY``: the shared SFT stage, then preference optimisation."""
 
@@ -585,6 +590,13 @@ class LossMethod(LLMMethod):
     @classmethod
     def check(cls, config: RunConfig) -> None:
         loss_module = losses.get_loss(cls.key, **config.loss_params)  # names and ranges
+        missing = sorted(loss_module.requires & UNSUPPLIED_FIELDS)
+        if missing:
+            raise UserError(
+                f"loss {cls.key} reads {', '.join(missing)} (per-item preference scores, "
+                f"FIELD_LOSSES.md 3.9), which dataset {config.dataset} does not supply; "
+                "no dataset supplies them yet"
+            )
         auxiliary.check_for_run(load_dataset(config.dataset), loss_module, config)
 
     @classmethod
