@@ -213,6 +213,8 @@ def execute(config: RunConfig, progress: bool = True) -> dict[str, Any]:
     """Check, plan, skip or run a method, record it; returns what the CLI prints."""
     method = check_inputs(config)
     main = plan(config, method)
+    if not config.rerun and _recorded_now(main):  # in a second, before any prerequisite
+        return {"run_id": main.run_id, "skipped": "already recorded"}
     # before any prerequisite runs: the SFT stage it would continue is the state to resume
     _check_resume(config, main, rundir.holds_run_state(main.run_dir))
     output: dict[str, Any] = {}
