@@ -574,7 +574,7 @@ def sft_prerequisite(config: RunConfig) -> RunConfig:
     from dataclasses import replace
 
     return replace(config, loss=None, baseline="sft", loss_params={}, resume="auto",
-                   rerun=False, output_dir=None)  # fmt: skip
+                   rerun=False, output_dir=None, negatives=negatives.DEFAULT)  # fmt: skip
 
 
 #: Batch fields a loss may ask for that no dataset supplies yet (RecDPO/RecPO's item scores).

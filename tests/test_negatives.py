@@ -126,3 +126,15 @@ def test_a_run_trains_on_and_records_its_strategy(tiny_llm, recbench_home, tmp_p
     assert runner.execute(config, progress=False)["skipped"] == "already recorded"
     assert summary["run_id"] != runner.plan(RunConfig(loss="sdpo", profile="smoke",
                                                       model=str(tiny_llm))).run_id  # fmt: skip
+
+
+def test_the_sft_prerequisite_of_a_strategy_run_is_the_plain_sft_run(recbench_home):
+    """The SFT stage draws no negatives: a loss run's prerequisite is the same ``sft`` run,
+    recorded with the default strategy, whatever the loss run's strategy is."""
+    from recbench.pipeline import sft_prerequisite
+
+    hard = sft_prerequisite(RunConfig(loss="sdpo", profile="smoke", negatives="hard"))
+    plain = sft_prerequisite(RunConfig(loss="sdpo", profile="smoke"))
+    assert hard.negatives == negatives.DEFAULT
+    assert runner.plan(hard).run_id == runner.plan(plain).run_id
+    runner.check_inputs(hard)  # a valid run of its own
