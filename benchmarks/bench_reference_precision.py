@@ -61,9 +61,9 @@ def main() -> None:
     n_neg = run.settings.n_neg
     # the pipeline's own reference computation, as run, and the same under bf16 autocast: what
     # the policy computes at step 0 of a bf16 preference stage (LoRA dropout is 0)
-    fp32 = run._compute_reference(n_neg)
+    fp32 = run.policy_logps(run.train_items, n_neg)
     with autocast("bf16", "cpu"):
-        bf16 = run._compute_reference(n_neg)
+        bf16 = run.policy_logps(run.train_items, n_neg)
     diff = (bf16 - fp32).abs().flatten().numpy()
     ids = torch.arange(len(items))
     report = {
