@@ -1,4 +1,4 @@
-"""Two measurements behind the `study` profile's settings (README, "The powered study").
+"""Two measurements behind the `study` profile's settings (docs/study.md, "Design and status").
 
 1. Prompt length: median and maximum tokens of 200 seeded training prompts, with the last 5
    history items and with the whole history, on movielens and lastfm.

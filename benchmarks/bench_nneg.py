@@ -12,7 +12,10 @@ exactly as ``recbench run`` does) and a model with the LoRA adapter training use
   new tokens), with the product's own evaluation functions;
 * ``trl``: one DPO step of TRL's ``DPOTrainer`` next to recbench's DPO step on the same model,
   batch, LoRA and precision (both with precomputed reference log-probs), with and without TRL's
-  default gradient checkpointing (recbench does not checkpoint).
+  default gradient checkpointing;
+* with ``--checkpointing``, the scorer and step cases again with recbench's gradient
+  checkpointing (variants ``packed-gc`` and ``LOSS-gc``; the profile setting
+  ``gradient_checkpointing``), and the summary's memory and time ratios with and without it.
 
 Models: ``tiny`` (2 layers, random), ``smollm2-shape`` and ``llama1b-shape`` (random weights of
 the embedded model's and a 1B Llama's shapes: time and memory need no trained weights) and
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -57,6 +61,8 @@ if str(ROOT) not in sys.path:
 
 N_NEGS = (1, 3, 7, 15, 19)
 LOSS_FAMILIES = ("dpo", "simpo", "sdpo", "napo")
+#: A scorer or step variant with this suffix runs with recbench's gradient checkpointing.
+GC = "-gc"
 TOKENIZER_ENV = "RECBENCH_BENCH_TOKENIZER"  # a directory with the SmolLM2 tokenizer files
 
 _COMMON = {"hidden_act": "silu", "rms_norm_eps": 1e-5, "tie_word_embeddings": True,
@@ -71,12 +77,44 @@ SHAPES: dict[str, dict[str, Any]] = {
                       "num_hidden_layers": 30, "num_attention_heads": 9,
                       "num_key_value_heads": 3, "head_dim": 64,
                       "max_position_embeddings": 8192, "rope_theta": 100000.0, **_COMMON},
+    # SmolLM2-360M's config (a second small shape for the memory model)
+    "smollm2-360m-shape": {"vocab_size": 49152, "hidden_size": 960, "intermediate_size": 2560,
+                           "num_hidden_layers": 32, "num_attention_heads": 15,
+                           "num_key_value_heads": 5, "head_dim": 64,
+                           "max_position_embeddings": 8192, "rope_theta": 100000.0,
+                           **_COMMON},
+    # deep and narrow, with a vocabulary none of the fitted shapes has (at least the
+    # tokenizer's 49,152 ids): held out of the memory model's fit, to check that it predicts a
+    # shape it did not see
+    "llama-deep-shape": {"vocab_size": 64000, "hidden_size": 768, "intermediate_size": 2048,
+                         "num_hidden_layers": 40, "num_attention_heads": 12,
+                         "num_key_value_heads": 12, "head_dim": 64,
+                         "max_position_embeddings": 4096, **_COMMON},
+    # Llama-3-8B's shapes (8.0B parameters): built on a GPU only (gpu_check.sh)
+    "llama8b-shape": {"vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336,
+                      "num_hidden_layers": 32, "num_attention_heads": 32,
+                      "num_key_value_heads": 8, "head_dim": 128,
+                      "max_position_embeddings": 8192, "rope_theta": 500000.0,
+                      **_COMMON, "tie_word_embeddings": False},
     # Llama-3.2-1B's layer shapes and vocabulary (1.24B parameters)
     "llama1b-shape": {"vocab_size": 128256, "hidden_size": 2048, "intermediate_size": 8192,
                       "num_hidden_layers": 16, "num_attention_heads": 32,
                       "num_key_value_heads": 8, "head_dim": 64,
                       "max_position_embeddings": 8192, "rope_theta": 500000.0, **_COMMON},
 }  # fmt: skip
+#: Shapes the memory model predicts and this CPU does not build: Llama-2-7B (the paper's
+#: model) and Llama-3-8B.
+PREDICTED_SHAPES: dict[str, dict[str, Any]] = {
+    "llama2-7b": {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008,
+                  "num_hidden_layers": 32, "num_attention_heads": 32,
+                  "num_key_value_heads": 32, "tie_word_embeddings": False},
+    "llama3-8b": {"vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336,
+                  "num_hidden_layers": 32, "num_attention_heads": 32,
+                  "num_key_value_heads": 8, "tie_word_embeddings": False},
+}  # fmt: skip
+#: The memory model's measurements: fitted on the first shapes, checked on the last.
+MEMORY_FIT_SHAPES = ("smollm2-shape", "smollm2-360m-shape", "llama1b-shape")
+MEMORY_CHECK_SHAPE = "llama-deep-shape"
 
 
 @dataclass(frozen=True)
@@ -94,6 +132,7 @@ class Case:
     max_prompt_tokens: int = 512
     lora_r: int = 16
     seed: int = 0
+    base_dtype: str = "fp32"  # the frozen base: fp32, or bf16 as the paper profile loads it
 
 
 # ------------------------------------------------------------------------------------ set-up
@@ -125,9 +164,69 @@ def build_model(case: Case) -> torch.nn.Module:
     else:
         torch.manual_seed(case.seed)
         config = LlamaConfig(**SHAPES[case.shape], attn_implementation="sdpa")
-        model = LlamaForCausalLM(config)
+        # a bf16 or 4-bit base is initialised in bf16 on its device: an 8B model in fp32 on
+        # the host would take 32 GB and minutes
+        dtype = torch.float32 if case.base_dtype == "fp32" else torch.bfloat16
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            with torch.device(case.device):
+                model = LlamaForCausalLM(config)
+        finally:
+            torch.set_default_dtype(previous)
     model.to(case.device)
+    if case.base_dtype == "bf16":
+        model.to(torch.bfloat16)  # before LoRA: peft keeps its adapters in fp32
+    elif case.base_dtype == "nf4":
+        model = quantize_nf4(model)
     return add_lora(model, case.lora_r, 2 * case.lora_r, case.seed)
+
+
+def quantize_nf4(model: torch.nn.Module) -> torch.nn.Module:
+    """The decoder's linear maps as bitsandbytes 4-bit NormalFloat layers (compute in bf16),
+    as ``recbench --set quantization=nf4`` loads a base: the random weights are quantised in
+    place, since a random model has no checkpoint to load quantised.  CUDA only."""
+    import bitsandbytes as bnb
+
+    for layer in model.model.layers:
+        for parent in (layer.self_attn, layer.mlp):
+            for name, child in list(parent.named_children()):
+                if not isinstance(child, torch.nn.Linear):
+                    continue
+                quantized = bnb.nn.Linear4bit(
+                    child.in_features, child.out_features, bias=child.bias is not None,
+                    compute_dtype=torch.bfloat16, quant_type="nf4", device="cpu",
+                )  # fmt: skip
+                quantized.weight = bnb.nn.Params4bit(
+                    child.weight.data.to("cpu", torch.bfloat16), requires_grad=False,
+                    quant_type="nf4",
+                )  # fmt: skip
+                setattr(parent, name, quantized.to(child.weight.device))
+    return model
+
+
+def base_parameters(model: torch.nn.Module) -> int:
+    """Parameters of the frozen base (4-bit layers count their logical weights)."""
+    total = 0
+    for p in model.parameters():
+        if p.requires_grad:
+            continue
+        shape = getattr(p, "quant_state", None)
+        total += int(torch.Size(shape.shape).numel()) if shape is not None else p.numel()
+    return total
+
+
+#: Dense bf16 peak FLOP/s by GPU name (vendor datasheets, without sparsity).
+GPU_PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12,
+                 "L4": 121e12, "A10": 125e12, "RTX 4090": 165e12}  # fmt: skip
+
+
+def peak_flops(device: str) -> float:
+    """The device's dense bf16 peak (NaN when unknown, or on a CPU)."""
+    if device != "cuda":
+        return float("nan")
+    name = torch.cuda.get_device_name(0)
+    return next((v for k, v in GPU_PEAK_BF16.items() if k in name), float("nan"))
 
 
 def build_items(n: int, n_neg: int, seed: int = 0) -> list:
@@ -229,6 +328,8 @@ def timed(fn: Callable[[], Any], case: Case) -> tuple[list[float], dict[str, flo
 def scorer_case(case: Case, model, tokenizer) -> dict[str, float]:
     from recbench.scoring import score_responses
 
+    mode = case.variant.removesuffix(GC)
+
     items = build_items(case.batch, case.n_neg, case.seed)
     prompt_ids, response_ids = encode(tokenizer, items, case.n_neg, case.max_prompt_tokens)
     model.train()
@@ -236,18 +337,26 @@ def scorer_case(case: Case, model, tokenizer) -> dict[str, float]:
     def step() -> None:
         model.zero_grad(set_to_none=True)
         with autocast(case):
-            scores = score_responses(model, prompt_ids, response_ids, mode=case.variant)
+            scores = score_responses(model, prompt_ids, response_ids, mode=mode)
         loss = -(scores.logps[:, 0] - torch.logsumexp(scores.logps, dim=-1)).mean()
         loss.backward()
 
     seconds, memory = timed(step, case)
     tokens_fed = sum(
-        (len(p) + sum(len(r) for r in rs)) if case.variant == "packed"
+        (len(p) + sum(len(r) for r in rs)) if mode == "packed"
         else sum(len(p) + len(r) for r in rs)
         for p, rs in zip(prompt_ids, response_ids, strict=True)
     )  # fmt: skip
+    # the packed scorer's one row per example (prompt, then every response but its last
+    # token), padded to the longest: the tokens each layer processes
+    longest = max(len(p) + sum(len(r) - 1 for r in rs)
+                  for p, rs in zip(prompt_ids, response_ids, strict=True))  # fmt: skip
     return {"seconds": statistics.median(seconds), **memory, "tokens_fed": tokens_fed,
-            "prompt_tokens_mean": statistics.mean(len(p) for p in prompt_ids)}  # fmt: skip
+            "padded_tokens": len(prompt_ids) * longest,
+            "response_tokens": sum(len(r) for rs in response_ids for r in rs),
+            "prompt_tokens_mean": statistics.mean(len(p) for p in prompt_ids),
+            "response_tokens_mean": statistics.mean(len(r) for rs in response_ids
+                                                    for r in rs)}  # fmt: skip
 
 
 def _aux_fields(loss, b: int, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -270,7 +379,8 @@ def step_case(case: Case, model, tokenizer) -> dict[str, float]:
     from recbench import losses
     from recbench.scoring import score_responses
 
-    loss = losses.get_loss(case.variant).to(case.device)
+    key = case.variant.removesuffix(GC)
+    loss = losses.get_loss(key).to(case.device)
     n_used = case.n_neg if loss.uses_all_negatives else 1
     items = build_items(case.batch, case.n_neg, case.seed)
     prompt_ids, response_ids = encode(tokenizer, items, n_used, case.max_prompt_tokens)
@@ -300,9 +410,11 @@ def step_case(case: Case, model, tokenizer) -> dict[str, float]:
 
     seconds, memory = timed(step, case)
     shared = 0
-    if "napo" in case.variant:
+    if "napo" in key:
         shared = num_shared_neighbours(case.batch, loss.hparams.rho)
-    return {"seconds": statistics.median(seconds), **memory,
+    tokens_fed = sum(len(p) + sum(len(r) for r in rs)
+                     for p, rs in zip(prompt_ids, response_ids, strict=True))  # fmt: skip
+    return {"seconds": statistics.median(seconds), **memory, "tokens_fed": tokens_fed,
             "negatives_used": n_used, "equivalent_negatives": n_used * (1 + shared)}  # fmt: skip
 
 
@@ -403,13 +515,28 @@ CASES: dict[str, Callable[[Case, Any, Any], dict[str, float]]] = {
 
 
 def run_case(case: Case, model=None, tokenizer=None) -> dict[str, float]:
+    from recbench.trainer import set_gradient_checkpointing
+
     torch.manual_seed(case.seed)
     tokenizer = tokenizer or load_tokenizer()
     model = model if model is not None else build_model(case)
+    # TRL's "trl-gc" is TRL's own checkpointing, switched on by its trainer
+    checkpointing = case.kind in ("scorer", "step") and case.variant.endswith(GC)
+    set_gradient_checkpointing(model, checkpointing)
     try:
-        return CASES[case.kind](case, model, tokenizer)
+        values = CASES[case.kind](case, model, tokenizer)
+        tokens = values.get("tokens_fed")
+        if tokens and values.get("seconds"):
+            # a LoRA step costs about 4 FLOPs per frozen parameter and token (forward, and the
+            # backward's input gradients; the frozen weights take none); attention's and the
+            # recomputation's FLOPs are not counted, as in the usual utilisation figure
+            values["tokens_per_second"] = tokens / values["seconds"]
+            flops = 4 * base_parameters(model) * tokens / values["seconds"]
+            values["flops_fraction"] = flops / peak_flops(case.device)
+        return values
     finally:
         model.zero_grad(set_to_none=True)
+        set_gradient_checkpointing(model, False)  # the next case on this model decides its own
 
 
 def run_isolated(case: Case) -> dict[str, float]:
@@ -426,21 +553,102 @@ def run_isolated(case: Case) -> dict[str, float]:
 
 # -------------------------------------------------------------------------------------- grid
 def plan(shapes: list[str], device: str, batch: int, precision: str, reps: int,
-         n_negs: tuple[int, ...] = N_NEGS, kinds: tuple[str, ...] = tuple(CASES)) -> list[Case]:  # fmt: skip
+         n_negs: tuple[int, ...] = N_NEGS, kinds: tuple[str, ...] = tuple(CASES),
+         checkpointing: bool = False, base_dtype: str = "fp32") -> list[Case]:  # fmt: skip
+    """The grid; ``checkpointing`` adds each scorer (packed) and step case checkpointed."""
     cases = []
+    scorers = ("packed", "plain", "packed" + GC) if checkpointing else ("packed", "plain")
+    steps = LOSS_FAMILIES + tuple(v + GC for v in LOSS_FAMILIES) if checkpointing else LOSS_FAMILIES
     for shape in shapes:
         common = {"shape": shape, "device": device, "batch": batch, "precision": precision,
-                  "reps": reps}  # fmt: skip
+                  "reps": reps, "base_dtype": base_dtype}  # fmt: skip
         for n in n_negs:
             if "scorer" in kinds:
-                cases += [Case("scorer", v, n_neg=n, **common) for v in ("packed", "plain")]
+                cases += [Case("scorer", v, n_neg=n, **common) for v in scorers]
             if "step" in kinds:
-                cases += [Case("step", loss, n_neg=n, **common) for loss in LOSS_FAMILIES]
+                cases += [Case("step", loss, n_neg=n, **common) for loss in steps]
         if "eval" in kinds:
             cases += [Case("eval", v, n_neg=19, **common) for v in ("ranking", "generation")]
         if "trl" in kinds:
             cases += [Case("trl", v, n_neg=1, **common) for v in ("recbench", "trl", "trl-gc")]
     return cases
+
+
+def memory_model_cases(device: str, reps: int) -> list[Case]:
+    """The memory model's measurements: the packed scorer's forward and backward, with and
+    without checkpointing, at micro-batches 1 and 4 (n_neg 3), every fit shape and the held-out
+    one; bf16 base and autocast, as a 7B run on a GPU trains."""
+    return [
+        Case("scorer", variant, shape, 3, device, batch=batch, precision="bf16", reps=reps,
+             base_dtype="bf16")
+        for shape in (*MEMORY_FIT_SHAPES, MEMORY_CHECK_SHAPE)
+        for batch in (1, 4)
+        for variant in ("packed", "packed" + GC)
+    ]  # fmt: skip
+
+
+def _measurements(path: Path) -> tuple[list[Any], Any]:
+    """The memory model's measurements in a CSV, and the CSV's scorer rows (wide)."""
+    import pandas as pd
+    from memory_model import Dims, Measurement
+
+    df = pd.read_csv(path)
+    df = df[(df.kind == "scorer") & df.variant.isin(["packed", "packed" + GC])]
+    wide = df.pivot_table(index=["shape", "batch", "variant"], columns="metric",
+                          values="value", aggfunc="first").reset_index()  # fmt: skip
+    measured = wide["step_memory_mb"] > 0 if "step_memory_mb" in wide else False
+    wide = wide[wide["shape"].isin(list(SHAPES)) & measured].reset_index(drop=True)
+    rows = [
+        Measurement(Dims.from_config(SHAPES[r.shape]), int(r.padded_tokens),
+                    int(r.response_tokens), r.variant.endswith(GC), r.step_memory_mb * 2**20)
+        for r in wide.itertuples()
+    ]  # fmt: skip
+    return rows, wide
+
+
+def memory_report(path: Path) -> str:
+    """The fitted memory model, its errors on the shapes measured, and its 7B predictions."""
+    from memory_model import Dims, TokenShape, fit, predict_peak, relative_errors
+
+    from recbench.config import PROFILES
+
+    rows, wide = _measurements(path)
+    fitted = [
+        m for m, r in zip(rows, wide.itertuples(), strict=True) if r.shape != MEMORY_CHECK_SHAPE
+    ]
+    model = fit(fitted)
+    lines = [f"# memory model from {path}",
+             (f"bytes: a={model.a:.2f} per token*layer*d, b={model.b:.2f} per token*layer*f, "
+             f"c={model.c:.2f} per response token*V, g={model.g:.2f} per token*layer*d kept "
+             "when checkpointed"),
+             ("measured vs predicted step memory (MB): shape | batch | checkpointing | "
+             "padded tokens | measured | predicted | error")]  # fmt: skip
+    for m, r, err in zip(rows, wide.itertuples(), relative_errors(model, rows), strict=True):
+        held = " (held out)" if r.shape == MEMORY_CHECK_SHAPE else ""
+        predicted = m.step_bytes * (1 + err) / 2**20
+        lines.append(f"  {r.shape}{held} | {r.batch} | {'on' if m.checkpointing else 'off'} | "
+                     f"{m.padded_tokens} | {m.step_bytes / 2**20:.0f} | {predicted:.0f} | "
+                     f"{err:+.1%}")  # fmt: skip
+    big = wide[wide.batch == wide.batch.max()]
+    prompt, response = big.prompt_tokens_mean.mean(), big.response_tokens_mean.mean()
+    padding = (big.padded_tokens / (big.batch * (prompt + 4 * response))).mean()
+    tokens = TokenShape(prompt, response, padding)
+    paper = PROFILES["paper"]
+    lines.append(f"\npredicted peak (GiB) of one preference step, LoRA r={paper.lora_r}, "
+                 f"prompts of {prompt:.0f} tokens, responses of {response:.1f} (this "
+                 f"tokenizer), padding x{padding:.2f}; GPU allocator slack and CUDA context "
+                 "not included")  # fmt: skip
+    for name, config in PREDICTED_SHAPES.items():
+        dims = Dims.from_config(config)
+        for base, checkpointing in (("fp32", False), ("bf16", False), ("bf16", True),
+                                    ("nf4", True)):  # fmt: skip
+            gc = "checkpointed" if checkpointing else "no checkpointing"
+            lines.append(f"{name}, base {base}, {gc}: micro-batch | n_neg 1 3 7 15 19")
+            for batch in (1, 2, 4, 8, 16):
+                peaks = [predict_peak(model, dims, tokens, batch, n, base, paper.lora_r,
+                                      checkpointing) / 2**30 for n in (1, 3, 7, 15, 19)]  # fmt: skip
+                lines.append(f"  {batch:>2} | " + " ".join(f"{p:6.1f}" for p in peaks))
+    return "\n".join(lines)
 
 
 def environment(device: str) -> dict[str, str]:
@@ -507,6 +715,35 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b > 0 else "n/a"
 
 
+def pd_isna(value: Any) -> bool:
+    """Missing or NaN (a failed case has no value)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _checkpointing_lines(wide: Any) -> list[str]:
+    """Checkpointed over plain, per case: time and step memory ratios (what it costs, what it
+    saves), for every scorer and step case measured both ways."""
+    lines = []
+    for kind, variant, n in wide.index:
+        if kind not in ("scorer", "step") or not variant.endswith(GC):
+            continue
+        plain = (kind, variant.removesuffix(GC), n)
+        if plain not in wide.index:
+            continue
+        on, off = wide.loc[(kind, variant, n)], wide.loc[plain]
+        if any(pd_isna(row.get("seconds")) for row in (on, off)):
+            continue  # a failed case (out of memory) has nothing to compare
+        if not lines:
+            lines.append("gradient checkpointing, on / off: case | n_neg | s on | s off | "
+                         "time ratio | step MB on | step MB off | memory ratio")  # fmt: skip
+        lines.append(
+            f"  {kind} {plain[1]} | {n} | {on.seconds:.3f} | {off.seconds:.3f} | "
+            f"{_ratio(on.seconds, off.seconds)} | {on.step_memory_mb:.0f} | "
+            f"{off.step_memory_mb:.0f} | {_ratio(on.step_memory_mb, off.step_memory_mb)}"
+        )
+    return lines
+
+
 def summary(path: Path) -> str:
     """Ratios the issue asks for: n_neg=15 vs 1, packed vs plain, recbench vs TRL."""
     import pandas as pd
@@ -542,6 +779,7 @@ def summary(path: Path) -> str:
                     m = dict(zip(cell.metric, cell.value, strict=True))
                     cells.append(f"{n}: {m['seconds']:.3f}s/{m['step_memory_mb']:.0f}MB")
                 lines.append(f"  {loss:>6}: " + ", ".join(cells))
+        lines += _checkpointing_lines(wide)
         for variant in ("ranking", "generation"):
             if ("eval", variant, 19) in wide.index:
                 eps = wide.loc[("eval", variant, 19)].examples_per_second
@@ -572,10 +810,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", default=None, help="fp32 or bf16 (default: bf16 on cuda)")
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions after a warm-up")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
+    parser.add_argument("--checkpointing", action="store_true",
+                        help="also run the scorer and step cases with gradient checkpointing")  # fmt: skip
     parser.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
                         help="one child process per case (default: on for cpu)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="CSV to write")
     parser.add_argument("--summary", type=Path, default=None, help="print ratios of a CSV")
+    parser.add_argument("--base-dtype", default="fp32", choices=("fp32", "bf16", "nf4"),
+                        help="the frozen base: fp32 (the CPU profiles), bf16 (the paper "
+                        "profile on a GPU) or nf4 (bitsandbytes 4-bit, CUDA only)")  # fmt: skip
+    parser.add_argument("--memory-model", action="store_true",
+                        help="measure the memory model's shapes (bf16 base, 1 and 4 examples, "
+                        "with and without checkpointing) into --out, then print its fit and "
+                        "its 7B predictions")  # fmt: skip
+    parser.add_argument("--memory-report", type=Path, default=None,
+                        help="print the memory model fitted to a CSV of --memory-model")  # fmt: skip
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
@@ -586,10 +835,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.summary:
         print(summary(args.summary))
         return
+    if args.memory_report:
+        print(memory_report(args.memory_report))
+        return
+    if args.memory_model:
+        out = args.out or ROOT / "benchmarks" / "results" / f"memory-model-{args.device}.csv"
+        isolate = args.device == "cpu" if args.isolate is None else args.isolate
+        run_grid(memory_model_cases(args.device, args.reps), out, isolate)
+        print(memory_report(out))
+        return
     precision = args.precision or ("bf16" if args.device == "cuda" else "fp32")
     isolate = args.device == "cpu" if args.isolate is None else args.isolate
     cases = plan(args.shapes.split(","), args.device, args.batch, precision, args.reps,
-                 tuple(int(n) for n in args.n_neg.split(",")), tuple(args.kinds.split(",")))  # fmt: skip
+                 tuple(int(n) for n in args.n_neg.split(",")), tuple(args.kinds.split(",")),
+                 args.checkpointing, args.base_dtype)  # fmt: skip
     out = args.out or ROOT / "benchmarks" / "results" / f"nneg-{args.device}.csv"
     run_grid(cases, out, isolate)
 

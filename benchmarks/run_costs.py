@@ -1,7 +1,7 @@
 """Every run's cost records, one row per run: what Table 5 averages over seeds.
 
-The README's per-run cost ranges (SFT and preference seconds, evaluation seconds, peak memory,
-CPU use) are read from here, straight from a committed store:
+The per-run cost ranges of docs/study.md (SFT and preference seconds, evaluation seconds, peak
+memory, CPU use) are read from here, straight from a committed store:
 
     python benchmarks/run_costs.py reports/results/movielens-study.jsonl
     python benchmarks/run_costs.py reports/results/movielens-study.jsonl --method napo_no_ns

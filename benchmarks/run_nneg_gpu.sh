@@ -4,18 +4,7 @@
 # transformers/peft/TRL versions travel as wheels in .whl/ and the SmolLM2 tokenizer (the only
 # file the random-weight models need) in .bench-assets/smollm2-tokenizer/ (copied from the
 # converted embedded model, $RECBENCH_HOME/models/smollm2-135m/hf).  Usage: OUT=dir benchmarks/run_nneg_gpu.sh
-set -euo pipefail
-cd "$(dirname "$0")/.."
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site
-fi
-export RECBENCH_BENCH_TOKENIZER=${RECBENCH_BENCH_TOKENIZER:-$PWD/.bench-assets/smollm2-tokenizer}
-export TRANSFORMERS_VERBOSITY=error PYTHONUNBUFFERED=1 TQDM_DISABLE=1
-OUT=${OUT:-benchmarks/results}
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+source "$(dirname "$0")/gpu_setup.sh"
 BENCH=(python3 benchmarks/bench_nneg.py --device cuda --precision bf16 --reps 5)
 # every measurement at the cpu profile's micro-batch scale (4 examples)
 "${BENCH[@]}" --batch 4 --shapes tiny,smollm2-shape,llama1b-shape --out "$OUT/nneg-gpu-b4.csv"

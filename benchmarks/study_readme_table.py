@@ -1,14 +1,16 @@
-"""The README's table of the study's paired tests, written from the committed reports.
+"""The documentation's table of the study's paired tests, written from the committed reports.
 
-The README quotes every comparison of ``reports/<dataset>-study/paired_tests.csv`` (the file
-``recbench compare`` writes from the committed store).  Holm's adjustment runs over all the
-comparisons of a table, so each run that joins the store moves the adjusted p-values of every
-other comparison: a hand-copied table goes stale without anyone noticing.  This script writes the
-table between the README's markers, and ``--check`` (run by tests/test_readme_study_table.py)
-fails when the README's copy differs from what the committed reports say.
+The study's page of the documentation (``docs/study.md``; the table lived in the README before
+the README became a user's guide, hence this script's name) quotes every comparison of
+``reports/<dataset>-study/paired_tests.csv`` (the file ``recbench compare`` writes from the
+committed store).  Holm's adjustment runs over all the comparisons of a table, so each run that
+joins the store moves the adjusted p-values of every other comparison: a hand-copied table goes
+stale without anyone noticing.  This script writes the table between the page's markers, and
+``--check`` (run by tests/test_readme_study_table.py) fails when the page's copy differs from
+what the committed reports say.
 
-    python benchmarks/study_readme_table.py --write README.md
-    python benchmarks/study_readme_table.py --check README.md
+    python benchmarks/study_readme_table.py --write docs/study.md
+    python benchmarks/study_readme_table.py --check docs/study.md
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ("movielens", "lastfm")
 BEGIN = (
-    "<!-- study-paired-tests: begin (python benchmarks/study_readme_table.py --write README.md) -->"
+    "<!-- study-paired-tests: begin "
+    "(python benchmarks/study_readme_table.py --write docs/study.md) -->"
 )
 PER_SEED = ("seed_diffs", "seed_p_holm", "seed_p_users_holm")  # one seed reads as a float
 END = "<!-- study-paired-tests: end -->"
@@ -78,7 +81,7 @@ def _detectable(value: float) -> str:
 
 
 def table(root: Path = ROOT) -> str:
-    """The README block: markers, the table, and the command each dataset's report came from."""
+    """The page's block: markers, the table, and the command each dataset's report came from."""
     lines = [BEGIN, HEADER]
     sources = []
     for dataset in DATASETS:
@@ -94,15 +97,15 @@ def table(root: Path = ROOT) -> str:
 def _block(text: str) -> tuple[int, int]:
     start, end = text.find(BEGIN), text.find(END)
     if start < 0 or end < start:
-        raise SystemExit(f"error: the README has no block between {BEGIN!r} and {END!r}")
+        raise SystemExit(f"error: the page has no block between {BEGIN!r} and {END!r}")
     return start, end + len(END)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--write", type=Path, metavar="README", help="replace the block in it")
-    action.add_argument("--check", type=Path, metavar="README", help="exit 1 if it is stale")
+    action.add_argument("--write", type=Path, metavar="PAGE", help="replace the block in it")
+    action.add_argument("--check", type=Path, metavar="PAGE", help="exit 1 if it is stale")
     args = parser.parse_args(argv)
     readme = args.write or args.check
     text = readme.read_text()

@@ -7,7 +7,7 @@ Usage::
     out = loss_fn(losses.PreferenceBatch(chosen_logps=..., rejected_logps=..., ...))
     out.loss.backward(); log(out.metrics)
 
-Formulas, defaults and presets follow the suite specification (LOSSES.md).  Every loss reduces
+Formulas, defaults and presets are documented in docs/losses.md.  Every loss reduces
 to the stable primitive in :mod:`recbench.losses.stable`; batch-coupled pieces live in
 :mod:`recbench.losses.sharing` (neighbours, pools), :mod:`recbench.losses.margins` (adaptive margins, running
 state) and :mod:`recbench.losses.distributed` (global micro-batch and the gradient rule).

@@ -48,7 +48,7 @@ class PreferenceBatch:
     duplicates of an example from its own neighbours; ``chosen_item_ids`` [b] and
     ``rejected_item_ids`` [b, n] only for ``mask_shared_equal_to_positive``; ``chosen_scores`` [b]
     a preference-intensity score of each chosen item (RecDPO/RecPO's s+, with ``rejected_scores``
-    as their s-; FIELD_LOSSES.md 3.9).
+    as their s-; docs/losses.md).
     """
 
     chosen_logps: Tensor

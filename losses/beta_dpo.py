@@ -1,4 +1,4 @@
-"""beta-DPO (junkangwu/beta-DPO): DPO whose beta follows the batch's reward gap (FIELD_LOSSES.md 3.8).
+"""beta-DPO (junkangwu/beta-DPO): DPO whose beta follows the batch's reward gap (docs/losses.md).
 
 Per batch, with h_u = (l+ - l+_ref) - (l-_1 - l-_1,ref):
 

@@ -1,4 +1,4 @@
-"""DynamicPO's choice of boundary negatives and their per-negative beta (FIELD_LOSSES.md 3.4).
+"""DynamicPO's choice of boundary negatives and their per-negative beta (docs/losses.md).
 
 Per example, on detached *policy* log-probs (never on reference log-ratios):
 

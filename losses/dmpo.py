@@ -1,4 +1,4 @@
-"""DMPO (multi-negative DPO for recommendation) in its two released forms (FIELD_LOSSES.md 3.1-3.2).
+"""DMPO (multi-negative DPO for recommendation) in its two released forms (docs/losses.md).
 
 The two differ in where the mean over negatives sits and in the reference model, and they give
 different numbers, so both are keys:

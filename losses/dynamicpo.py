@@ -1,4 +1,4 @@
-"""DynamicPO on top of DMPO, MPPO and S-DPO (FIELD_LOSSES.md 3.4-3.7).
+"""DynamicPO on top of DMPO, MPPO and S-DPO (docs/losses.md).
 
 Each loss keeps only the boundary negatives B of :mod:`recbench.losses.boundary` and weighs each
 with its own beta_j; the rest of the negatives get no gradient.  Selection and beta_j always come

@@ -1,4 +1,4 @@
-"""MPPO as DynamicPO implements it (FIELD_LOSSES.md 3.3): a margin of sequence probabilities.
+"""MPPO as DynamicPO implements it (docs/losses.md): a margin of sequence probabilities.
 
 The reward is the sequence probability p = e^l itself, not its log, so the chosen item must beat
 the *sum* of the negatives' probabilities.  Because the gradient w.r.t. l is proportional to p, it

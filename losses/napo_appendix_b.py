@@ -1,6 +1,6 @@
 """NAPO-1 and NAPO-2 (NAPO paper, Appendix B): sharing combined with alpha-DPO's margin.
 
-The paper describes them only in prose; the suite's definition (LOSSES.md 3.8): n = 1 (each
+The paper describes them only in prose; the suite's definition (docs/losses.md): n = 1 (each
 example's first negative, own and shared), the pool of NAPO, and a per-example margin
 
     gamma_aDPO,u = gamma0 + alpha_a * beta * M*_u,
@@ -93,7 +93,7 @@ L_u = LSE(0, gamma_u + beta*(l-_k - l+_u) for k in P_u), P_u = own first negativ
 negatives of the K = floor((b-1)*rho) nearest examples; gamma_u = gamma0 + alpha*beta*M*_u with M*
 the z-score of g_u = (l+ - l-_1) - (l+_ref - l-_1,ref) (sums, own negative) under EMA mu, sigma.
 Reference model: yes (margin only).  Here 'alpha' is the alpha-DPO weight alpha_a.
-Source: NAPO paper App. B prose; suite definition LOSSES.md 3.8 (no released code).
+Source: NAPO paper App. B prose; suite definition in docs/losses.md (no released code).
 """,
 )
 class NAPO1Loss(_AlphaMarginMixin):
@@ -121,7 +121,7 @@ class NAPO1Loss(_AlphaMarginMixin):
 As 'napo1' but gamma_u = (gamma_NAPO + gamma0 + alpha_a*beta*M*_u)/2, where gamma_NAPO is NAPO's
 batch-level margin (official or paper form, state M_run / R0) on the n = 1 pool.
 Reference model: yes (margin only).  State: M_run, R0 and mu, sigma.
-Source: NAPO paper App. B prose; suite definition LOSSES.md 3.8 (no released code).
+Source: NAPO paper App. B prose; suite definition in docs/losses.md (no released code).
 """,
 )
 class NAPO2Loss(_AlphaMarginMixin):

@@ -3,7 +3,7 @@
 Each example carries a score of its chosen item (s+, ``chosen_scores``) and of each negative (s-,
 ``rejected_scores``), e.g. a rating decayed by how far in the future the interaction lies.  The
 margin mu_j grows with how much more the user prefers y+ than y-_j, and is added to every gap
-before the log-sum-exp over negatives (FIELD_LOSSES.md 3.9):
+before the log-sum-exp over negatives (docs/losses.md, 'The field's losses'):
 
     z_j = s(y-_j) - s(y+) + lam * mu_j,   X = LSE_j(beta * z_j),
     mu_j = (s+/s-_j)/beta              (ratio=True)

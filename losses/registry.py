@@ -13,7 +13,7 @@ registration's ``order`` (then the key), and ``family`` groups the entries:
 * ``napo``: NAPO, its presets and its appendix-B variants;
 * ``ablation``: Table-3 ablations of NAPO;
 * ``listwise``: other losses of the recommendation literature over all n negatives (DMPO, MPPO,
-  DynamicPO, RecDPO/RecPO; FIELD_LOSSES.md);
+  DynamicPO, RecDPO/RecPO; docs/losses.md);
 * ``trl``: the pairwise ``loss_type`` options of TRL's DPOTrainer;
 * ``other``: the default, e.g. for a plugin's loss (whose default order, :data:`PLUGIN_ORDER`,
   puts it after the built-in losses).

@@ -2,7 +2,7 @@
 
 A benchmark row is only as trustworthy as the reading behind it, so every key says which paper
 and which released code (repository, file, commit) its formula was taken from, as tagged in the
-suite's specs (LOSSES.md, FIELD_LOSSES.md).  A paper marked UNVERIFIED was known from its
+suite's specifications (summarised in docs/losses.md).  A paper marked UNVERIFIED was known from its
 abstract or a README only.  New registrations pass ``source=`` to ``register_loss``;
 :data:`BUILTIN_SOURCES` holds the sources of the keys registered before that argument existed.
 """
@@ -30,7 +30,7 @@ class LossSource:
 _NAPO_PAPER = "On Negative-aware Preference Optimization for Recommendation (NAPO)"
 _NAPO_CODE = "acoding-xuan/NAPO trainer/softmax_dpo_trainer.py @7d8c38e"
 
-#: Sources of the losses of LOSSES.md (section 10 of that spec).
+#: Sources of the paper's losses (docs/losses.md, 'The paper's losses').
 BUILTIN_SOURCES: dict[str, LossSource] = {
     "dpo": LossSource(
         "Direct Preference Optimization (DPO)",

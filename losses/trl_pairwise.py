@@ -3,7 +3,7 @@
 They let the benchmark compare the recommendation losses with the general-purpose preference
 losses practitioners reach for first, on the same (y+, y-_1) pairs.  With cp = l+ - l+_ref,
 cn = l-_1 - l-_1,ref and h = cp - cn, each formula is TRL's ``_compute_loss`` (f-divergence
-'reverse_kl') rewritten through the stable softplus (FIELD_LOSSES.md 3.10).  ``trl_sigmoid`` is
+'reverse_kl') rewritten through the stable softplus (docs/losses.md, 'TRL's pairwise loss types').  ``trl_sigmoid`` is
 not a key: it is ``dpo`` with label smoothing 0.
 
 ``trl_aot`` and ``trl_aot_unpaired`` sort log-ratios across the batch, so their per_example[k]

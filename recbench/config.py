@@ -28,7 +28,8 @@ _OWN_OPTIONS = ("n_neg", "train_examples", "eval_examples", "aux_checkpoint")
 
 @dataclass(frozen=True)
 class Profile:
-    """Size and schedule of a run; see README "Profiles" for the reasoning behind each value."""
+    """Size and schedule of a run; docs/concepts.md ("Profiles") gives the reasoning behind
+    each value."""
 
     name: str
     summary: str
@@ -69,8 +70,26 @@ class Profile:
     eval_split: str = "test"
     # precision of evaluation: "fp32" whatever the training precision, or "bf16" autocast,
     # which is cheaper where bf16 is native (benchmarks/bench_bf16_eval.py measures whether
-    # it changes the recommendations)
+    # it changes the recommendations), or "screened": bf16 ranking with the close examples
+    # scored again in fp32 (benchmarks/bench_fast_ranking.py; generation in fp32)
     eval_precision: str = "fp32"
+    # recompute each decoder layer's activations in the backward instead of keeping them
+    # (non-reentrant gradient checkpointing, recbench.trainer.set_gradient_checkpointing): the
+    # same gradients (tests/test_memory.py), a fraction of a training step's memory, more time
+    # per step.  It changes how the gradients are computed, not what is trained, so it is not
+    # part of the SFT stage's key (recbench.pipeline._sft_identity) nor of a loss run's id.
+    gradient_checkpointing: bool = False
+    # the dtype the frozen base weights are loaded in: "fp32", "bf16", or "auto" (bf16 when
+    # the run trains in bf16).  In fp32, bf16 training keeps the weights in fp32 and casts a
+    # bf16 copy of each at every use: at 7B that is 27 GB of weights plus 13.5 GB of copies,
+    # which no 24 GB GPU holds (issue 36); in bf16 the base takes 13.5 GB and nothing is cast,
+    # but the residual stream and the evaluation are then computed in bf16 too.  Part of the
+    # SFT stage's key when not fp32.
+    base_dtype: str = "fp32"
+    # "nf4": the frozen base quantised to 4 bits with bitsandbytes (QLoRA, as LLaMA-Factory
+    # and DynamicPO train 7B models), computing in bf16; needs bitsandbytes and a CUDA GPU.
+    # Part of the SFT stage's key when not "none".
+    quantization: str = "none"
     # what a run of this profile can and cannot show, printed with its results
     caveat: str = ""
 
@@ -98,6 +117,8 @@ PROFILES: dict[str, Profile] = {
         # no warm-up: with two steps, a warm-up step would train at learning rate 0
         warmup_ratio=0.0,
         baseline_train_steps=2,
+        # as the profiles it stands in for: a smoke run checks the code path they train with
+        gradient_checkpointing=True,
         caveat="a smoke run checks that every stage runs end to end (two optimizer steps "
         "each, 4 test examples); its metrics measure nothing about the method",
     ),
@@ -117,6 +138,8 @@ PROFILES: dict[str, Profile] = {
         max_prompt_tokens=512,
         n_neg=3,
         precision="bf16",
+        # as the study profile's (see there): a laptop's memory is the limit
+        gradient_checkpointing=True,
     ),
     "study": Profile(
         name="study",
@@ -140,6 +163,10 @@ PROFILES: dict[str, Profile] = {
         # pinned, not "auto": one study, one precision, whichever CPU a session lands on (a
         # CPU without bf16 instructions emulates it and is several times slower; it warns)
         precision="bf16",
+        # with tcmalloc (recbench.allocator), a short SimS-DPO run with 19 negatives peaks at
+        # 2.7 GB instead of 9.9 (glibc, no checkpointing), so two jobs fit side by side; its
+        # stages take 0.96-1.37x as long (docs/performance.md, "Memory and speed")
+        gradient_checkpointing=True,
     ),
     "paper": Profile(
         name="paper",
@@ -157,6 +184,12 @@ PROFILES: dict[str, Profile] = {
         lora_alpha=32,
         max_prompt_tokens=512,
         n_neg=3,
+        # 7B-scale activations at micro-batch 16 are tens of GB without it (issue 36): on a
+        # GPU memory, not time, is what limits the paper's settings
+        gradient_checkpointing=True,
+        # bf16 on a GPU: the base in the dtype it is trained in (a 7B base in fp32 alone
+        # outgrows a 24 GB GPU)
+        base_dtype="auto",
     ),
 }
 
@@ -388,7 +421,11 @@ _POSITIVE_INTS = frozenset(
 #: Settings that must be finite and > 0.
 _POSITIVE_FLOATS = frozenset({"sft_epochs", "pref_epochs", "learning_rate", "sft_learning_rate"})
 PRECISIONS = ("auto", "fp32", "bf16")
-EVAL_PRECISIONS = ("fp32", "bf16")
+#: "screened": ranking scored in bf16, the close examples again in fp32
+#: (recbench.evaluation.screened_rank); generation stays fp32.
+EVAL_PRECISIONS = ("fp32", "bf16", "screened")
+BASE_DTYPES = ("fp32", "bf16", "auto")
+QUANTIZATIONS = ("none", "nf4")
 EVAL_ROWS = ("all", "last")
 EVAL_SPLITS = ("test", "val")
 #: Settings that take one of a few names.
@@ -397,6 +434,8 @@ _CHOICES = {
     "eval_split": EVAL_SPLITS,
     "eval_precision": EVAL_PRECISIONS,
     "precision": PRECISIONS,
+    "base_dtype": BASE_DTYPES,
+    "quantization": QUANTIZATIONS,
 }
 _TRUE, _FALSE = {"1", "true", "yes"}, {"0", "false", "no"}
 

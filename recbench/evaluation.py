@@ -8,15 +8,22 @@ Both report popularity bias of the recommended item.
 
 Given a :class:`~recbench.journal.Journal`, each mode appends every batch's results as it
 finishes and, run again after a kill, reuses the batches already done.
+
+Ranking can also be *screened* (``eval_precision="screened"``, :func:`screened_rank`): a bf16
+pass over a merged copy of the model scores every candidate, and only the examples whose top two
+candidates are closer than :data:`SCREEN_MARGIN` are scored again in fp32.
 """
 
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from recbench import metrics
@@ -64,6 +71,140 @@ def rank_candidates(
                            logps=rows[-1].tolist(), lengths=lengths[-1].tolist())  # fmt: skip
     model.train(was_training)
     return np.concatenate(rows, axis=0), np.concatenate(lengths, axis=0)
+
+
+#: Screened ranking's margin in summed log-probability (nats, the units ranking compares): an
+#: example whose bf16 top candidate leads the runner-up by less than this is scored again in
+#: fp32.  bf16 can change an example's pick only where its error on the difference between the
+#: top candidate and another one exceeds their bf16 gap, so the margin bounds that error.
+#: Chosen on movielens *validation* examples outside those the agreement is measured on (never
+#: on test; ``benchmarks/bench_fast_ranking.py --calibrate 150 --margin auto``, study profile
+#: prompts, its SFT stage with ``sft_examples=256``): 2x the largest error seen between the top
+#: candidate and any candidate within a nat of it (every error seen on any pair was under a nat,
+#: so a candidate further away cannot swap with the top; far, improbable titles carry the
+#: largest errors), rounded up to 0.05: 2 x 0.187 -> 0.4 on 150 examples, where bf16 alone
+#: changed 3 picks, each with a bf16 gap under 0.03
+#: (``benchmarks/results/fast-ranking-movielens-val.json``).  An empirical bound, not a
+#: guarantee; changing it changes what ``"screened"`` evaluations give, so a new rule gets
+#: another ``eval_precision`` name rather than a new number here.
+SCREEN_MARGIN = 0.4
+
+
+@dataclass
+class ScreenedRanking:
+    """Scores of a screened ranking: ``values`` and ``lengths`` as :func:`rank_candidates`
+    returns them, the bf16 row replaced by its fp32 row where ``rescored``."""
+
+    values: np.ndarray
+    lengths: np.ndarray
+    rescored: np.ndarray  # [N] bool: the example was scored again in fp32
+    screen_values: np.ndarray  # the bf16 scores of every example (a diagnostic)
+    seconds: dict[str, float] = field(default_factory=dict)  # "screen" and "rescore" passes
+
+    @property
+    def rescored_fraction(self) -> float:
+        """The share of examples scored twice: what the screen costs on top of bf16."""
+        return float(self.rescored.mean()) if self.rescored.size else 0.0
+
+
+def top_two_gap(scores: np.ndarray) -> np.ndarray:
+    """Top-1 minus runner-up score of each row (``inf`` where fewer than two are finite), in
+    the scores' own units: how far bf16 would have to be off to change the pick."""
+    finite = np.where(np.isfinite(scores), scores, -np.inf)
+    if finite.shape[1] < 2:
+        return np.full(finite.shape[0], np.inf)
+    top2 = -np.sort(-finite, axis=1)[:, :2]
+    with np.errstate(invalid="ignore"):
+        gap = top2[:, 0] - top2[:, 1]
+    return np.where(np.isfinite(top2[:, 1]), gap, np.inf)
+
+
+def needs_rescoring(scores: np.ndarray, margin: float) -> np.ndarray:
+    """Rows whose top two candidates are closer than ``margin`` (a tie at 0 is not, so margin 0
+    keeps every bf16 pick)."""
+    check_margin(margin)
+    return top_two_gap(scores) < margin
+
+
+def check_margin(margin: float) -> None:
+    """A margin is a score difference >= 0 (``inf``: re-score all); a NaN or negative one
+    would route every example silently one way."""
+    if not isinstance(margin, int | float) or isinstance(margin, bool):
+        raise TypeError(f"screening margin must be a number, got {margin!r}")
+    if not margin >= 0:  # also NaN
+        raise ValueError(f"screening margin must be >= 0 (inf: re-score all), got {margin!r}")
+
+
+def bf16_scoring_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` for bf16 scoring only: the LoRA merged into the base weights and
+    every linear weight stored in bf16, so autocast neither re-casts the frozen weights on every
+    call nor runs the adapter's two extra matmuls.  Embeddings and norms stay fp32 (a tied LM
+    head gets its own bf16 weight), so the residual stream stays fp32 as under autocast.  A copy,
+    not an in-place merge: un-merging is not exact in floating point, and the model is trained
+    and evaluated again afterwards.  The copy of an fp32 model costs its memory once more while
+    it is made, about half of it (bf16 linears, fp32 embeddings) while the screen runs."""
+    fast = copy.deepcopy(model)
+    merge = getattr(fast, "merge_and_unload", None)
+    if callable(merge):
+        fast = merge()
+    for module in fast.modules():
+        if isinstance(module, nn.Linear):
+            module.weight = nn.Parameter(module.weight.detach().to(torch.bfloat16), False)
+            if module.bias is not None:
+                module.bias = nn.Parameter(module.bias.detach().to(torch.bfloat16), False)
+    return fast.eval()
+
+
+def _device_type(model: nn.Module) -> str:
+    return next(model.parameters()).device.type
+
+
+def screened_rank(
+    model,
+    tokenizer,
+    ds: Dataset,
+    items: Sequence[PromptItem],
+    *,
+    margin: float = SCREEN_MARGIN,
+    batch_size: int = 4,
+    max_prompt_tokens: int | None = None,
+    progress: bool = True,
+    journal: Journal | None = None,
+    rescore_journal: Callable[[Sequence[PromptItem]], Journal | None] | None = None,
+) -> ScreenedRanking:
+    """:func:`rank_candidates` at about bf16's cost with fp32's decisions.
+
+    A bf16 pass (:func:`bf16_scoring_copy`, autocast) scores every candidate; the examples whose
+    top two candidates are closer than ``margin`` (:func:`needs_rescoring`) are scored again by
+    ``model`` itself in fp32, and their fp32 scores replace the bf16 ones.  ``margin=0`` gives
+    bf16's picks, ``margin=inf`` fp32's.  ``journal`` records the bf16 pass; ``rescore_journal``
+    gives the fp32 pass's journal for the examples it re-scores.
+    """
+    check_margin(margin)
+    args = {"batch_size": batch_size, "max_prompt_tokens": max_prompt_tokens}
+    args["progress"] = progress
+    started = time.perf_counter()
+    fast = bf16_scoring_copy(model)
+    with torch.autocast(_device_type(model), dtype=torch.bfloat16):
+        screen, lengths = rank_candidates(fast, tokenizer, ds, items, journal=journal, **args)
+    del fast
+    seconds = {"screen": time.perf_counter() - started}
+    rescored = needs_rescoring(screen, margin)
+    rows = np.flatnonzero(rescored)
+    values = screen.copy()
+    started = time.perf_counter()
+    if rows.size:
+        subset = [items[i] for i in rows]
+        again = rescore_journal(subset) if rescore_journal is not None else None
+        with torch.autocast(_device_type(model), enabled=False):
+            exact, exact_lengths = rank_candidates(
+                model, tokenizer, ds, subset, journal=again, **args
+            )
+        values[rows] = exact
+        lengths = lengths.copy()
+        lengths[rows] = exact_lengths
+    seconds["rescore"] = time.perf_counter() - started
+    return ScreenedRanking(values, lengths, rescored, screen, seconds)
 
 
 def ranking_report(

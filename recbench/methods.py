@@ -25,6 +25,7 @@ import numpy as np
 
 from recbench import plugins
 from recbench.errors import UserError
+from recbench.output import Output
 from recbench.registry import Registry
 
 if TYPE_CHECKING:
@@ -77,13 +78,15 @@ class RunFacts:
 
 @dataclass
 class RunContext:
-    """What the runner gives a method: the run's config, data, directory and id."""
+    """What the runner gives a method: the run's config, data, directory and id, and how the
+    run is watched (``output``: its trackers; ``progress`` is its progress bars)."""
 
     config: RunConfig
     dataset: Dataset
     run_dir: Path
     run_id: str
     progress: bool = True
+    output: Output = field(default_factory=Output)
 
     @property
     def settings(self):

@@ -1,7 +1,7 @@
 """Evaluation metrics shared by every method (LLM losses and traditional baselines alike).
 
 Ranking mode scores all 20 candidates; generation mode parses free text with the published rule
-(LOSSES.md section 9): a candidate counts when its title occurs as a case-sensitive substring of
+(docs/data.md, 'Metrics'): a candidate counts when its title occurs as a case-sensitive substring of
 the generated selection, the output is valid iff exactly one candidate occurs, and a hit iff it is
 valid and that candidate is the target.  Invalid outputs stay in the denominator of both ratios.
 """

@@ -333,26 +333,73 @@ def quiet_library_warnings() -> None:
 
     Each filter names one message: peft reads transformers' deprecated ``is_gradient_checkpointing``
     when it wraps a model with LoRA (a FutureWarning about the two libraries' versions, not about
-    anything the user does).
+    anything the user does).  ``--verbose`` shows them (:meth:`recbench.output.Output.configure`).
     """
+    from recbench.output import library_warnings_shown
+
+    if library_warnings_shown():
+        return
     warnings.filterwarnings(
         "ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning
     )
 
 
-def load(name: str = DEFAULT_MODEL, dtype: str = "float32", attn_implementation: str = "sdpa"):
-    """Load ``(model, tokenizer)``; every failure becomes a one-line :class:`ModelError`."""
+def quantization_config(quantization: str):
+    """transformers' ``BitsAndBytesConfig`` for ``quantization`` (None for ``none``).
+
+    ``nf4`` is QLoRA's recipe, the one LLaMA-Factory and DynamicPO train 7B models with: 4-bit
+    NormalFloat weights, double quantisation of their scales, bf16 compute.  bitsandbytes'
+    4-bit kernels need a CUDA GPU here; anything else is a one-line :class:`ModelError`
+    before any weight is read.
+    """
+    if quantization == "none":
+        return None
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelError(
+            f"quantization={quantization} needs bitsandbytes: pip install bitsandbytes "
+            "(on a machine with a CUDA GPU)"
+        )
+    if not torch.cuda.is_available():
+        raise ModelError(
+            f"quantization={quantization} needs a CUDA GPU (bitsandbytes' 4-bit kernels); "
+            "this machine has none: use --set quantization=none"
+        )
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type=quantization, bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )  # fmt: skip
+
+
+def load(
+    name: str = DEFAULT_MODEL,
+    dtype: str = "float32",
+    attn_implementation: str = "sdpa",
+    quantization: str = "none",
+):
+    """Load ``(model, tokenizer)``; every failure becomes a one-line :class:`ModelError`.
+
+    ``quantization`` other than ``none`` loads the base in 4 bits on the GPU
+    (:func:`quantization_config`); ``dtype`` is then the dtype of what is not quantised.
+    """
     import torch
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quiet_library_warnings()
+    quantized = quantization_config(quantization)
     source = resolve(name)
+    placement = {} if quantized is None else {"quantization_config": quantized, "device_map": 0}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=getattr(torch, dtype), attn_implementation=attn_implementation,
-            use_safetensors=True,
+            use_safetensors=True, **placement,
         )  # fmt: skip
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:
         first = _first_line(exc)

@@ -27,7 +27,7 @@ from recbench.config import RunConfig
 from recbench.data import load_dataset
 from recbench.data.dataset import Dataset, Example
 from recbench.errors import UserError
-from recbench.evaluation import generate_answers, rank_candidates
+from recbench.evaluation import generate_answers, rank_candidates, screened_rank
 from recbench.journal import Journal, fingerprint, weights_digest
 from recbench.methods import Answers, Method, RunContext, Scores, register_method
 from recbench.results import cpu_has_bf16
@@ -52,6 +52,21 @@ def _precision(requested: str) -> str:
             "precision bf16 on a CPU without bf16 instructions is emulated and several times "
             "slower than fp32; use --set precision=auto",
             stacklevel=2,
+        )
+    return requested
+
+
+def _base_dtype(requested: str, precision: str) -> str:
+    """The dtype the frozen base is loaded in: ``auto`` follows the training precision.
+
+    A bf16 base under fp32 training would silently train a rounded model in fp32: refused.
+    """
+    if requested == "auto":
+        return precision
+    if requested == "bf16" and precision != "bf16":
+        raise UserError(
+            f"base_dtype=bf16 with precision={precision}: a bf16 base trains in bf16; "
+            "use --set precision=bf16, or base_dtype=fp32"
         )
     return requested
 
@@ -92,6 +107,11 @@ def _sft_identity(config: RunConfig, ds: Dataset, sft_examples: list, precision:
     }  # fmt: skip
     if s.history_items is not None:  # only when set, so that earlier stages keep their keys
         ident["history_items"] = s.history_items
+    base = _base_dtype(s.base_dtype, precision)
+    if base != "fp32":  # likewise: an fp32 base is what every earlier stage was trained on
+        ident["base_dtype"] = base
+    if s.quantization != "none":
+        ident["quantization"] = s.quantization
     return ident
 
 
@@ -131,8 +151,11 @@ class LLMRun:
         self.progress = run.progress
         self.ds: Dataset = run.dataset
         self.run_dir = run.run_dir
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        # --report-to: the stages also log each step to accelerate's trackers, in the run dir
+        tracking = run.output.accelerator_kwargs(run.run_dir)
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available(), **tracking)
         self.precision = _precision(self.settings.precision)
+        self.base_dtype = _base_dtype(self.settings.base_dtype, self.precision)
         self._model = self._tokenizer = None  # loaded on first use: see `model`
         seed, s = config.seed, self.settings
         # one seeded order, rendered once: the SFT and the preference examples are its first
@@ -144,6 +167,7 @@ class LLMRun:
         self.sft_key = _sft_key(config, self.ds, examples[:sft_count], self.precision)
         self.timings: dict[str, float] = {}
         self.stage_peak = 0.0  # largest peak memory (MB) of its stages, from their summaries
+        self.screening: dict[str, float | int] = {}  # what a screened ranking re-scored
         self.sft_weights: str | None = None  # digest of the SFT stage's weights, once trained
 
     @classmethod
@@ -162,8 +186,13 @@ class LLMRun:
     # Loaded on first use, so that everything decided without it (the run id, a refused run
     # directory, a run already in the store) is decided in a second, not after a model load.
     def _load_model(self) -> None:
-        model, self._tokenizer = models.load(self.config.model)
-        self._model = model.to(self.accelerator.device)
+        s = self.settings
+        dtype = {"fp32": "float32", "bf16": "bfloat16"}[self.base_dtype]
+        model, self._tokenizer = models.load(
+            self.config.model, dtype=dtype, quantization=s.quantization
+        )
+        # a 4-bit model is placed on its GPU as it loads, and cannot be moved
+        self._model = model if s.quantization != "none" else model.to(self.accelerator.device)
 
     @property
     def model(self):
@@ -207,6 +236,7 @@ class LLMRun:
             name=name, epochs=epochs, learning_rate=lr, batch_size=s.batch_size,
             grad_accum=s.grad_accum, warmup_ratio=s.warmup_ratio, seed=self.config.seed,
             precision=self.precision, checkpoint_every=s.checkpoint_every,
+            gradient_checkpointing=s.gradient_checkpointing,
         )  # fmt: skip
 
     # ---------------------------------------------------------------------------------- SFT
@@ -333,7 +363,8 @@ class LLMRun:
     def preference(self, loss_module, signals=None) -> dict:
         s = self.settings
         n_used = s.n_neg if loss_module.uses_all_negatives else 1
-        needs = loss_module.requires
+        needs = auxiliary.sasrec_fields(loss_module)
+        ratings = auxiliary.reads_ratings(loss_module)  # RecDPO/RecPO: s+ and s- from ratings
         reference = self.reference_logps(n_used) if loss_module.needs_reference else None
         if self.accelerator.is_main_process:
             _check_started_from(self.run_dir / "preference", self.sft_weights)
@@ -360,6 +391,9 @@ class LLMRun:
                 fields["ref_chosen_logps"], fields["ref_rejected_logps"] = ref[:, 0], ref[:, 1:]
             if signals is not None:
                 fields.update(signals.fields(items, needs))
+            if ratings:
+                scored = auxiliary.rating_fields(self.ds, items, n_used)
+                fields.update({k: v.to(scores.logps.device) for k, v in scored.items()})
             batch = losses.gather_batch(losses.PreferenceBatch(**fields))
             out = loss_module(batch)
             info = {k: float(v) for k, v in out.metrics.items() if _is_scalar(v)}
@@ -399,6 +433,8 @@ class LLMRun:
         """Summed log-probability and token count of every candidate title (+EOS)."""
         s = self.settings
         journal = self._journal("ranking", items)
+        if s.eval_precision == "screened":
+            return self._score_screened(items, journal)
         with self._eval_autocast():
             values, lengths = rank_candidates(
                 self.model, self.tokenizer, self.ds, items,
@@ -406,6 +442,27 @@ class LLMRun:
                 progress=self.progress, journal=journal,
             )  # fmt: skip
         return Scores(values, lengths, journal.reused_seconds if journal else 0.0)
+
+    def _score_screened(self, items: Sequence[PromptItem], journal: Journal | None) -> Scores:
+        """:func:`recbench.evaluation.screened_rank`: bf16 for every example, fp32 again for
+        the close ones; the share re-scored is kept in :attr:`screening` for the record."""
+        s = self.settings
+        journals = [journal] if journal is not None else []
+
+        def rescore_journal(subset: Sequence[PromptItem]) -> Journal | None:
+            again = self._journal("ranking-fp32", subset)
+            journals.extend([again] if again is not None else [])
+            return again
+
+        ranking = screened_rank(
+            self.model, self.tokenizer, self.ds, items,
+            batch_size=max(1, s.batch_size // 2), max_prompt_tokens=s.max_prompt_tokens,
+            progress=self.progress, journal=journal, rescore_journal=rescore_journal,
+        )  # fmt: skip
+        self.screening = {"ranking_rescored_fraction": ranking.rescored_fraction,
+                          "ranking_rescored": int(ranking.rescored.sum())}  # fmt: skip
+        reused = sum(j.reused_seconds for j in journals)
+        return Scores(ranking.values, ranking.lengths, reused)
 
     def generate(self, items: Sequence[PromptItem]) -> Answers:
         """Greedy answers of at most ``max_new_tokens`` tokens."""
@@ -522,7 +579,9 @@ class LLMMethod(Method):
         self.llm = LLMRun(run)
 
     def score(self, examples: Sequence[Example]) -> Scores:
-        return self.llm.score(self.llm.eval_items(examples))
+        scores = self.llm.score(self.llm.eval_items(examples))
+        self.facts.settings.update(self.llm.screening)  # screened ranking: what it re-scored
+        return scores
 
     def generate(self, examples: Sequence[Example]) -> Answers:
         return self.llm.generate(self.llm.eval_items(examples))
@@ -577,10 +636,6 @@ def sft_prerequisite(config: RunConfig) -> RunConfig:
                    rerun=False, output_dir=None, negatives=negatives.DEFAULT)  # fmt: skip
 
 
-#: Batch fields a loss may ask for that no dataset supplies yet (RecDPO/RecPO's item scores).
-UNSUPPLIED_FIELDS = frozenset({"chosen_scores"})
-
-
 class LossMethod(LLMMethod):
     """``recbench run --loss KEY``: the shared SFT stage, then preference optimisation."""
 
@@ -590,20 +645,18 @@ class LossMethod(LLMMethod):
     @classmethod
     def check(cls, config: RunConfig) -> None:
         loss_module = losses.get_loss(cls.key, **config.loss_params)  # names and ranges
-        missing = sorted(loss_module.requires & UNSUPPLIED_FIELDS)
-        if missing:
-            raise UserError(
-                f"loss {cls.key} reads {', '.join(missing)} (per-item preference scores, "
-                f"FIELD_LOSSES.md 3.9), which dataset {config.dataset} does not supply; "
-                "no dataset supplies them yet"
-            )
-        auxiliary.check_for_run(load_dataset(config.dataset), loss_module, config)
+        ds = load_dataset(config.dataset)
+        auxiliary.check_item_scores(ds, loss_module, cls.key)  # RecDPO/RecPO: ratings known?
+        auxiliary.check_for_run(ds, loss_module, config)
 
     @classmethod
     def defining_settings(cls, config: RunConfig, ds: Dataset) -> dict:
         out = super().defining_settings(config, ds)
         out["hparams"] = asdict(losses.get_loss(cls.key, **config.loss_params).hparams)
         out["negatives"] = config.negatives
+        scores = ds.spec.item_scores
+        if scores is not None and auxiliary.reads_ratings(losses.get_spec(cls.key)):
+            out["item_scores"] = scores.sha256  # only these runs: no other run id changes
         return out
 
     @classmethod
@@ -616,11 +669,13 @@ class LossMethod(LLMMethod):
         self.facts.summary["sft"] = llm.sft()
         llm.use_negatives(config.negatives)
         signals = None
-        if loss_module.requires & auxiliary.AUX_FIELDS:
+        if auxiliary.sasrec_fields(loss_module):
             signals = auxiliary.for_run(self.run.dataset, loss_module, config)
         self.facts.summary["preference"] = llm.preference(loss_module, signals)
         self.facts.hparams = {**asdict(loss_module.hparams), "n_neg": llm.settings.n_neg,
                               "negatives": config.negatives}  # fmt: skip
+        if auxiliary.reads_ratings(loss_module):  # the ratings file its scores came from
+            self.facts.settings["item_scores"] = self.run.dataset.spec.item_scores.sha256
         llm.record_facts(self.facts)
 
 

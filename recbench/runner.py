@@ -42,6 +42,7 @@ from recbench.methods import (
     get_method,
 )
 from recbench.outcomes import Outcomes
+from recbench.output import TRACKER_DIR, Output
 from recbench.records import RECORD_VERSION, Record
 
 log = logging.getLogger(__name__)
@@ -209,25 +210,34 @@ def expected_hparams(config: RunConfig) -> dict[str, object]:
 
 
 # ---------------------------------------------------------------------------- executing
-def execute(config: RunConfig, progress: bool = True) -> dict[str, Any]:
-    """Check, plan, skip or run a method, record it; returns what the CLI prints."""
+def execute(
+    config: RunConfig, progress: bool = True, output: Output | None = None
+) -> dict[str, Any]:
+    """Check, plan, skip or run a method, record it; returns what the CLI prints.
+
+    ``output`` says how the run is watched (its progress bars and trackers; it changes nothing
+    the run computes, and is not part of its identity); ``progress=False`` is the short form of
+    a quiet one, for scripts and tests.
+    """
+    output = (output or Output("normal" if progress else "quiet")).check()
     method = check_inputs(config)
     main = plan(config, method)
     if not config.rerun and _recorded_now(main):  # in a second, before any prerequisite
         return {"run_id": main.run_id, "skipped": "already recorded"}
     # before any prerequisite runs: the SFT stage it would continue is the state to resume
     _check_resume(config, main, rundir.holds_run_state(main.run_dir))
-    output: dict[str, Any] = {}
+    summary: dict[str, Any] = {}
     for prerequisite in method.prerequisites(config):
-        before = _run(plan(prerequisite), progress, prerequisite=True)
+        log.info("%s first: the %s run it starts from", main.run_id, prerequisite.method)
+        before = _run(plan(prerequisite), output, prerequisite=True)
         if "evaluation" in before:
-            output["sft_eval"] = before["evaluation"]
-    output.update(_run(main, progress))
-    keep_example_users(output.get("results"), config)
-    return output
+            summary["sft_eval"] = before["evaluation"]
+    summary.update(_run(main, output))
+    keep_example_users(summary.get("results"), config)
+    return summary
 
 
-def _run(run: RunPlan, progress: bool, prerequisite: bool = False) -> dict[str, Any]:
+def _run(run: RunPlan, output: Output, prerequisite: bool = False) -> dict[str, Any]:
     """Skip a recorded run, or own its directory, do the work and record it once."""
     from accelerate import PartialState
 
@@ -244,7 +254,12 @@ def _run(run: RunPlan, progress: bool, prerequisite: bool = False) -> dict[str, 
         if state.is_main_process:
             rundir.claim(run.run_dir, run.run_id, run.identity, config.output_dir is not None)
         state.wait_for_everyone()
-        context = RunContext(config, run.dataset, run.run_dir, run.run_id, progress)
+        log.info("run %s (%s on %s, %s profile) in %s", run.run_id, run.method.name,
+                 config.dataset, config.profile, run.run_dir)  # fmt: skip
+        if output.report_to and run.method.needs == "stages":
+            log.info("training curves (%s): %s", ", ".join(output.report_to),
+                     run.run_dir / TRACKER_DIR)  # fmt: skip
+        context = RunContext(config, run.dataset, run.run_dir, run.run_id, output.progress, output)
         try:
             return _work(run, run.method(context), state, prerequisite)
         except KeyboardInterrupt:

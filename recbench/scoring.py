@@ -69,6 +69,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from recbench.errors import ModelError
@@ -366,12 +367,49 @@ def _packed_attention_mask(
     return additive.masked_fill(~allowed, torch.finfo(dtype).min)
 
 
-def _response_token_logps(
-    lm_head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor
-) -> torch.Tensor:
+#: Response tokens per chunk of the checkpointed LM head: 1,024 x 49,152 float32 logits are
+#: 0.2 GB, the most one chunk holds at a time in the forward or the backward.
+HEAD_CHUNK_TOKENS = 1024
+
+
+def _token_logps(lm_head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """log p(target) for each row of ``hidden`` ``[N, H]``; float32 log-softmax over the vocab."""
     logits = lm_head(hidden).float()
     return torch.log_softmax(logits, dim=-1).gather(-1, targets[:, None]).squeeze(-1)
+
+
+def _response_token_logps(
+    lm_head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, checkpoint: bool = False
+) -> torch.Tensor:
+    """log p(target) for each row of ``hidden`` ``[N, H]``.
+
+    With ``checkpoint`` (the decoder is gradient-checkpointed and gradients are taken), the
+    head runs over chunks of :data:`HEAD_CHUNK_TOKENS` rows, each checkpointed: the backward
+    would otherwise keep ``[N, vocab]`` bf16 logits, their float32 copy and the log-softmax
+    for every response token of the batch (0.35 GB for a SimS-DPO micro-batch with 19
+    negatives on the 135M model), where a chunk keeps only its hidden rows and recomputes the
+    rest.  Each row's value is the same computation either way (a row's logits do not depend
+    on the other rows), so the gradients are equal (``tests/test_memory.py``).
+    """
+    if not checkpoint or hidden.shape[0] <= HEAD_CHUNK_TOKENS:
+        if checkpoint and hidden.requires_grad:
+            return torch.utils.checkpoint.checkpoint(
+                _token_logps, lm_head, hidden, targets, use_reentrant=False
+            )
+        return _token_logps(lm_head, hidden, targets)
+    parts = [
+        torch.utils.checkpoint.checkpoint(_token_logps, lm_head, h, t, use_reentrant=False)
+        for h, t in zip(
+            hidden.split(HEAD_CHUNK_TOKENS), targets.split(HEAD_CHUNK_TOKENS), strict=True
+        )
+    ]
+    return torch.cat(parts)
+
+
+def _decoder_checkpointed(decoder: nn.Module) -> bool:
+    """Whether the decoder recomputes its layers in this backward (transformers' own flag:
+    set by :func:`recbench.trainer.set_gradient_checkpointing`, honoured only in training)."""
+    return bool(getattr(decoder, "gradient_checkpointing", False)) and decoder.training
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,6 +431,7 @@ def _score_packed(
     )
     parts = _packed_parts(model, longest)
     device = parts.device
+    checkpointed = _decoder_checkpointed(parts.decoder)
     flat = torch.zeros(len(prompt_ids) * width, dtype=torch.float32, device=device)
     rows = _plan_packed_rows(prompt_ids, response_ids, budget)
 
@@ -438,7 +477,10 @@ def _score_packed(
             0, torch.tensor(source, dtype=torch.long, device=device)
         )
         token_logps = _response_token_logps(
-            parts.lm_head, picked, torch.tensor(target, dtype=torch.long, device=device)
+            parts.lm_head,
+            picked,
+            torch.tensor(target, dtype=torch.long, device=device),
+            checkpoint=checkpointed and torch.is_grad_enabled(),
         )
         flat = flat.index_add(0, torch.tensor(dest, dtype=torch.long, device=device), token_logps)
     return flat

@@ -27,13 +27,21 @@ A dry run writes nothing; it estimates each point to run from the store's cost r
 like it on this hardware (:mod:`recbench.sweep_costs`), and says which of them another sweep is
 running now (an existing lock file it cannot take, tried without waiting and let go at once), so
 that a plan made while a sweep runs does not count that sweep's work as still to start.
+
+An experiment is a file of such grids (``recbench sweep --config FILE.toml``, see
+:func:`load_experiment`), so that a study is data to review and rerun rather than a shell loop.
+Each ``[[grid]]`` is read into the same :class:`SweepOptions` the command-line options build,
+and runs as that one sweep would, in file order, after every grid has been checked.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import itertools
 import json
+import os
+import tomllib
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -42,8 +50,16 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from recbench import locks, pipeline, results, runner, sweep_costs
-from recbench.config import RunConfig, parse_value, split_assignments
+from recbench.config import (
+    DEFAULT_LOSS,
+    RunConfig,
+    check_seed,
+    parse_assignments,
+    parse_value,
+    split_assignments,
+)
 from recbench.errors import UserError
+from recbench.output import Output
 from recbench.reports.runs import hparams_key
 
 ParamValue = float | int | str | bool
@@ -282,14 +298,16 @@ def running_elsewhere(store: Path, point: SweepPoint) -> bool:
     return False
 
 
-def _run_point(point: SweepPoint, store: Path, label: str, say: Callable[[str], None]) -> Outcome:
+def _run_point(
+    point: SweepPoint, store: Path, label: str, say: Callable[[str], None], output: Output | None
+) -> Outcome:
     """Run one point whose lock is held, unless the store has it by now."""
     if is_done(point, results.read_records(store)):
         say(f"{label}: done (recorded by another sweep meanwhile)")
         return Outcome(point, "done", "recorded by another sweep meanwhile")
     say(f"{label}: running")
     try:
-        summary = runner.execute(point.config, progress=True)
+        summary = runner.execute(point.config, progress=True, output=output)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - one failed point must not stop the sweep
@@ -304,13 +322,20 @@ def _run_point(point: SweepPoint, store: Path, label: str, say: Callable[[str], 
 
 
 def run_sweep(
-    spec: SweepSpec, dry_run: bool = False, report: Callable[[str], None] | None = None
+    spec: SweepSpec,
+    dry_run: bool = False,
+    report: Callable[[str], None] | None = None,
+    output: Output | None = None,
 ) -> SweepResult:
     """Run every point of the grid not yet in the store through :func:`recbench.api.run`.
 
     Each point runs under its lock (see the module docstring); points another sweep is running
     are put aside and come back at the end.  Outcomes are listed in grid order either way.
+    ``output`` is how each point is watched (progress bars, trackers); a tracker that is not
+    installed is refused here, before the first point, rather than by every point.
     """
+    if output is not None and not dry_run:
+        output.check()
     say = report or (lambda _line: None)
     points = expand(spec)
     store = spec.store
@@ -344,7 +369,7 @@ def run_sweep(
             say(f"{label}: another sweep is running it; coming back to it at the end")
             continue
         try:
-            outcomes[index] = _run_point(point, store, label, say)
+            outcomes[index] = _run_point(point, store, label, say, output)
         finally:
             lock.release()
     for index in put_aside:
@@ -352,5 +377,343 @@ def run_sweep(
         label = f"[{index}/{total}] {point.describe()}"
         say(f"{label}: waiting for the other sweep running it")
         with _point_lock(store, point):  # blocks until the other sweep lets go of it
-            outcomes[index] = _run_point(point, store, label, say)
+            outcomes[index] = _run_point(point, store, label, say, output)
     return SweepResult([outcomes[index] for index in sorted(outcomes)])
+
+
+# ------------------------------------------------------------------ options and experiment files
+@dataclass(frozen=True)
+class SweepOptions:
+    """The options of one ``recbench sweep`` grid, typed: what the command line gives and what
+    each ``[[grid]]`` of an experiment file gives.
+
+    Both readers build this one object and :meth:`to_spec` is the only way from it to a
+    :class:`SweepSpec`, so a grid in a file and the same options typed on the command line can
+    never plan different points.  An empty tuple means "not given" (no such axis).
+    """
+
+    loss: tuple[str, ...] = ()
+    baseline: tuple[str, ...] = ()
+    dataset: tuple[str, ...] = ("lastfm",)
+    model: str = "smollm2-135m"
+    profile: str = "cpu"
+    seed: tuple[int, ...] = (0,)
+    n_neg: tuple[int, ...] = ()
+    param: Mapping[str, tuple[ParamValue, ...]] = field(default_factory=dict)
+    negatives: tuple[str, ...] = ()
+    train_examples: int | None = None
+    eval_examples: int | None = None
+    checkpoint: str | None = None
+    overrides: Mapping[str, ParamValue] = field(default_factory=dict)  # --set
+    aux_checkpoint: str | None = None
+    results: Path | None = None
+
+    @classmethod
+    def from_command_line(
+        cls,
+        *,
+        loss: str | None = None,
+        baseline: str | None = None,
+        dataset: str = "lastfm",
+        seed: str = "0",
+        n_neg: str | None = None,
+        param: Sequence[str] = (),
+        negatives: str | None = None,
+        set_: Sequence[str] = (),
+        **plain: object,
+    ) -> SweepOptions:
+        """The options as ``recbench sweep`` receives them (comma-separated lists, ``KEY=V1,V2``
+        axes, ``--set KEY=VALUE``); ``plain`` holds the single-valued ones (model, profile...)."""
+
+        def names(text: str | None, what: str) -> tuple[str, ...]:
+            return tuple(parse_list(text, what, str)) if text is not None else ()
+
+        return cls(
+            loss=names(loss, "loss"),
+            baseline=names(baseline, "baseline"),
+            dataset=names(dataset, "dataset"),
+            seed=tuple(parse_list(seed, "seed", int)),
+            n_neg=tuple(parse_list(n_neg, "n-neg", int)) if n_neg is not None else (),
+            param={k: tuple(v) for k, v in parse_param_lists(param).items()},
+            negatives=names(negatives, "negatives"),
+            overrides=parse_assignments(set_, "--set"),
+            **plain,  # type: ignore[arg-type]
+        )
+
+    def to_spec(self) -> SweepSpec:
+        """The base run and its axes; a grid naming no method trains the default loss."""
+        for value in self.seed:  # the grid's checks validate one seed per setting
+            check_seed(value)
+        axes: dict[str, Sequence[ParamValue]] = {k: tuple(v) for k, v in self.param.items()}
+        axes["seed"] = self.seed
+        axes["dataset"] = self.dataset
+        if self.n_neg:
+            axes["n_neg"] = self.n_neg
+        if self.negatives:
+            axes["negatives"] = self.negatives
+        if self.loss or not self.baseline:
+            axes["loss"] = self.loss or (DEFAULT_LOSS,)
+        if self.baseline:
+            axes["baseline"] = self.baseline
+        base = RunConfig(
+            model=self.model,
+            profile=self.profile,
+            train_examples=self.train_examples,
+            eval_examples=self.eval_examples,
+            checkpoint=self.checkpoint,
+            aux_checkpoint=self.aux_checkpoint,
+            overrides=dict(self.overrides),
+            results=self.results,
+        )
+        return SweepSpec(base, axes)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One ``[[grid]]`` of an experiment file: its label (for messages and ``--grid``) and its
+    options."""
+
+    name: str
+    options: SweepOptions
+    where: str  # "FILE: grid 2 (name)", the prefix of every message about it
+
+
+def _fail(where: str, key: str, wanted: str, value: object) -> UserError:
+    return UserError(f"{where}: '{key}' must be {wanted}, got {value!r}")
+
+
+def _is_scalar(value: object) -> bool:
+    return isinstance(value, str | int | float | bool)
+
+
+def _listed(value: object, where: str, key: str, kind: type, wanted: str) -> tuple:
+    """A value or a list of values of one type, without duplicates (as ``parse_list``): a
+    single value is a one-value axis, as ``--seed 0`` is."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise UserError(f"{where}: '{key}' has no values")
+    for item in items:  # bool is an int to Python, never to a grid
+        if not isinstance(item, kind) or (kind is int and isinstance(item, bool)):
+            raise _fail(where, key, wanted, value)
+    return tuple(dict.fromkeys(items))
+
+
+def _names(value: object, where: str, key: str) -> tuple[str, ...]:
+    return _listed(value, where, key, str, "a name or a list of names")
+
+
+def _integers(value: object, where: str, key: str) -> tuple[int, ...]:
+    return _listed(value, where, key, int, "an integer or a list of integers")
+
+
+def _text(value: object, where: str, key: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(where, key, "a string", value)
+    return value
+
+
+def _integer(value: object, where: str, key: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _fail(where, key, "an integer", value)
+    return value
+
+
+def _table(value: object, where: str, key: str) -> dict[str, object]:
+    """A TOML table with its keys spelled as ``--set`` and ``--param`` spell them."""
+    if not isinstance(value, dict):
+        raise _fail(where, key, "a table such as {lora_r = 8}", value)
+    return {name.replace("-", "_"): item for name, item in value.items()}
+
+
+def _axes(value: object, where: str, key: str) -> dict[str, tuple[ParamValue, ...]]:
+    """``param = {rho = [0.1, 0.3], ln = true}``: each hyper-parameter's values."""
+    out = {}
+    for name, values in _table(value, where, key).items():
+        items = values if isinstance(values, list) else [values]
+        if not items or not all(_is_scalar(v) for v in items):
+            raise _fail(where, f"{key}.{name}", "a value or a non-empty list of values", values)
+        out[name] = tuple(dict.fromkeys(items))
+    return out
+
+
+def _settings(value: object, where: str, key: str) -> dict[str, ParamValue]:
+    """``set = {lora_r = 8, generation = false}``: profile settings, one value each."""
+    table = _table(value, where, key)
+    for name, item in table.items():
+        if not _is_scalar(item):
+            raise _fail(where, f"{key}.{name}", "a string, number or boolean", item)
+    return table  # type: ignore[return-value]
+
+
+#: Every key of a ``[[grid]]`` (and of ``[defaults]``): the sweep's options, spelled as on the
+#: command line (``n_neg`` or ``n-neg``), with the :class:`SweepOptions` field each one fills.
+GRID_KEYS: dict[str, tuple[str, Callable[[object, str, str], object]]] = {
+    "loss": ("loss", _names),
+    "baseline": ("baseline", _names),
+    "dataset": ("dataset", _names),
+    "model": ("model", _text),
+    "profile": ("profile", _text),
+    "seed": ("seed", _integers),
+    "n_neg": ("n_neg", _integers),
+    "param": ("param", _axes),
+    "negatives": ("negatives", _names),
+    "train_examples": ("train_examples", _integer),
+    "eval_examples": ("eval_examples", _integer),
+    "checkpoint": ("checkpoint", _text),
+    "set": ("overrides", _settings),
+    "aux_checkpoint": ("aux_checkpoint", _text),
+    "results": ("results", _text),
+}
+#: The tables whose keys merge (a grid's ``set`` adds to the defaults' ``set``); any other key
+#: of a grid replaces the defaults' value.
+MERGED_KEYS = ("param", "set")
+
+
+def _read_keys(table: object, where: str, named: bool = True) -> dict[str, object]:
+    """A grid's (``named``) or the defaults' keys, checked and typed, without ``name``: a name
+    labels one grid, so ``[defaults]`` has none."""
+    if not isinstance(table, dict):
+        raise UserError(f"{where}: must be a table of sweep options, got {table!r}")
+    out: dict[str, object] = {}
+    for raw, value in table.items():
+        key = raw.replace("-", "_")
+        if key == "name" and named:
+            continue
+        if key not in GRID_KEYS:
+            known = [*GRID_KEYS, "name"] if named else list(GRID_KEYS)
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f" (keys: {', '.join(GRID_KEYS)})"
+            raise UserError(f"{where}: unknown key '{raw}'{hint}")
+        if key in out:
+            raise UserError(f"{where}: '{key}' given twice (as '{raw}' and another spelling)")
+        out[key] = GRID_KEYS[key][1](value, where, raw)
+    return out
+
+
+def _grid(raw: object, index: int, defaults: Mapping[str, object], path: Path) -> Grid:
+    """One ``[[grid]]``: the defaults, then its own keys (``set`` and ``param`` merged)."""
+    where = f"{path}: grid {index}"
+    name = raw.get("name", str(index)) if isinstance(raw, dict) else str(index)
+    if not isinstance(name, str) or not name:
+        raise _fail(where, "name", "a non-empty string", name)
+    where = f"{where} ('{name}')" if name != str(index) else where
+    keys = {**defaults}
+    for key, value in _read_keys(raw, where).items():
+        merged = key in MERGED_KEYS and key in keys
+        keys[key] = {**keys[key], **value} if merged else value  # type: ignore[dict-item]
+    if "results" in keys:  # as written beside the file, wherever the command runs
+        keys["results"] = Path(
+            os.path.normpath(path.parent / Path(str(keys["results"])).expanduser())
+        )
+    fields = {GRID_KEYS[key][0]: value for key, value in keys.items()}
+    return Grid(name, SweepOptions(**fields), where)  # type: ignore[arg-type]
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    """The file's TOML, or a one-line error naming the file (missing, unreadable, not TOML)."""
+    if not path.is_file():
+        missing = "is not a file" if path.exists() else "does not exist"
+        raise UserError(f"--config {path} {missing}")
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path} is not valid TOML: {str(exc).splitlines()[0]}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--config {path} cannot be read: {exc}") from None
+
+
+#: The top-level keys of an experiment file.
+FILE_KEYS = ("defaults", "grid")
+
+
+def load_experiment(path: Path) -> list[Grid]:
+    """An experiment file (TOML) as its grids, in file order; every mistake is one line naming
+    the file, the grid and the key, before anything runs.
+
+    The file holds ``[[grid]]`` tables whose keys are the sweep's options (``loss``, ``seed``,
+    ``set``...; lists where the command line takes comma-separated values) and an optional
+    ``name``; ``[defaults]`` holds options every grid starts from.  ``results`` is relative to
+    the file's folder, so the file means the same store from any working directory.
+    """
+    data = _read_toml(path)
+    unknown = [key for key in data if key not in FILE_KEYS]
+    if unknown:
+        raise UserError(f"{path}: unknown top-level key '{unknown[0]}' (an experiment file has "
+                        "[defaults] and [[grid]] tables)")  # fmt: skip
+    defaults = _read_keys(data.get("defaults", {}), f"{path}: [defaults]", named=False)
+    raw_grids = data.get("grid")
+    if not isinstance(raw_grids, list) or not raw_grids:
+        raise UserError(f"{path}: no [[grid]] tables; an experiment is a list of grids")
+    grids = [_grid(raw, i, defaults, path) for i, raw in enumerate(raw_grids, 1)]
+    names = [grid.name for grid in grids]
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice is not None:
+        raise UserError(f"{path}: two grids are named '{twice}'; names pick grids (--grid)")
+    return grids
+
+
+def select(
+    grids: Sequence[Grid],
+    path: Path,
+    names: Sequence[str] = (),
+    seeds: Sequence[int] = (),
+    datasets: Sequence[str] = (),
+) -> list[Grid]:
+    """The grids named in ``names`` (all when empty), each cut to the given seeds and datasets:
+    how one job takes a share of an experiment (``--seed 1`` beside ``--seed 2``).  Selecting
+    nothing at all is an error: a typo must not look like a finished experiment."""
+    unknown = [name for name in names if name not in {grid.name for grid in grids}]
+    if unknown:
+        known = ", ".join(grid.name for grid in grids)
+        raise UserError(f"--grid {unknown[0]}: {path} has no such grid (grids: {known})")
+    chosen = []
+    for grid in grids:
+        options = grid.options
+        if names and grid.name not in names:
+            continue
+        if seeds:
+            options = replace(options, seed=tuple(s for s in options.seed if s in seeds))
+        if datasets:
+            options = replace(options, dataset=tuple(d for d in options.dataset if d in datasets))
+        if options.seed and options.dataset:
+            chosen.append(replace(grid, options=options))
+    if not chosen:
+        raise UserError(f"{path}: no grid has the selected grids, seeds and datasets")
+    return chosen
+
+
+def plan(
+    grids: Sequence[Grid], check: bool = True
+) -> list[tuple[Grid, SweepSpec, list[SweepPoint]]]:
+    """Every grid's spec and points, validated before anything runs; a mistake names its grid."""
+    planned = []
+    for grid in grids:
+        try:
+            spec = grid.options.to_spec()
+            planned.append((grid, spec, expand(spec, check=check)))
+        except UserError as exc:
+            located = UserError(f"{grid.where}: {exc}")
+            located.exit_code = exc.exit_code
+            raise located from None
+    return planned
+
+
+def run_experiment(
+    grids: Sequence[Grid],
+    dry_run: bool = False,
+    report: Callable[[str], None] | None = None,
+    output: Output | None = None,
+) -> SweepResult:
+    """Run the grids in order, each exactly as ``recbench sweep`` runs one (stored points
+    skipped, locks, dry run), after validating all of them."""
+    if output is not None and not dry_run:
+        output.check()
+    say = report or (lambda _line: None)
+    planned = plan(grids)
+    outcomes: list[Outcome] = []
+    for index, (grid, spec, points) in enumerate(planned, 1):
+        count = f"{len(points)} point" + ("" if len(points) == 1 else "s")
+        say(f"grid {index}/{len(planned)} '{grid.name}': {count} -> {spec.store}")
+        outcomes += run_sweep(spec, dry_run=dry_run, report=say, output=output).outcomes
+    return SweepResult(outcomes)

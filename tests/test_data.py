@@ -1,4 +1,4 @@
-"""Datasets: published statistics, the candidate rule re-derived from PROTOCOL.md, checksums."""
+"""Datasets: published statistics, the candidate rule re-derived from docs/data.md, checksums."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from recbench.errors import DataError, UnknownNameError
 
 
 def protocol_candidates(seq, padding_id, target, num_items):
-    """PROTOCOL.md section 1, written out independently with the global ``random`` module,
+    """The rule of docs/data.md ('Examples and candidates'), written out independently with the global ``random`` module,
     exactly as the source releases call it (the product uses private generators instead)."""
     history = [x for x in seq if x != padding_id]
     pool = [i for i in range(num_items) if i not in history and i != target]

@@ -1,4 +1,4 @@
-"""Identities between losses (LOSSES.md 8.4 item 4 and section 3), checked on random inputs.
+"""Identities between losses (docs/losses.md), checked on random inputs.
 
 These do not need expected numbers: each side is a different registry entry or option, so an
 error in one code path (pool building, margin switch, reward choice) breaks the equality.
@@ -132,7 +132,7 @@ def test_no_dynamic_margin_is_napo_with_alpha0() -> None:
 
 
 def test_pool_order_is_irrelevant() -> None:
-    """Permuting the batch permutes the per-example losses (LOSSES.md 5.1 item 6)."""
+    """Permuting the batch permutes the per-example losses."""
     batch = random_batch(8, 3, seed=6)
     perm = torch.randperm(8, generator=torch.Generator().manual_seed(0))
     # random embeddings have no similarity ties, so both orders pick the same neighbours

@@ -1,10 +1,10 @@
-"""The field's losses (FIELD_LOSSES.md) against the public vectors of the authors' released code.
+"""The field's losses (docs/losses.md) against the public vectors of the authors' released code.
 
 Expected numbers come from tests/data/field_loss_vectors.json (the official code run in float64;
-``spec-stable`` rows where that code gives inf/NaN/crashes) or from FIELD_LOSSES.md section 8, or
+``spec-stable`` rows where that code gives inf/NaN/crashes) or from the specification's worked cases, or
 are derived by hand in the test; none is produced by the code under test.  Each case builds the
 loss, loads its fixture's state, seeds torch with the case's seed and calls the loss once
-(section 8), with tolerances of LOSSES.md 8.4 (rtol 1e-6, atol 1e-12, float64).
+with the tolerances of docs/losses.md, 'How each loss was verified' (rtol 1e-6, atol 1e-12, float64).
 """
 
 from __future__ import annotations
@@ -182,13 +182,13 @@ def _fixture_selection(fixture: str, kmeans: str, margin: float = 6.0):
     )
 
 
-#: FIELD_LOSSES.md section 8: FA boundary sets and beta_j (beta 1, M 6).
+#: The specification's worked case: FA boundary sets and beta_j (beta 1, M 6).
 FA_SETS = [[0, 3], [0], [0, 1], [0, 1]]
 FA_BETAS = [[0.512128, 0.529312], [0.512128], [0.522721, 0.52816], [0.573554, 0.577272]]
 
 
 def test_spec_intermediate_values_fixture_a() -> None:
-    """FIELD_LOSSES.md section 8: boundary sets and beta_j of FA (beta 1, M 6)."""
+    """The specification's worked case: boundary sets and beta_j of FA (beta 1, M 6)."""
     pytest.importorskip("sklearn")
     mask, betas = _fixture_selection("FA", "sklearn")
     for u, (chosen, values) in enumerate(zip(FA_SETS, FA_BETAS, strict=True)):
@@ -307,7 +307,7 @@ def test_gradients_match_finite_differences(key: str) -> None:
     assert torch.autograd.gradcheck(loss, (pos, neg), eps=1e-6, atol=1e-7, rtol=1e-5)
 
 
-# -- beta-DPO: reproducible draws through save/restore (FIELD_LOSSES.md 3.8) ---------------------
+# -- beta-DPO: reproducible draws through save/restore (docs/losses.md) -----------------------------
 
 
 def _random_batch(seed: int, b: int = 10) -> losses.PreferenceBatch:
@@ -493,7 +493,7 @@ def test_new_keys_carry_label_family_and_source(key: str) -> None:
 
 
 def test_spec_defaults_and_reference_flags() -> None:
-    """FIELD_LOSSES.md section 0 (suite defaults) and its 'ref' column."""
+    """Suite defaults and which keys read the reference (docs/losses.md)."""
     assert losses.get_spec("dmpo_code").hparams == {"beta": 0.1, "ftx": 1.0}
     dyn = losses.get_spec("dynamicpo_sdpo").hparams
     assert dyn == {"beta": 1.0, "margin": 6.0, "kmeans": "sklearn", "eps": 1e-8}

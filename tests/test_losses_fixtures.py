@@ -1,7 +1,7 @@
-"""Every loss against the spec's test vectors (LOSSES.md section 8, tests/data/loss_vectors.json).
+"""Every loss against the spec's test vectors (tests/data/loss_vectors.json; docs/losses.md, 'How each loss was verified').
 
 Expected numbers come only from the fixture file (an independent reference implementation checked
-with mpmath) or from LOSSES.md; nothing here is produced by the code under test.  Each case starts
+with mpmath) or from the suite specification; nothing here is produced by the code under test.  Each case starts
 from a fresh module loaded with its own fixture's state (fixtures are never chained).
 """
 
@@ -95,7 +95,7 @@ def test_float32_values(fixture: str, index: int) -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize(("fixture", "index"), [p for p in CASES if p.values[0] == "C"])
 def test_fixture_c_extreme_gaps(fixture: str, index: int, dtype: torch.dtype) -> None:
-    """Gaps of +998 / -949: naive exp-sum implementations give inf here (LOSSES.md 2)."""
+    """Gaps of +998 / -949: naive exp-sum implementations give inf here (docs/losses.md, 'Numerical stability')."""
     case, batch, out = run_case(fixture, index, dtype, grad=True)
     per_example, mean = expected(case)
     assert torch.isfinite(out.per_example).all() and torch.isfinite(out.loss)
@@ -136,14 +136,14 @@ def test_neighbours_match_fixture(fixture: str) -> None:
 
 
 def test_fixture_c_tie_broken_by_index() -> None:
-    """LOSSES.md 8.4 item 3: u = 1 has similarity 0 with both 0 and 3; index 0 wins."""
+    """A required tie case: u = 1 has similarity 0 with both 0 and 3; index 0 wins."""
     emb = torch.tensor(DATA["C"]["inputs"]["emb"], dtype=torch.float32)
     assert losses.find_neighbours(emb, 2).index[1].tolist() == [2, 0]
     out = losses.get_loss("napo")(make_batch("C", torch.float32))
     assert out.metrics["K"] == 2
 
 
-# -- running state (LOSSES.md 8.4 item 5, 5.3) ---------------------------------------------------
+# -- running state ----------------------------------------------------------------------------
 
 STATE_CASES = [
     # (loss key, hparams, fixture, {buffer: expected value after one training forward})
@@ -211,7 +211,7 @@ def test_state_update_in_training(key: str, hparams: dict, fixture: str, after: 
 
 
 def test_spec_state_numbers() -> None:
-    """The rounded values printed in LOSSES.md 8.4 item 5, independently of the JSON file."""
+    """The rounded values the specification prints for this case, independently of the JSON file."""
     napo = losses.get_loss("napo")
     napo.load_state_dict(fixture_state("A"), strict=False)
     napo(make_batch("A", torch.float64))
@@ -278,7 +278,7 @@ def test_state_is_saved_and_restored() -> None:
     assert math.isnan(losses.get_loss("napo_paper").R0.item())
 
 
-# -- gradients (LOSSES.md 8.3) ---------------------------------------------------------------
+# -- gradients -------------------------------------------------------------------------------
 
 GRAD_CHOSEN = [-0.15291, -0.230217, -0.184995, -0.249782]
 GRAD_REJECTED = {

@@ -58,7 +58,7 @@ def test_spec_is_complete_and_matches_module(key: str) -> None:
 
 
 def test_suite_defaults_and_presets() -> None:
-    """Values from LOSSES.md section 0 and the presets of section 6."""
+    """Suite defaults and presets (docs/losses.md)."""
     assert losses.get_spec("dpo").hparams == {
         "beta": 1.0,
         "label_smoothing": 0.0,
@@ -98,7 +98,7 @@ def test_suite_defaults_and_presets() -> None:
     assert losses.get_spec("napo1").hparams["alpha"] == 0.2
 
 
-#: TRL DPOTrainer loss types (FIELD_LOSSES.md 3.10): every one scores the pair (y+, y-_1) through
+#: TRL DPOTrainer loss types (docs/losses.md): every one scores the pair (y+, y-_1) through
 #: the reference log-ratios cp = l+ - l+_ref and cn = l-_1 - l-_1,ref.
 TRL_KEYS = {
     f"trl_{name}"
@@ -118,7 +118,7 @@ TRL_KEYS = {
         "sigmoid_norm",
     )
 }
-#: Keys whose formula reads reference log-probs (LOSSES.md; FIELD_LOSSES.md section 0 "ref"):
+#: Keys whose formula reads reference log-probs (docs/losses.md):
 #: dmpo (3.1: beta*D+ - (beta/n)*sum D-_j), dynamicpo_dmpo (3.5: loss on D, selection on policy l),
 #: dynamicpo_sdpo (3.7), beta_dpo and its preset (3.8: h = D+ - D-_1), recdpo (3.9: z_j on D) and
 #: the TRL types.  Reference-free: dmpo_code (3.2: the released code passes l+_ref twice, so the
@@ -165,7 +165,7 @@ def _flag_batch(requires: frozenset[str]) -> losses.PreferenceBatch:
         "rejected_lengths": torch.tensor([[1.0, 2.0, 3.0]] * 4),
         "seq_embeddings": torch.randn(4, 3, generator=gen),
         "receiver_scores": torch.rand(4, 4, 3, generator=gen) * 2 - 1,
-        # positive and below s+ + 1: defined for every margin of FIELD_LOSSES.md 3.9
+        # positive and below s+ + 1: defined for every margin of recdpo/recpo (docs/losses.md)
         "chosen_scores": 1.0 + torch.rand(4, generator=gen),
         "rejected_scores": 0.25 + 0.5 * torch.rand(4, 3, generator=gen),
     }

@@ -1,4 +1,4 @@
-"""In-batch negative sharing: K, neighbour choice, pooling, degenerate batches (LOSSES.md 5.1)."""
+"""In-batch negative sharing: K, neighbour choice, pooling, degenerate batches (docs/losses.md)."""
 
 from __future__ import annotations
 
@@ -87,16 +87,16 @@ def _batch(b: int, n: int, key: str = "napo") -> losses.PreferenceBatch:
         receiver_scores=torch.rand(b, b, n, generator=gen) * 2 - 1,
     )
     if "chosen_scores" in losses.get_spec(key).requires:
-        # RecDPO/RecPO (FIELD_LOSSES.md 3.9): decayed ratings, s- in (0, 1) and s+ >= 1, so the
+        # RecDPO/RecPO (docs/losses.md): decayed ratings, s- in (0, 1) and s+ >= 1, so the
         # ratio margin (s- > 0) and the log margins (1 + s+ - s- > 0) are all defined
         batch.chosen_scores = 1.0 + 4.0 * torch.rand(b, generator=gen)
         batch.rejected_scores = 0.1 + 0.8 * torch.rand(b, n, generator=gen)
     return batch
 
 
-#: Families whose losses share in-batch negatives (LOSSES.md 5.1): NAPO, its presets and appendix-B
+#: Families whose losses share in-batch negatives (docs/losses.md, 'NAPO's in-batch sharing'): NAPO, its presets and appendix-B
 #: variants, and its Table-3 ablations; their ``rho`` is the sharing ratio of K.  Other losses
-#: (beta-DPO's ``rho`` is the fraction of pairs dropped, FIELD_LOSSES.md 3.8) share nothing.
+#: (beta-DPO's ``rho`` is the fraction of pairs dropped, docs/losses.md) share nothing.
 SHARING_FAMILIES = ("napo", "ablation")
 
 

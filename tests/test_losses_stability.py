@@ -1,7 +1,7 @@
 """Finite values and gradients at log-probability gaps of +-1000 in float32 and bfloat16.
 
 exp(1000) overflows every floating type, so these pass only if each loss goes through the
-max-shifted log-sum-exp (LOSSES.md section 2) and upcasts low-precision inputs before forming
+max-shifted log-sum-exp (docs/losses.md, 'Numerical stability') and upcasts low-precision inputs before forming
 differences.
 """
 
@@ -23,7 +23,7 @@ def softplus(x: float) -> float:
     return math.log1p(math.exp(x))
 
 
-#: Losses bounded by construction (FIELD_LOSSES.md), as the largest per-example value their
+#: Losses bounded by construction (docs/losses.md), as the largest per-example value their
 #: formula allows at the key's defaults (``hp``) on this batch (n = 2, every l <= 0).  A gap of
 #: ~1000 cannot make them large; every loss not listed here (or in ADAPTIVE_BETA) is unbounded
 #: in a violated gap and must exceed 100 below.

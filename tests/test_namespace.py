@@ -61,3 +61,20 @@ def test_napo_runs_with_the_baselines_plugin_disabled(tiny_llm, recbench_home, t
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert "final ranking" in ran.stdout
     assert os.environ.get("RECBENCH_DISABLE_PLUGINS") is None  # the test's own process loads it
+
+
+def test_every_package_of_the_tree_is_installed():
+    """setuptools installs the packages pyproject lists, no more: a subpackage left out works
+    in an editable install (its finder maps the whole folder) and is missing from a wheel, as
+    ``recbench.negatives`` once was.  Every folder with an ``__init__.py`` must be listed."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])  # fmt: skip
+    mapped = {"recbench.losses": ROOT / "losses", "recbench.baselines": ROOT / "baselines"}
+    found = set()
+    for root, name in ((ROOT / "recbench", "recbench"), *((p, n) for n, p in mapped.items())):
+        for init in root.rglob("__init__.py"):
+            parts = init.parent.relative_to(root).parts
+            found.add(".".join((name, *parts)))
+    assert found - listed == set(), f"not installed: {sorted(found - listed)}"

@@ -1,4 +1,5 @@
-"""The README's table of the study's paired tests says what the committed reports say."""
+"""The documentation's table of the study's paired tests (``docs/study.md``; in the README until
+the README became a user's guide) says what the committed reports say."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ readme_table = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(readme_table)
 
 
-def test_readme_table_matches_the_committed_paired_tests() -> None:
-    assert readme_table.main(["--check", str(ROOT / "README.md")]) == 0
+def test_the_study_page_table_matches_the_committed_paired_tests() -> None:
+    assert readme_table.main(["--check", str(ROOT / "docs" / "study.md")]) == 0
 
 
 def _row(**changes: object) -> pd.Series:
@@ -59,7 +60,7 @@ def test_a_pair_with_nothing_detectable_says_none() -> None:
 
 
 def test_check_fails_on_a_stale_copy_and_write_repairs_it(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
+    readme = tmp_path / "study.md"
     block = readme_table.table()
     readme.write_text(f"intro\n\n{block.replace('not separated', 'separated', 1)}\n\nrest\n")
     assert readme_table.main(["--check", str(readme)]) == 1
@@ -68,8 +69,8 @@ def test_check_fails_on_a_stale_copy_and_write_repairs_it(tmp_path: Path) -> Non
     assert readme_table.main(["--check", str(readme)]) == 0
 
 
-def test_a_readme_without_the_markers_is_a_one_line_error(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
+def test_a_page_without_the_markers_is_a_one_line_error(tmp_path: Path) -> None:
+    readme = tmp_path / "study.md"
     readme.write_text("no table here\n")
     with pytest.raises(SystemExit, match="has no block between"):
         readme_table.main(["--check", str(readme)])

@@ -343,7 +343,10 @@ def accelerator():
 
 
 def logged_steps(stage_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (stage_dir / "metrics.jsonl").read_text().splitlines()]
+    """The stage's per-step log, without the process's resident memory (``rss_mb``): that
+    describes the process the step ran in, not the training, and differs between two runs."""
+    lines = (stage_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "rss_mb"} for line in lines]
 
 
 class NanGradient(torch.autograd.Function):

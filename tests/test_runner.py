@@ -267,8 +267,8 @@ def test_a_full_disk_is_one_line_not_a_traceback(monkeypatch, capsys):
 
 @pytest.mark.parametrize("key", ["recdpo", "recpo"])
 def test_a_loss_needing_item_scores_stops_before_any_model_loads(cli, recbench_home, key):
-    """RecDPO/RecPO read per-item preference scores that no dataset supplies yet (issue 35):
-    one line, exit 2, nothing trained or written."""
+    """RecDPO/RecPO read per-item preference scores that lastfm does not supply (only movielens
+    has ratings, issue 35): one line, exit 2, nothing trained or written."""
     result = cli("run", "--loss", key, "--profile", "smoke")
     assert_user_error(result, f"loss {key} reads chosen_scores", "does not supply")
     assert not (recbench_home / "stages").exists() and not (recbench_home / "runs").exists()

@@ -433,7 +433,7 @@ def fake_run(monkeypatch, recbench_home):
     calls: list[RunConfig] = []
     hooks: list = []
 
-    def run(config: RunConfig, progress: bool = True) -> dict:
+    def run(config: RunConfig, progress: bool = True, output=None) -> dict:
         calls.append(config)
         for hook in hooks:
             hook(config)
@@ -549,7 +549,7 @@ from recbench.sweep import SweepSpec, run_sweep
 
 store, calls, go, ready = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
 
-def fake_run(config, progress=True):
+def fake_run(config, progress=True, output=None):
     results.append_records([{"pid": os.getpid(), "seed": config.seed}], calls)
     time.sleep(0.4)  # a "run" long enough for the other sweep to reach the same point
     hparams = {**losses.get_spec(config.method).hparams, "n_neg": config.resolved()["n_neg"]}

@@ -52,7 +52,7 @@ def fake_run(monkeypatch, recbench_home):
     calls: list[RunConfig] = []
     failing: list[dict] = []
 
-    def run(config: RunConfig, progress: bool = True) -> dict:
+    def run(config: RunConfig, progress: bool = True, output=None) -> dict:
         calls.append(config)
         for condition in failing:
             if all(config.loss_params.get(k, getattr(config, k, None)) == v

@@ -1,4 +1,4 @@
-"""The 20-candidate rule and the preference-training negatives (PROTOCOL.md section 1).
+"""The 20-candidate rule and the preference-training negatives (docs/data.md).
 
 Candidate sets must be identical for every method and equal to the published ones, so the rule
 mirrors the source releases' use of Python's ``random`` module exactly, but on private

@@ -6,6 +6,7 @@ from functools import cache
 from pathlib import Path
 
 from recbench import paths
+from recbench.data import fetched
 from recbench.data.dataset import Dataset, load_spec
 from recbench.errors import UnknownNameError
 from recbench.registry import did_you_mean
@@ -49,23 +50,36 @@ def known_names() -> list[str]:
     return builtin_names() + [n for n in imported_names() if n not in builtin_names()]
 
 
-def _load(name: str, root: str, builtin: bool) -> Dataset:
-    """The dataset in ``root``, cached until its ``dataset.json`` changes: a dataset
-    re-imported under the same name (by this process or another) is read anew, never served
-    from the cache of its old rows."""
+def _stamp(path: Path | None) -> object:
+    """What changes when ``path`` is replaced or edited (``None`` if it is absent)."""
+    if path is None:
+        return None
     try:
-        stamp = Path(root, "dataset.json").stat()
-        key = (stamp.st_mtime_ns, stamp.st_size, stamp.st_ino)
+        stat = path.stat()
     except OSError:
-        key = None
-    return _load_stamped(name, root, builtin, key)
+        return None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+
+def _load(name: str, root: str, builtin: bool) -> Dataset:
+    """The dataset in ``root``, cached until its ``dataset.json`` (or, for a built-in dataset,
+    the record of its fetched training split) changes: a dataset re-imported or re-fetched
+    (by this process or another) is read anew, never served from the cache of its old rows."""
+    record = fetched.record_path(name) if builtin else None
+    key = (_stamp(Path(root, "dataset.json")), _stamp(record))
+    return _load_stamped(name, root, builtin, key, None if record is None else str(record))
 
 
 @cache
-def _load_stamped(name: str, root: str, builtin: bool, stamp: object) -> Dataset:
+def _load_stamped(
+    name: str, root: str, builtin: bool, stamp: object, record: str | None
+) -> Dataset:
     del stamp  # part of the cache key only
     directory = Path(root)
-    return Dataset(load_spec(directory), directory, builtin=builtin)
+    spec = load_spec(directory)
+    if record is not None:  # the full training split fetched by `recbench data fetch`
+        spec = fetched.apply(spec, fetched.read_record(Path(record)), Path(record).parent)
+    return Dataset(spec, directory, builtin=builtin)
 
 
 def load_dataset(name: str) -> Dataset:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recbench.data import item_scores
 from recbench.data.candidates import build_candidates
 from recbench.data.rows import (
     MIN_LEN_SEQ,
@@ -44,6 +45,16 @@ class SplitSpec:
 
 
 @dataclass(frozen=True)
+class ItemScoresSpec:
+    """The file RecDPO's and RecPO's per-item scores are computed from (:mod:`recbench.data.
+    item_scores`): each training user's kept items with their ratings."""
+
+    file: str
+    sha256: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     name: str
     domain: str
@@ -54,15 +65,24 @@ class DatasetSpec:
     description: str = ""
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    # only datasets whose ratings are known (movielens); absent from the JSON of all others, so
+    # their description files read and write as before
+    item_scores: ItemScoresSpec | None = None
 
     @classmethod
     def from_json(cls, data: dict) -> DatasetSpec:
         splits = {name: SplitSpec(**spec) for name, spec in data["splits"].items()}
-        return cls(**{**data, "splits": splits})
+        scores = data.get("item_scores")
+        scores = ItemScoresSpec(**scores) if scores is not None else None
+        return cls(**{**data, "splits": splits, "item_scores": scores})
 
     def to_json(self) -> dict:
         data = dict(self.__dict__)
         data["splits"] = {name: dict(spec.__dict__) for name, spec in self.splits.items()}
+        if self.item_scores is None:
+            del data["item_scores"]
+        else:
+            data["item_scores"] = dict(self.item_scores.__dict__)
         return data
 
 
@@ -273,6 +293,33 @@ class Dataset:
             examples=len(self.examples(split)),
             starts=example_user_starts(self.rows(split), self.padding_id, STATE_SIZE),
         )
+
+    @property
+    def has_item_scores(self) -> bool:
+        """Whether the dataset supplies RecDPO's and RecPO's per-item scores (its ratings)."""
+        return self.spec.item_scores is not None
+
+    @cached_property
+    def _item_scores(self) -> item_scores.ItemScores:
+        spec = self.spec.item_scores
+        if spec is None:
+            raise DataError(f"dataset '{self.name}' has no item scores (no ratings)")
+        path = self._checked(spec.file, spec.sha256)
+        users = item_scores.read_user_ratings(path, self.num_items)
+        try:
+            return item_scores.ItemScores(users, self.rows(item_scores.SPLIT), self.padding_id)
+        except DataError as exc:
+            raise DataError(f"dataset '{self.name}': {path}: {exc}") from None
+
+    def item_scores(
+        self, example: Example, items: Sequence[int]
+    ) -> tuple[float, tuple[float, ...]]:
+        """s+ of ``example``'s target and s- of each of ``items`` (docs/losses.md, recdpo/recpo; as
+        :mod:`recbench.data.item_scores` adapts the released rule).  Training examples only:
+        the losses that read scores train on nothing else."""
+        if example.split != item_scores.SPLIT:
+            raise ValueError(f"item scores exist for {item_scores.SPLIT} examples only")
+        return self._item_scores.for_row(example.row, items)
 
     def popularity(self) -> np.ndarray:
         """Pop(i): how many rows of the unfiltered training split have ``next == i``."""

@@ -36,7 +36,13 @@ Every choice below is fixed so the build is byte-for-byte reproducible:
   are the first examples of their users (``len_seq`` 3 or 4), so each user's remaining examples
   are still one run of consecutive rows; :func:`recbench.data.dataset.user_runs` finds 762
   training runs for 755 users, while the user counts (chain starts) are unchanged.  The build
-  ends by running the import's checks on what it wrote (:func:`check_as_import`).
+  ends by running the import's checks on what it wrote (:func:`check_as_import`);
+* beside the splits, ``train_ratings.jsonl`` holds each training user's kept films (recbench
+  ids, in the order above) with their ratings, one user a line in the training split's order:
+  what RecDPO's and RecPO's per-item scores are computed from (:mod:`recbench.data.
+  item_scores`, which states how the released scoring rule is adapted).  It was added after the
+  other files, which it leaves byte-identical; its sha256 is recorded in ``dataset.json`` and
+  enters the identity of the runs that read it, and no other run's.
 """
 
 from __future__ import annotations
@@ -58,8 +64,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from recbench import paths, records
-from recbench.data import catalog, importer
-from recbench.data.dataset import SPLITS, DatasetSpec, SplitSpec, load_spec
+from recbench.data import catalog, importer, item_scores
+from recbench.data.dataset import SPLITS, Dataset, DatasetSpec, ItemScoresSpec, SplitSpec, load_spec
 from recbench.data.rows import MIN_LEN_SEQ, STATE_SIZE, read_named_items, read_rows, sha256_of
 from recbench.errors import DataError, UserError
 
@@ -146,6 +152,8 @@ class Built:
     ratings: int  # kept ratings (= rows before drop_repeats)
     renamed: int  # items whose shared name got " [id N]" (unique_names)
     dropped: dict[str, int]  # rows left out of each split by drop_repeats
+    # each training user's kept items (new ids) and ratings, in the training split's user order
+    train_ratings: tuple[item_scores.UserRatings, ...] = ()
 
     @property
     def num_items(self) -> int:
@@ -212,15 +220,26 @@ def parse_items(text: str) -> dict[int, str]:
 
 
 # ------------------------------------------------------------------------------ rows
+def user_events(
+    ratings: Iterable[Rating], min_rating: float = MIN_RATING
+) -> dict[int, list[tuple[int, int, float]]]:
+    """Each user's kept ``(timestamp, item, rating)`` (original ids), by timestamp, ties by
+    item id: the one order both the rows and the ratings file are cut from."""
+    events: dict[int, list[tuple[int, int, float]]] = {}
+    for r in ratings:
+        if r.rating >= min_rating:
+            events.setdefault(r.user, []).append((r.timestamp, r.item, r.rating))
+    return {user: sorted(triples) for user, triples in sorted(events.items())}
+
+
 def user_sequences(
     ratings: Iterable[Rating], min_rating: float = MIN_RATING
 ) -> dict[int, list[int]]:
     """Each user's kept items (original ids), by timestamp, ties by item id."""
-    events: dict[int, list[tuple[int, int]]] = {}
-    for r in ratings:
-        if r.rating >= min_rating:
-            events.setdefault(r.user, []).append((r.timestamp, r.item))
-    return {user: [item for _, item in sorted(pairs)] for user, pairs in sorted(events.items())}
+    return {
+        user: [item for _, item, _ in triples]
+        for user, triples in user_events(ratings, min_rating).items()
+    }
 
 
 def split_users(users: Iterable[int], seed: int = SPLIT_SEED) -> dict[str, list[int]]:
@@ -296,7 +315,8 @@ def build_tables(
 ) -> Built:
     """Apply the rating cut, the id remap, the user split and the sliding window, then make the
     names unique and keep a row found in two splits only in the later one (module docstring)."""
-    sequences = user_sequences(ratings)
+    events = user_events(ratings)
+    sequences = {user: [item for _, item, _ in triples] for user, triples in events.items()}
     if not sequences:
         raise DataError(f"no interaction with rating >= {MIN_RATING:g}")
     original_ids = sorted({item for seq in sequences.values() for item in seq})
@@ -319,9 +339,16 @@ def build_tables(
     titled = [titles[item] for item in original_ids]
     names = unique_names(titled)
     renamed = sum(a != b for a, b in zip(titled, names, strict=True))
+    train_ratings = tuple(
+        item_scores.UserRatings(
+            tuple(new_id[item] for _, item, _ in events[user]),
+            tuple(rating for _, _, rating in events[user]),
+        )
+        for user in users["train"]
+    )
     return Built(
         rows=rows, names=names, users=users, original_ids=original_ids, ratings=ratings,
-        renamed=renamed, dropped=dropped,
+        renamed=renamed, dropped=dropped, train_ratings=train_ratings,
     )  # fmt: skip
 
 
@@ -450,12 +477,26 @@ def _spec(built: Built, directory: Path) -> DatasetSpec:
                 "with the same films in the same second; no user is in two splits)"
             ),
         ],
+        item_scores=ItemScoresSpec(
+            file=item_scores.FILE,
+            sha256=sha256_of(directory / item_scores.FILE),
+            note=(
+                f"{users['train']} training users' kept films (recbench ids, in the rows' order) "
+                "with their ratings: RecDPO's and RecPO's item scores, rating/(1+step)^0.5 "
+                "(recbench/data/item_scores.py)"
+            ),
+        ),
     )
+
+
+def is_build(spec: DatasetSpec) -> bool:
+    """Whether ``spec`` describes a dataset this module built (of any version of the build)."""
+    return spec.source == SOURCE
 
 
 def _is_our_build(directory: Path) -> bool:
     try:
-        return load_spec(directory).source == SOURCE
+        return is_build(load_spec(directory))
     except DataError:
         return False
 
@@ -506,16 +547,25 @@ def check_as_import(directory: Path) -> None:
     importer.check_disjoint(splits)
 
 
+def check_item_scores(directory: Path) -> None:
+    """Locate every training row in the ratings file (:func:`recbench.data.item_scores.
+    locate_rows`), so a build never registers a file that disagrees with its split."""
+    ds = Dataset(load_spec(directory), directory, builtin=False)
+    ds.item_scores(ds.examples(item_scores.SPLIT)[0], ())
+
+
 def _write(built: Built, staging: Path) -> DatasetSpec:
     """Write the dataset's files and description into ``staging`` and check them back."""
     for split in SPLITS:
         _write_rows(built.rows[split], staging / f"{split}.jsonl")
     with open(staging / "id2name.txt", "w", encoding="utf-8", newline="\n") as out:
         out.writelines(f"{index}::{name}\n" for index, name in enumerate(built.names))
+    item_scores.write_user_ratings(built.train_ratings, staging / item_scores.FILE)
     spec = _spec(built, staging)
     (staging / "dataset.json").write_text(
         json.dumps(spec.to_json(), indent=1) + "\n", encoding="utf-8"
     )
     load_spec(staging)  # round-trip check before it becomes visible
     check_as_import(staging)
+    check_item_scores(staging)
     return spec

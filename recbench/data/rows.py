@@ -13,7 +13,7 @@ Every file is checked for what later code assumes, and every refusal names the f
   after padding is refused (left padding or a hole in the history), as is a ``len_seq`` other than
   the number of real ids (1 for the all-padding row that starts each user's chain);
 * every row that becomes an example (``len_seq >= 3``) must leave 19 negatives outside its
-  history and target, the 20-candidate rule of PROTOCOL.md section 1: a dataset whose item count
+  history and target, the 20-candidate rule of docs/data.md: a dataset whose item count
   is too small for a row is refused at that row;
 * duplicate rows: identical rows are legitimate in sliding-window data (two users who share a
   prefix; lastfm's training split has 16 such rows with ``len_seq >= 3``) and are **kept**, but a

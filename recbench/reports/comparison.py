@@ -10,6 +10,8 @@ Numbers from different models or profiles are never pooled: when the filtered st
 
 Where the store keeps per-example outcomes, the paired tests of :mod:`~recbench.reports.paired`
 go to ``paired_tests`` and mark Table 2; a store without them gives the same files as before.
+Every directory also gets ``index.html`` (the report as one page for a browser) and
+``README.md`` (what it is, its command, its files): :mod:`~recbench.reports.pages`.
 Methods with several seeds get ``seed_spread`` (:mod:`~recbench.reports.spread`), and a seed
 whose SFT stage was trained on two machines gets ``sft_stages`` (:mod:`~recbench.reports.stages`).
 """
@@ -29,6 +31,7 @@ from recbench.errors import UserError
 from recbench.reports import (
     cost_table,
     figure3,
+    pages,
     paired,
     paired_report,
     parameter_study,
@@ -232,6 +235,7 @@ def _write_setting(
     llm_runs = runs[~runs["family"].isin(WITHOUT_LLM)]
     named = llm_runs if len(llm_runs) else runs
     model, profile = str(named["model"].iloc[0]), str(named["profile"].iloc[0])
+    page = pages.Page(command, model, profile, _hardware(runs))
     builders: list[tuple[str, Callable[[], tables.Table | str]]] = [
         ("table2_main", lambda: tables.main_table(refs, tests.marks())),
         ("table3_ablations", lambda: tables.ablation_table(refs)),
@@ -249,6 +253,7 @@ def _write_setting(
         plot_names = PLOTS_OF.get(name, ())
         if isinstance(built, str):
             report.skipped.append((prefix + name, built))
+            page.skipped.append((name, built))
             stale = [directory / f"{name}.{fmt}" for fmt in formats]
             if plots_enabled:
                 stale += [
@@ -261,20 +266,30 @@ def _write_setting(
             f"setting: model={model}, profile={profile}",
             f"hardware: {_hardware(built.runs)}",
         ]
+        section = pages.Section(built, [], _hardware(built.runs))
+        page.sections.append(section)
         for fmt in formats:
             text = writers.WRITERS[fmt](built, header)
             report.written.append(_write(directory / f"{name}.{fmt}", text))
+            section.files.append(f"{name}.{fmt}")
         if plots_enabled and plot_names:
             figures = _figures(name, built)
             drawn = {figure.name for figure in figures}
             for figure in figures:
-                report.written += plots.render(figure, directory, header)
+                written = plots.render(figure, directory, header)
+                report.written += written
+                section.figures.append(
+                    pages.figure_of(figure.name, figure.title, figure.caption, written)
+                )
             for missing in plot_names:
                 if missing not in drawn:
                     report.skipped.append((prefix + missing, "no finite values to plot"))
+                    page.skipped.append((missing, "no finite values to plot"))
                     _remove_stale(
                         [directory / f"{missing}.{ext}" for ext in (*plots.FORMATS, "txt")], report
                     )
+    # the browsable page and the folder's README: what is here and how to make it again
+    report.written += pages.write_pages(directory, page)
 
 
 def _figures(name: str, table: tables.Table) -> list[plots.Plot]:

@@ -96,7 +96,7 @@ def relative_to_sft_table(refs: References) -> Table | str:
         INTERVAL_NOTE,
         (
             "generation mode; popularity bias E[LogPop(rec) - mean LogPop(history)] over valid "
-            "outputs (LOSSES.md 9.3); HR@1 vs SFT = 100 (HR - HR_SFT) / HR_SFT, "
+            "outputs (docs/data.md); HR@1 vs SFT = 100 (HR - HR_SFT) / HR_SFT, "
             "bias vs SFT = 100 (E - E_SFT) / |E_SFT| (lower: less popularity-biased); relative "
             "numbers compare the means over seeds, for a loss with the SFT runs it started from "
             "(its seeds' stages: SFT columns show their mean); [low, high]: 95% t interval over the seeds "
@@ -125,7 +125,7 @@ def _vs_sft(
     metric: str,
 ) -> float:
     """Figure 3's relative change of a generation metric: a loss against the SFT runs it
-    started from, any other method against SFT's mean (bias over |bias|, LOSSES.md 9.3)."""
+    started from, any other method against SFT's mean (bias over |bias|, docs/data.md)."""
     absolute = metric == "pop_bias"
     if group["family"].iloc[0] == "loss":
         return relative_to_own_sft(group, stages, f"generation:{metric}", absolute)

@@ -123,7 +123,7 @@ def relative_plots(tidy: pd.DataFrame) -> list[Plot]:
                 name="fig3a_popularity_bias",
                 title="Popularity bias relative to SFT",
                 caption="Bars: 100 (E - E_SFT) / |E_SFT| per method and dataset, where E is the mean "
-                "popularity bias of valid generated recommendations (LOSSES.md 9.3); lower is less "
+                "popularity bias of valid generated recommendations (docs/data.md); lower is less "
                 "popularity-biased. " + WHISKERS,
                 draw=lambda f: _bars(f, bias, "rel_pop_bias", "popularity bias vs SFT (%)"),
                 size=(width, 3.6),

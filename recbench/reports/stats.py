@@ -77,7 +77,7 @@ def estimate(
 def relative_percent(value: float | None, reference: float | None, absolute: bool = False) -> float:
     """100 (value - reference) / reference (or / |reference|); NaN when undefined.
 
-    LOSSES.md 9.3 divides HR@1 differences by HR_SFT and popularity-bias differences by |E_SFT|
+    docs/data.md ('Metrics') divides HR@1 differences by HR_SFT and popularity-bias differences by |E_SFT|
     (the bias can be negative, and dividing by a negative number would flip the sign).
     """
     if value is None or reference is None or math.isnan(value) or math.isnan(reference):

@@ -1,6 +1,6 @@
 """SASRec, GRU4Rec and Caser, written to be weight-compatible with the LLaRA releases.
 
-The three models follow PROTOCOL.md section 4 to the letter, including the behaviours of the
+The three models follow docs/data.md ('Sequential models') to the letter, including the behaviours of the
 original code that a "clean" re-implementation would drop, because the released checkpoints were
 trained with them and only reproduce their outputs when they are kept:
 
