@@ -173,6 +173,38 @@ def _same(a: object, b: object) -> bool:
 
 
 def _matches_earlier_record(record: Record, run: RunPlan) -> bool:
+    if run.config.negatives != negatives.DEFAULT:  # earlier records all drew them uniformly
+        return False
+    return not _other_data(record, run) and _same_point(record, run)
+
+
+def _other_data(record: Record, run: RunPlan) -> list[str]:
+    """The splits whose file the record ran on differs from the dataset's now (a re-import, a
+    rebuild): ``SPLIT sha256 RECORDED..., now CURRENT...`` per split, empty when none."""
+    files = record.run_settings.dataset_files
+    return [
+        f"{split} {files[split][:8]}..., now {run.dataset.split_spec(split).sha256[:8]}..."
+        for split in sorted(files.keys() & set(SPLITS))
+        if files[split] != run.dataset.split_spec(split).sha256
+    ]
+
+
+def recorded_on_other_data(records: Iterable[Mapping[str, Any]], run: RunPlan) -> list[str]:
+    """Why a run that is not recorded may look as if it were: records of the same point (method,
+    seed, settings, hyper-parameters) made on other split files than the dataset holds now.
+    Such records never count as this run (the numbers came from other data); a dry run says
+    so instead of leaving the user to wonder why a finished study has points left."""
+    found: list[str] = []
+    for raw in records:
+        record = raw if isinstance(raw, Record) else Record.from_json(raw)
+        differ = _other_data(record, run)
+        if differ and _same_point(record, run) and "; ".join(differ) not in found:
+            found.append("; ".join(differ))
+    return found
+
+
+def _same_point(record: Record, run: RunPlan) -> bool:
+    """Whether ``record`` states the run's method, seed, model and settings, data aside."""
     config, method = run.config, run.method
     if (record.dataset, record.method, record.profile) != (
         config.dataset, method.name, config.profile,
@@ -180,10 +212,7 @@ def _matches_earlier_record(record: Record, run: RunPlan) -> bool:
         return False
     if method.family in ("loss", "llm_baseline") and record.model != config.model:
         return False
-    if config.negatives != negatives.DEFAULT:  # earlier records all drew them uniformly
-        return False
-    files = record.run_settings.dataset_files  # the data it ran on: a re-import is other data
-    if any(files[s] != run.dataset.split_spec(s).sha256 for s in files.keys() & set(SPLITS)):
+    if record.hparams.get("negatives", negatives.DEFAULT) != config.negatives:
         return False
     resolved = asdict(config.settings)
     stated = {k: record.settings[k] for k in resolved.keys() & record.settings.keys()}

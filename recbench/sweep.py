@@ -358,6 +358,9 @@ def run_sweep(
             seconds, note = book.estimate(point.config)
             if running_elsewhere(store, point):
                 note = f"another sweep is running it now; {note}"
+            stale = runner.recorded_on_other_data(records, runner.plan(point.config))
+            if stale:  # the store has it, on other split files: those numbers do not count
+                note = f"recorded on other data only ({stale[0]}); {note}"
             outcomes[index] = Outcome(point, "todo", note, seconds=seconds)
             say(f"{label}: to run ({note})")
             continue

@@ -122,8 +122,18 @@ def test_a_reimported_dataset_is_other_data_for_every_cache(cli, recbench_home, 
     assert new_plan.run_id != old_plan.run_id and new_plan.run_dir != old_plan.run_dir
     assert pipeline.sft_stage_dir(loss) != old_stage
     assert trained_model_dir(load_dataset("toy")) != old_aux
+    # a dry run says why the point is left: the store has it, on the old rows only
+    stale = runner.recorded_on_other_data(results.read_records(store), new_plan)
+    assert len(stale) == 1 and stale[0].startswith("train ") and ", now " in stale[0]
+    assert runner.recorded_on_other_data(results.read_records(store), old_plan) == []
+    dry = cli("sweep", "--baseline", "pop", "--dataset", "toy", "--profile", "paper",
+              "--results", str(store), "--dry-run")  # fmt: skip
+    assert dry.returncode == 0, dry.stderr
+    assert "to run (recorded on other data only (train " in dry.stdout + dry.stderr
+
     after = runner.execute(config, progress=False)
     assert "skipped" not in after and after["run_id"] == new_plan.run_id != before["run_id"]
+    assert runner.recorded_on_other_data(results.read_records(store), new_plan) != []
 
 
 def test_the_identity_covers_what_changes_the_numbers(recbench_home):
