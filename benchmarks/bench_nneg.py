@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -715,14 +714,11 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b > 0 else "n/a"
 
 
-def pd_isna(value: Any) -> bool:
-    """Missing or NaN (a failed case has no value)."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def _checkpointing_lines(wide: Any) -> list[str]:
     """Checkpointed over plain, per case: time and step memory ratios (what it costs, what it
     saves), for every scorer and step case measured both ways."""
+    import pandas as pd
+
     lines = []
     for kind, variant, n in wide.index:
         if kind not in ("scorer", "step") or not variant.endswith(GC):
@@ -731,7 +727,7 @@ def _checkpointing_lines(wide: Any) -> list[str]:
         if plain not in wide.index:
             continue
         on, off = wide.loc[(kind, variant, n)], wide.loc[plain]
-        if any(pd_isna(row.get("seconds")) for row in (on, off)):
+        if any(pd.isna(row.get("seconds")) for row in (on, off)):
             continue  # a failed case (out of memory) has nothing to compare
         if not lines:
             lines.append("gradient checkpointing, on / off: case | n_neg | s on | s off | "

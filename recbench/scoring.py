@@ -391,11 +391,7 @@ def _response_token_logps(
     rest.  Each row's value is the same computation either way (a row's logits do not depend
     on the other rows), so the gradients are equal (``tests/test_memory.py``).
     """
-    if not checkpoint or hidden.shape[0] <= HEAD_CHUNK_TOKENS:
-        if checkpoint and hidden.requires_grad:
-            return torch.utils.checkpoint.checkpoint(
-                _token_logps, lm_head, hidden, targets, use_reentrant=False
-            )
+    if not checkpoint:
         return _token_logps(lm_head, hidden, targets)
     parts = [
         torch.utils.checkpoint.checkpoint(_token_logps, lm_head, h, t, use_reentrant=False)
