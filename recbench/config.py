@@ -48,6 +48,11 @@ class Profile:
     warmup_ratio: float = 0.05
     generation: bool = True  # also evaluate in generation mode
     max_new_tokens: int = 20
+    # greedy answers continue the ranking pass's prompt keys and values instead of encoding
+    # every prompt again (recbench.decoding): generation then costs a fraction of what it
+    # did; the same answers up to float rounding (benchmarks/bench_generation_cache.py
+    # counts how many change).  Not with eval_precision="screened", whose ranking is bf16.
+    generation_from_ranking: bool = False
     precision: str = "auto"
     # SASRec for NAPO's sharing and margin: "default" (released for steam, recbench-trained
     # otherwise), "released", "trained" or a checkpoint directory.
@@ -323,6 +328,11 @@ class RunConfig:
         values = self.resolved()  # checks --set names and types
         for name, value in values.items():
             _check_setting(self._option(name), name, value)
+        if values["generation_from_ranking"] and values["eval_precision"] == "screened":
+            raise UserError(
+                "generation_from_ranking=true needs eval_precision fp32 or bf16: a screened "
+                "ranking scores in bf16 and would hand its bf16 prompts to generation"
+            )
         self._check_paths()
         return self
 

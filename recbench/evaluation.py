@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from recbench import metrics
 from recbench.batches import PromptItem, batched, candidate_texts
 from recbench.data.dataset import Dataset, Example
+from recbench.decoding import score_and_generate
 from recbench.journal import Journal
 from recbench.outcomes import Outcomes
 from recbench.scoring import encode_pairs, score_responses
@@ -50,19 +51,12 @@ def rank_candidates(
     was_training = model.training
     model.eval()
     batches, done = _resume(items, batch_size, journal)
-    rows = [np.array(entry["logps"], dtype=np.float64) for entry in done]
-    lengths = [np.array(entry["lengths"], dtype=np.int64) for entry in done]
+    rows, lengths = _journalled_scores(done)
     bar = tqdm(batches[len(done) :], desc="rank", disable=not progress, leave=False,
                initial=len(done), total=len(batches))  # fmt: skip
     for chunk in bar:
         started = time.perf_counter()
-        prompt_ids, response_ids = encode_pairs(
-            tokenizer,
-            [item.prompt for item in chunk],
-            [candidate_texts(ds, item.example) for item in chunk],
-            add_bos=False,
-            max_prompt_tokens=max_prompt_tokens,
-        )
+        prompt_ids, response_ids = _encode_candidates(tokenizer, ds, chunk, max_prompt_tokens)
         scores = score_responses(model, prompt_ids, response_ids, pad_token_id=_pad(tokenizer))
         rows.append(scores.logps.double().cpu().numpy())
         lengths.append(scores.lengths.cpu().numpy().astype(np.int64))
@@ -71,6 +65,62 @@ def rank_candidates(
                            logps=rows[-1].tolist(), lengths=lengths[-1].tolist())  # fmt: skip
     model.train(was_training)
     return np.concatenate(rows, axis=0), np.concatenate(lengths, axis=0)
+
+
+@dataclass
+class RankedAndAnswered:
+    """:func:`rank_and_generate`'s result: the ranking's scores and the greedy answers, and
+    the seconds this call spent decoding (journalled batches count their recorded time)."""
+
+    values: np.ndarray
+    lengths: np.ndarray
+    answers: list[str]
+    decode_seconds: float
+
+
+def rank_and_generate(
+    model,
+    tokenizer,
+    ds: Dataset,
+    items: Sequence[PromptItem],
+    *,
+    batch_size: int = 4,
+    max_new_tokens: int = 20,
+    max_prompt_tokens: int | None = None,
+    progress: bool = True,
+    journal: Journal | None = None,
+) -> RankedAndAnswered:
+    """:func:`rank_candidates` and :func:`generate_answers` in one pass: each batch's greedy
+    answers continue the prompts of its packed ranking forward (:mod:`recbench.decoding`)."""
+    was_training = model.training
+    model.eval()
+    pad = _pad(tokenizer)
+    batches, done = _resume(items, batch_size, journal)
+    rows, lengths = _journalled_scores(done)
+    answers = [text for entry in done for text in entry["answers"]]
+    decode_seconds = sum(entry.get("decode_seconds", 0.0) for entry in done)
+    bar = tqdm(batches[len(done) :], desc="rank+generate", disable=not progress, leave=False,
+               initial=len(done), total=len(batches))  # fmt: skip
+    for chunk in bar:
+        started = time.perf_counter()
+        prompt_ids, response_ids = _encode_candidates(tokenizer, ds, chunk, max_prompt_tokens)
+        scores, tokens, decoding = score_and_generate(
+            model, prompt_ids, response_ids, max_new_tokens=max_new_tokens,
+            eos_token_id=_eos_ids(model, tokenizer), pad_token_id=pad,
+        )  # fmt: skip
+        texts = tokenizer.batch_decode(tokens, skip_special_tokens=True)
+        rows.append(scores.logps.double().cpu().numpy())
+        lengths.append(scores.lengths.cpu().numpy().astype(np.int64))
+        answers.extend(texts)
+        decode_seconds += decoding
+        if journal is not None:
+            journal.append(_keys(chunk), time.perf_counter() - started,
+                           logps=rows[-1].tolist(), lengths=lengths[-1].tolist(),
+                           answers=texts, decode_seconds=decoding)  # fmt: skip
+    model.train(was_training)
+    return RankedAndAnswered(
+        np.concatenate(rows, axis=0), np.concatenate(lengths, axis=0), answers, decode_seconds
+    )
 
 
 #: Screened ranking's margin in summed log-probability (nats, the units ranking compares): an
@@ -329,6 +379,26 @@ def answers_report(
     return out
 
 
+def _encode_candidates(
+    tokenizer, ds: Dataset, chunk: Sequence[PromptItem], max_prompt_tokens: int | None
+) -> tuple[list[list[int]], list[list[list[int]]]]:
+    """Token ids of each item's prompt and of its candidate titles (each ending in EOS)."""
+    return encode_pairs(
+        tokenizer,
+        [item.prompt for item in chunk],
+        [candidate_texts(ds, item.example) for item in chunk],
+        add_bos=False,
+        max_prompt_tokens=max_prompt_tokens,
+    )
+
+
+def _journalled_scores(done: Sequence[dict]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The ranking scores and token counts of journalled batches."""
+    rows = [np.array(entry["logps"], dtype=np.float64) for entry in done]
+    lengths = [np.array(entry["lengths"], dtype=np.int64) for entry in done]
+    return rows, lengths
+
+
 def _keys(chunk: Sequence[PromptItem]) -> list[str]:
     return [item.example.key for item in chunk]
 
@@ -340,6 +410,15 @@ def _resume(
     batches = [list(chunk) for chunk in batched(items, batch_size)]
     done = journal.resume([_keys(chunk) for chunk in batches]) if journal is not None else []
     return batches, done
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    """The ids greedy decoding stops at: the model's generation config's, where ``generate``
+    finds them, else the tokenizer's EOS."""
+    config = getattr(model, "generation_config", None)
+    configured = getattr(config, "eos_token_id", None)
+    ids = [configured] if isinstance(configured, int) else list(configured or [])
+    return ids or [tokenizer.eos_token_id]
 
 
 def _pad(tokenizer) -> int:

@@ -45,8 +45,10 @@ class Scores:
     """Scores of each example's candidates, one row per example, in candidate order.
 
     Higher is better; the arg-max is the recommendation.  ``lengths`` (token counts, LLMs only)
-    adds the per-token diagnostic ``hr@1_per_token``; ``reused_seconds`` is scoring time spent
-    by an earlier, interrupted process whose batches were reused.
+    adds the per-token diagnostic ``hr@1_per_token``; ``reused_seconds`` is added to the time
+    this call took: scoring time spent by an earlier, interrupted process whose batches were
+    reused, less any time the call spent on work that belongs to another mode (the answers
+    that ``generation_from_ranking`` decodes while ranking).
     """
 
     values: np.ndarray
@@ -56,7 +58,9 @@ class Scores:
 
 @dataclass
 class Answers:
-    """Free-text answers, one per example, judged by the protocol's generation rule."""
+    """Free-text answers, one per example, judged by the protocol's generation rule.
+    ``reused_seconds``: time spent on them outside this call (an interrupted process, or the
+    ranking pass that decoded them)."""
 
     texts: list[str]
     reused_seconds: float = 0.0

@@ -23,11 +23,16 @@ from tqdm.auto import tqdm
 
 from recbench import auxiliary, identity, locks, losses, models, negatives, paths, rundir
 from recbench.batches import EVAL_SEED, PromptItem, pick_examples, render, with_negatives
-from recbench.config import RunConfig
+from recbench.config import Profile, RunConfig
 from recbench.data import load_dataset
 from recbench.data.dataset import Dataset, Example
 from recbench.errors import UserError
-from recbench.evaluation import generate_answers, rank_candidates, screened_rank
+from recbench.evaluation import (
+    generate_answers,
+    rank_and_generate,
+    rank_candidates,
+    screened_rank,
+)
 from recbench.journal import Journal, fingerprint, weights_digest
 from recbench.methods import Answers, Method, RunContext, Scores, register_method
 from recbench.results import cpu_has_bf16
@@ -136,6 +141,15 @@ EVALUATION_FIELDS = (
 )  # fmt: skip
 
 
+def evaluation_identity(settings: Profile) -> dict:
+    """The evaluation settings of a run's identity.  ``generation_from_ranking`` is there only
+    when on, so runs from before it existed keep their ids."""
+    out = {k: getattr(settings, k) for k in EVALUATION_FIELDS}
+    if settings.generation_from_ranking:
+        out["generation_from_ranking"] = True
+    return out
+
+
 class LLMRun:
     """The engine of every LLM method: the model, its stages, its scores and answers.
 
@@ -168,6 +182,8 @@ class LLMRun:
         self.timings: dict[str, float] = {}
         self.stage_peak = 0.0  # largest peak memory (MB) of its stages, from their summaries
         self.screening: dict[str, float | int] = {}  # what a screened ranking re-scored
+        # (example keys, answers) decoded by score() with generation_from_ranking
+        self._answered: tuple[tuple[str, ...], Answers] | None = None
         self.sft_weights: str | None = None  # digest of the SFT stage's weights, once trained
 
     @classmethod
@@ -426,12 +442,16 @@ class LLMRun:
         shaping = {"model": self.config.model, "eval_precision": s.eval_precision,
                    "batch_size": s.batch_size, "max_prompt_tokens": s.max_prompt_tokens,
                    "max_new_tokens": s.max_new_tokens}  # fmt: skip
+        if s.generation_from_ranking:
+            shaping["generation_from_ranking"] = True
         tag = fingerprint(self.model, shaping, (it.example.key for it in items))
         return Journal(self.run_dir / "evaluation" / f"{mode}-{tag}.jsonl")
 
     def score(self, items: Sequence[PromptItem]) -> Scores:
         """Summed log-probability and token count of every candidate title (+EOS)."""
         s = self.settings
+        if s.generation and s.generation_from_ranking:
+            return self._score_and_answer(items)
         journal = self._journal("ranking", items)
         if s.eval_precision == "screened":
             return self._score_screened(items, journal)
@@ -442,6 +462,23 @@ class LLMRun:
                 progress=self.progress, journal=journal,
             )  # fmt: skip
         return Scores(values, lengths, journal.reused_seconds if journal else 0.0)
+
+    def _score_and_answer(self, items: Sequence[PromptItem]) -> Scores:
+        """:func:`recbench.evaluation.rank_and_generate`: the answers are kept for
+        :meth:`generate`, which the runner calls next, and the decoding seconds move from the
+        ranking's clock to generation's."""
+        s = self.settings
+        journal = self._journal("ranking-generation", items)
+        with self._eval_autocast():
+            done = rank_and_generate(
+                self.model, self.tokenizer, self.ds, items,
+                batch_size=max(1, s.batch_size // 2), max_new_tokens=s.max_new_tokens,
+                max_prompt_tokens=s.max_prompt_tokens, progress=self.progress, journal=journal,
+            )  # fmt: skip
+        keys = tuple(item.example.key for item in items)
+        self._answered = (keys, Answers(done.answers, done.decode_seconds))
+        reused = journal.reused_seconds if journal else 0.0
+        return Scores(done.values, done.lengths, reused - done.decode_seconds)
 
     def _score_screened(self, items: Sequence[PromptItem], journal: Journal | None) -> Scores:
         """:func:`recbench.evaluation.screened_rank`: bf16 for every example, fp32 again for
@@ -465,7 +502,12 @@ class LLMRun:
         return Scores(ranking.values, ranking.lengths, reused)
 
     def generate(self, items: Sequence[PromptItem]) -> Answers:
-        """Greedy answers of at most ``max_new_tokens`` tokens."""
+        """Greedy answers of at most ``max_new_tokens`` tokens (those :meth:`score` decoded
+        with ``generation_from_ranking``, when it scored these items)."""
+        keys = tuple(item.example.key for item in items)
+        if self._answered is not None and self._answered[0] == keys:
+            answers, self._answered = self._answered[1], None
+            return answers
         s = self.settings
         journal = self._journal("generation", items)
         with self._eval_autocast():
@@ -615,7 +657,7 @@ class Sft(LLMMethod):
         """The stage and how it is scored: every loss run on one stage shares this run."""
         settings = config.settings
         return {"stage": stage_identity(config, ds),
-                "evaluation": {k: getattr(settings, k) for k in EVALUATION_FIELDS}}  # fmt: skip
+                "evaluation": evaluation_identity(settings)}  # fmt: skip
 
     def prepare(self) -> None:
         self.facts.summary["sft"] = self.llm.sft()

@@ -89,6 +89,7 @@ _LOGIT_TRANSFORM_ATTRS: tuple[str, ...] = (
 
 __all__ = [
     "PACKED_ATTENTION_IMPLEMENTATIONS",
+    "PackedForward",
     "PackedScoringUnsupportedError",
     "ResponseScores",
     "ScoringMode",
@@ -120,6 +121,24 @@ class ResponseScores:
     logps: torch.Tensor
     lengths: torch.Tensor
     mask: torch.Tensor
+
+
+@dataclass(frozen=True)
+class PackedForward:
+    """What one forward call of the packed path computed, kept for :mod:`recbench.decoding`.
+
+    Row ``b`` of the call holds example ``rows[b].example``: its prompt at positions
+    ``0 .. P-1``, then its responses.  ``cache`` holds every layer's keys and values of all
+    ``seq_len`` positions of every row, and ``hidden`` the final hidden states ``[B, seq_len,
+    H]``.  A prompt position sees only the prompt before it (the block mask), so its keys and
+    values are those an ordinary causal forward of the prompt alone gives: a greedy
+    continuation of the prompt can start from them without encoding the prompt again.
+    """
+
+    rows: tuple[_PackedRow, ...]
+    seq_len: int
+    cache: Any
+    hidden: torch.Tensor
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,6 +439,7 @@ def _score_packed(
     width: int,
     pad_token_id: int,
     budget: int | None,
+    keep: list[PackedForward] | None = None,
 ) -> torch.Tensor:
     longest = max(
         (len(p) + max((len(r) for r in rs), default=0) for p, rs in zip(prompt_ids, response_ids)),
@@ -466,9 +486,11 @@ def _score_packed(
         pos_t = torch.tensor(position, dtype=torch.long, device=device)
         mask = _packed_attention_mask(seg_t, pos_t, parts.attn_implementation, parts.dtype)
         out = parts.decoder(
-            input_ids=ids_t, attention_mask=mask, position_ids=pos_t, use_cache=False
+            input_ids=ids_t, attention_mask=mask, position_ids=pos_t, use_cache=keep is not None
         )
         hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+        if keep is not None:
+            keep.append(PackedForward(tuple(batch), seq_len, _returned_cache(out), hidden))
         picked = hidden.reshape(-1, hidden.shape[-1]).index_select(
             0, torch.tensor(source, dtype=torch.long, device=device)
         )
@@ -480,6 +502,18 @@ def _score_packed(
         )
         flat = flat.index_add(0, torch.tensor(dest, dtype=torch.long, device=device), token_logps)
     return flat
+
+
+def _returned_cache(out: Any) -> Any:
+    """The key/value cache a decoder call returned (``cache`` in newer transformers outputs,
+    ``past_key_values`` before, a name newer ones still answer with a deprecation warning)."""
+    for name in ("cache", "past_key_values"):
+        cache = getattr(out, name, None)
+        if cache is not None:
+            return cache
+    raise PackedScoringUnsupportedError(
+        f"{type(out).__name__} returned no key/value cache; generation cannot reuse the prompt"
+    )
 
 
 def _score_plain(
@@ -535,6 +569,7 @@ def score_responses(
     mode: ScoringMode = "packed",
     pad_token_id: int = 0,
     max_tokens_per_forward: int | None = None,
+    keep_forwards: list[PackedForward] | None = None,
 ) -> ResponseScores:
     """Summed log-probability and token count of every candidate response of every prompt.
 
@@ -555,6 +590,9 @@ def score_responses(
             in packed mode an example whose responses do not fit together is split over several
             rows that each repeat the prompt.  A single ``prompt + response`` longer than the
             budget still runs, alone.  ``None`` puts everything into one call.
+        keep_forwards: packed mode only: each forward call's rows, key/value cache and hidden
+            states are appended to this list (:class:`PackedForward`), for a greedy
+            continuation of the prompts that reuses them (:mod:`recbench.decoding`).
 
     Returns:
         :class:`ResponseScores` with ``logps`` (float32, differentiable), ``lengths`` and
@@ -571,8 +609,14 @@ def score_responses(
             raise ValueError(f"prompt {i} is empty; scoring needs at least one prompt token")
 
     width = max((len(responses) for responses in response_ids), default=0)
-    scorer = _score_packed if mode == "packed" else _score_plain
-    flat = scorer(model, prompt_ids, response_ids, width, pad_token_id, max_tokens_per_forward)
+    if keep_forwards is not None:
+        if mode != "packed":
+            raise ValueError("keep_forwards needs mode='packed'")
+        flat = _score_packed(model, prompt_ids, response_ids, width, pad_token_id,
+                             max_tokens_per_forward, keep_forwards)  # fmt: skip
+    else:
+        scorer = _score_packed if mode == "packed" else _score_plain
+        flat = scorer(model, prompt_ids, response_ids, width, pad_token_id, max_tokens_per_forward)
 
     device = flat.device
     b = len(prompt_ids)

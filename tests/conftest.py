@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,22 @@ def tiny_llm(model_home, tmp_path_factory) -> Path:
         else:
             os.environ["RECBENCH_HOME"] = previous
     return make_tiny_llm(embedded, tmp_path_factory.mktemp("tiny-llm") / "model")
+
+
+@pytest.fixture
+def recbole_wheel(tmp_path, monkeypatch):
+    """``make(inter, items, name=...)``: a stand-in recbole wheel holding the two MovieLens
+    files, whose sha256 the builder is told to accept (``recbench.data.movielens``)."""
+    from recbench.data import movielens
+
+    def make(inter: str, items: str, name: str = "recbole-1.2.1-py3-none-any.whl") -> Path:
+        inter_bytes, item_bytes = inter.encode(), items.encode()
+        monkeypatch.setattr(movielens, "INTER_SHA256", hashlib.sha256(inter_bytes).hexdigest())
+        monkeypatch.setattr(movielens, "ITEM_SHA256", hashlib.sha256(item_bytes).hexdigest())
+        wheel = tmp_path / name
+        with zipfile.ZipFile(wheel, "w") as archive:
+            archive.writestr(movielens.INTER_MEMBER, inter_bytes)
+            archive.writestr(movielens.ITEM_MEMBER, item_bytes)
+        return wheel
+
+    return make

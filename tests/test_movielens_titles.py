@@ -11,8 +11,6 @@ names and rows is shown to fail those checks, so these tests fail on the earlier
 
 from __future__ import annotations
 
-import hashlib
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -60,16 +58,9 @@ def _fake_items() -> str:
 
 
 @pytest.fixture
-def fake_wheel(tmp_path, monkeypatch) -> Path:
+def fake_wheel(recbole_wheel) -> Path:
     """A wheel holding the two RecBole files, accepted by the builder's hash check."""
-    inter, items = _fake_inter().encode(), _fake_items().encode()
-    monkeypatch.setattr(movielens, "INTER_SHA256", hashlib.sha256(inter).hexdigest())
-    monkeypatch.setattr(movielens, "ITEM_SHA256", hashlib.sha256(items).hexdigest())
-    wheel = tmp_path / "recbole-1.2.1-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        archive.writestr(movielens.INTER_MEMBER, inter)
-        archive.writestr(movielens.ITEM_MEMBER, items)
-    return wheel
+    return recbole_wheel(_fake_inter(), _fake_items())
 
 
 def _split_rows(rows: list[dict]) -> SplitRows:
