@@ -288,6 +288,9 @@ def _run(run: RunPlan, output: Output, prerequisite: bool = False) -> dict[str, 
         if output.report_to and run.method.needs == "stages":
             log.info("training curves (%s): %s", ", ".join(output.report_to),
                      run.run_dir / TRACKER_DIR)  # fmt: skip
+        elif output.report_to:
+            log.warning("--report-to %s: %s trains no LLM stage, so nothing is sent to it",
+                        ",".join(output.report_to), run.method.name)  # fmt: skip
         context = RunContext(config, run.dataset, run.run_dir, run.run_id, output.progress, output)
         try:
             return _work(run, run.method(context), state, prerequisite)

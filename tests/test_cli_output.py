@@ -183,6 +183,18 @@ def test_report_to_logs_under_the_run_dir_and_changes_no_run_id(
     assert "fake" not in store.read_text()  # nor is it recorded with the run
 
 
+def test_report_to_with_a_method_without_llm_stages_says_nothing_is_sent(
+    recbench_home, tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setitem(output_module.TRACKERS, "fake", (("recbench",), "fake"))
+    config = RunConfig(baseline="pop", profile="smoke", results=tmp_path / "results.jsonl")
+    with caplog.at_level("WARNING", logger="recbench.runner"):
+        done = runner.execute(config, output=Output("quiet", ("fake",)))
+    assert "run_id" in done
+    (message,) = [r.getMessage() for r in caplog.records if "--report-to" in r.getMessage()]
+    assert message == "--report-to fake: pop trains no LLM stage, so nothing is sent to it"
+
+
 def test_wandb_and_mlflow_keep_their_files_in_the_run_dir():
     """Left alone they would write ./wandb and ./mlruns wherever the command was started."""
     kwargs = output_module.tracker_init_kwargs("/runs/lastfm-sft-1234/trackers")
