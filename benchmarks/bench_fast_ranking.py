@@ -22,7 +22,7 @@ profile's, trained or read from ``$RECBENCH_HOME/stages``) and, on movielens val
    copy (about a second), which a run makes once.
 
     RECBENCH_HOME=... OMP_NUM_THREADS=1 python benchmarks/bench_fast_ranking.py \\
-        --examples 1000 --calibrate 150 --timing-examples 24 --block 50 --minutes 45 \\
+        --examples 1000 --calibrate 150 --timing-examples 24 --block 50 \\
         --margin auto --set sft_examples=256 \\
         --json benchmarks/results/fast-ranking-movielens-val.json
 
