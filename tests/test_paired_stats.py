@@ -482,6 +482,28 @@ def test_each_loss_is_paired_with_the_sft_stage_it_started_from(tmp_path):
     assert float(row(main, method="dpo")["rel_sft_pct"]) == pytest.approx(60.0, abs=1e-9)
 
 
+def test_table2_keeps_the_sft_run_the_seeds_runs_started_from_when_a_later_one_arrives(
+    tmp_path,
+):
+    """A later study retrains seed 0's SFT stage (another machine) and records its evaluation
+    before any run trained from it: Table 2 keeps the stage that dpo and sdpo started from."""
+    store = tmp_path / "two-stages.jsonl"
+    _add_run(store, "sft", "llm_baseline", 0, SFT_GEN, SFT_RANK, stage="a1")  # 10 hits
+    _add_run(store, "sdpo", "loss", 0, SDPO_GEN, SFT_RANK, stage="a1")
+    _add_run(store, "dpo", "loss", 0, SDPO_GEN, SFT_RANK, stage="a1")
+    _add_run(store, "sft", "llm_baseline", 0, set(range(5)), SFT_RANK, stage="b2", time=LATER)
+    out = tmp_path / "reports"
+    compare(store, out, plots_enabled=False, pairs=["sdpo:sft"])
+    main = read_csv(out / "table2_main.csv")
+    assert float(row(main, method="sft")["hr1_mean"]) == pytest.approx(10 / N, abs=1e-9)
+    # once more runs start from the new stage than from the old one, the table follows them
+    for method in ("napo", "simpo", "sims_dpo"):
+        _add_run(store, method, "loss", 0, SDPO_GEN, SFT_RANK, stage="b2", time=LATER)
+    compare(store, tmp_path / "later", plots_enabled=False, pairs=["sdpo:sft"])
+    later = read_csv(tmp_path / "later" / "table2_main.csv")
+    assert float(row(later, method="sft")["hr1_mean"]) == pytest.approx(5 / N, abs=1e-9)
+
+
 T975_1 = 12.70620474  # Student t, 1 degree of freedom, 97.5% (printed tables)
 
 

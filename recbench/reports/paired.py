@@ -48,7 +48,7 @@ from recbench.errors import UserError
 from recbench.outcomes import ExampleUsers, Outcomes
 from recbench.registry import did_you_mean
 from recbench.reports import tables
-from recbench.reports.runs import chronological
+from recbench.reports.runs import table_order
 from recbench.reports.significance import (
     ALPHA,
     design_effect,
@@ -294,9 +294,10 @@ def _stage_pair(
 ) -> tuple[str, str, StageMismatch]:
     """The runs of one seed to compare and whether their SFT stages differ.
 
-    Between two methods trained from a seed's SFT stage (``staged``): the latest two that
-    started from the same stage, else the latest of each.  Otherwise (a sequential model
-    against SFT, say) the latest of each: the run each table shows.
+    The lists are in table order (:func:`~.runs.table_order`: the run a table shows last).
+    Between two methods trained from a seed's SFT stage (``staged``): the last two that
+    started from the same stage, else the last of each.  Otherwise (a sequential model
+    against SFT, say) the last of each: the run each table shows.
     """
     if not staged:
         return a[-1][0], b[-1][0], ""
@@ -422,7 +423,8 @@ def _table(
 ) -> list[Comparison]:
     """The comparisons of one table (dataset, mode of the setting's profile), Holm-adjusted."""
     column = f"{mode}:hr@1"
-    here = runs[(runs["dataset"] == dataset) & runs[column].notna()]
+    ordered = table_order(runs)  # stages shared by a seed's runs counted over every method
+    here = ordered[(ordered["dataset"] == dataset) & ordered[column].notna()]
     where = f"on {dataset} ({mode})"
     seeds: dict[str, Runs] = {}  # method -> seed -> runs with usable outcomes
     hits: dict[str, dict[str, bool]] = {}
@@ -430,7 +432,7 @@ def _table(
     for method in tables.ordered_methods(here["method"]):
         usable: Runs = {}
         missing: list[int] = []
-        group = chronological(here[here["method"] == method])
+        group = here[here["method"] == method]  # the run a table shows last
         for run_id, seed, references, stage in zip(
             group["run_id"], group["seed"], group["outcomes"], group["sft_stage"], strict=True
         ):

@@ -248,11 +248,31 @@ def _sft_stage(record: dict) -> str:
     return str(stage) if stage else ""
 
 
+def table_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``'s runs in the order tables prefer them, the preferred last: runs on the SFT
+    stage that more runs of their seed started from come later, and equally shared ones in the
+    order they were recorded.
+
+    A seed whose SFT stage was trained twice (on two machines; see :mod:`recbench.pipeline`)
+    has an SFT evaluation of each.  A table shows the one that the seed's other runs were
+    mostly trained from, so that a later study adding a few runs on a retrained stage does not
+    swap the SFT row under the earlier study's losses (ties: the latest).
+    """
+    ordered = chronological(frame)
+    seed = [c for c in POINT if c not in ("method", "hkey")]
+    sharing = ordered.groupby([*seed, "sft_stage"], dropna=False)["run_id"].transform("size")
+    # runs that name no stage (baselines without an LLM, records from before stages had a
+    # digest) share nothing that can be counted
+    sharing = sharing.where(ordered["sft_stage"].astype(str) != "", 0)
+    order = sharing.reset_index(drop=True).sort_values(kind="stable").index
+    return ordered.iloc[order]
+
+
 def latest_per_point(frame: pd.DataFrame) -> pd.DataFrame:
-    """One run per point: the latest.  A seed whose SFT stage was trained twice (on two
-    machines; see :mod:`recbench.pipeline`) has an SFT evaluation of each; tables show the
-    latest, while paired tests pair every loss run with the evaluation of its own stage."""
-    latest = chronological(frame).drop_duplicates(list(POINT), keep="last")
+    """One run per point, the one tables prefer (:func:`table_order`): in a study without
+    retrained stages, the latest.  Paired tests pair every loss run with the evaluation of its
+    own stage whatever the table shows."""
+    latest = table_order(frame).drop_duplicates(list(POINT), keep="last")
     return latest.sort_values([*POINT, "run_id"]).reset_index(drop=True)
 
 
