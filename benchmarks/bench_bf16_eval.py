@@ -17,13 +17,11 @@ test.  On a CPU without bf16 instructions bf16 is emulated; the script says so a
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
+from study_sft import emit, study_sft_run
 
-from recbench.config import RunConfig, parse_value
 from recbench.evaluation import generate_answers, generation_report, rank_candidates
 from recbench.outcomes import Outcomes
 from recbench.pipeline import LLMRun
@@ -70,14 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     if not cpu_has_bf16():
         raise SystemExit("this CPU has no bf16 instructions: bf16 would be emulated; nothing to do")
-    overrides = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
-    overrides.update(eval_split="val", eval_examples=args.examples, generation=False)
-    config = RunConfig(
-        dataset=args.dataset, baseline="sft", profile="study", seed=args.seed,
-        overrides=overrides,
-    ).validate()  # fmt: skip
-    run = LLMRun.from_config(config)
-    run.sft()  # the cached stage when it exists
+    run, config = study_sft_run(args.dataset, args.seed, args.set, args.examples)
     items = run.eval_items(evaluation_examples(config, run.ds))  # what a run is scored on
     fp32 = measure(run, items, "fp32", args.generation)
     bf16 = measure(run, items, "bf16", args.generation)
@@ -104,10 +95,7 @@ def main() -> None:
             generation_time_ratio_bf16_over_fp32=bf16["generation_seconds"]
             / fp32["generation_seconds"],
         )
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n", encoding="utf-8")
+    emit(report, args.json)
 
 
 if __name__ == "__main__":

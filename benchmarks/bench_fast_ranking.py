@@ -38,14 +38,13 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
+from study_sft import emit, study_sft_run
 
 from recbench.batches import PromptItem
 from recbench.batches import evaluation_examples as protocol_examples
-from recbench.config import RunConfig, parse_value
 from recbench.evaluation import (
     SCREEN_MARGIN,
     bf16_scoring_copy,
@@ -225,14 +224,7 @@ def measure(run: LLMRun, rank, items, margin: float, block: int, deadline: float
 def load_run(args: argparse.Namespace) -> tuple[LLMRun, list[PromptItem]]:
     """The SFT stage (cached, or trained now) and every validation prompt in the protocol's
     seeded order: the first ``--examples`` are measured, the next ``--calibrate`` calibrate."""
-    overrides = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
-    overrides.update(eval_split="val", eval_examples=max(1, args.examples), generation=False)
-    config = RunConfig(
-        dataset=args.dataset, baseline="sft", profile="study", seed=args.seed,
-        overrides=overrides,
-    ).validate()  # fmt: skip
-    run = LLMRun.from_config(config)
-    run.sft()  # the cached stage when it exists
+    run, config = study_sft_run(args.dataset, args.seed, args.set, max(1, args.examples))
     s = config.settings
     ordered = protocol_examples(run.ds, s.eval_rows, None, "val")
     needed = args.examples + args.calibrate
@@ -284,10 +276,7 @@ def main() -> None:
         margin = float(args.margin)
     deadline = started + 60 * args.minutes
     report["measured"] = measure(run, rank, measured, margin, args.block, deadline)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n", encoding="utf-8")
+    emit(report, args.json)
 
 
 if __name__ == "__main__":

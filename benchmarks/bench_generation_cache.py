@@ -26,10 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 from bench_fast_ranking import load_run
+from study_sft import emit
 
 from recbench import metrics
 from recbench.evaluation import generate_answers, rank_and_generate, rank_candidates
@@ -111,10 +111,7 @@ def main() -> None:
     run, items = load_run(argparse.Namespace(**vars(args), calibrate=0))
     report = {"hardware": hardware(), "sft_stage": run.sft_key, "settings": vars(args),
               "measured": measure(run, items, args.block)}  # fmt: skip
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n", encoding="utf-8")
+    emit(report, args.json)
 
 
 if __name__ == "__main__":

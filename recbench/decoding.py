@@ -95,17 +95,15 @@ def _decode(
     last = forward.hidden[rows, prompts - 1]  # the hidden state after each row's prompt
     token = parts.lm_head(last).float().argmax(-1)
     out: list[list[int]] = [[] for _ in prompt_lengths]
-    stopped = torch.zeros(len(prompt_lengths), dtype=torch.bool, device=device)
-    eos_ids = torch.tensor(eos, dtype=torch.long, device=device)
+    stopped = [False] * len(prompt_lengths)
     cache = forward.cache
     cache_name = _cache_argument(parts.decoder)
     for step in range(max_new_tokens):
-        ends = torch.isin(token, eos_ids)
         for b, value in enumerate(token.tolist()):
-            if not stopped[b] and not ends[b]:
+            stopped[b] = stopped[b] or value in eos
+            if not stopped[b]:
                 out[b].append(value)
-        stopped |= ends
-        if bool(stopped.all()) or step == max_new_tokens - 1:
+        if all(stopped) or step == max_new_tokens - 1:
             break
         keys = torch.arange(forward.seq_len + step + 1, device=device)
         # a row's own prompt, then the tokens generated after the packed sequence

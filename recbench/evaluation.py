@@ -32,7 +32,7 @@ from recbench.data.dataset import Dataset, Example
 from recbench.decoding import score_and_generate
 from recbench.journal import Journal
 from recbench.outcomes import Outcomes
-from recbench.scoring import encode_pairs, score_responses
+from recbench.scoring import ResponseScores, encode_pairs, score_responses
 
 
 @torch.no_grad()
@@ -48,23 +48,16 @@ def rank_candidates(
     journal: Journal | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Summed log-probability and token count of every candidate, each ``[N, 20]``."""
-    was_training = model.training
-    model.eval()
-    batches, done = _resume(items, batch_size, journal)
-    rows, lengths = _journalled_scores(done)
-    bar = tqdm(batches[len(done) :], desc="rank", disable=not progress, leave=False,
-               initial=len(done), total=len(batches))  # fmt: skip
-    for chunk in bar:
-        started = time.perf_counter()
-        prompt_ids, response_ids = _encode_candidates(tokenizer, ds, chunk, max_prompt_tokens)
-        scores = score_responses(model, prompt_ids, response_ids, pad_token_id=_pad(tokenizer))
-        rows.append(scores.logps.double().cpu().numpy())
-        lengths.append(scores.lengths.cpu().numpy().astype(np.int64))
-        if journal is not None:
-            journal.append(_keys(chunk), time.perf_counter() - started,
-                           logps=rows[-1].tolist(), lengths=lengths[-1].tolist())  # fmt: skip
-    model.train(was_training)
-    return np.concatenate(rows, axis=0), np.concatenate(lengths, axis=0)
+    pad = _pad(tokenizer)
+
+    def score(prompt_ids, response_ids) -> tuple[ResponseScores, dict]:
+        return score_responses(model, prompt_ids, response_ids, pad_token_id=pad), {}
+
+    values, lengths, _ = _ranking_pass(
+        model, tokenizer, ds, items, score, batch_size=batch_size,
+        max_prompt_tokens=max_prompt_tokens, progress=progress, journal=journal, desc="rank",
+    )  # fmt: skip
+    return values, lengths
 
 
 @dataclass
@@ -92,35 +85,72 @@ def rank_and_generate(
 ) -> RankedAndAnswered:
     """:func:`rank_candidates` and :func:`generate_answers` in one pass: each batch's greedy
     answers continue the prompts of its packed ranking forward (:mod:`recbench.decoding`)."""
+    pad, eos = _pad(tokenizer), _eos_ids(model, tokenizer)
+
+    def score(prompt_ids, response_ids) -> tuple[ResponseScores, dict]:
+        scores, tokens, seconds = score_and_generate(
+            model, prompt_ids, response_ids, max_new_tokens=max_new_tokens, eos_token_id=eos,
+            pad_token_id=pad,
+        )  # fmt: skip
+        texts = tokenizer.batch_decode(tokens, skip_special_tokens=True)
+        return scores, {"answers": texts, "decode_seconds": seconds}
+
+    values, lengths, extras = _ranking_pass(
+        model, tokenizer, ds, items, score, batch_size=batch_size,
+        max_prompt_tokens=max_prompt_tokens, progress=progress, journal=journal,
+        desc="rank+generate",
+    )  # fmt: skip
+    answers = [text for extra in extras for text in extra["answers"]]
+    decode_seconds = sum(extra["decode_seconds"] for extra in extras)
+    return RankedAndAnswered(values, lengths, answers, decode_seconds)
+
+
+#: What a ranking journal entry holds besides the results a pass adds.
+_RANKING_ENTRY = frozenset({"keys", "seconds", "logps", "lengths"})
+
+
+def _ranking_pass(
+    model,
+    tokenizer,
+    ds: Dataset,
+    items: Sequence[PromptItem],
+    score: Callable[[list, list], tuple[ResponseScores, dict]],
+    *,
+    batch_size: int,
+    max_prompt_tokens: int | None,
+    progress: bool,
+    journal: Journal | None,
+    desc: str,
+) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Every batch's candidate scores through ``score``, journalled and resumed: the scores,
+    the token counts and, per batch, the other results ``score`` gave (journalled with them)."""
     was_training = model.training
     model.eval()
-    pad = _pad(tokenizer)
     batches, done = _resume(items, batch_size, journal)
-    rows, lengths = _journalled_scores(done)
-    answers = [text for entry in done for text in entry["answers"]]
-    decode_seconds = sum(entry.get("decode_seconds", 0.0) for entry in done)
-    bar = tqdm(batches[len(done) :], desc="rank+generate", disable=not progress, leave=False,
+    rows = [np.array(entry["logps"], dtype=np.float64) for entry in done]
+    lengths = [np.array(entry["lengths"], dtype=np.int64) for entry in done]
+    extras = [{k: v for k, v in entry.items() if k not in _RANKING_ENTRY} for entry in done]
+    bar = tqdm(batches[len(done) :], desc=desc, disable=not progress, leave=False,
                initial=len(done), total=len(batches))  # fmt: skip
     for chunk in bar:
         started = time.perf_counter()
-        prompt_ids, response_ids = _encode_candidates(tokenizer, ds, chunk, max_prompt_tokens)
-        scores, tokens, decoding = score_and_generate(
-            model, prompt_ids, response_ids, max_new_tokens=max_new_tokens,
-            eos_token_id=_eos_ids(model, tokenizer), pad_token_id=pad,
-        )  # fmt: skip
-        texts = tokenizer.batch_decode(tokens, skip_special_tokens=True)
+        prompt_ids, response_ids = encode_pairs(
+            tokenizer,
+            [item.prompt for item in chunk],
+            [candidate_texts(ds, item.example) for item in chunk],
+            add_bos=False,
+            max_prompt_tokens=max_prompt_tokens,
+        )
+        scores, extra = score(prompt_ids, response_ids)
         rows.append(scores.logps.double().cpu().numpy())
         lengths.append(scores.lengths.cpu().numpy().astype(np.int64))
-        answers.extend(texts)
-        decode_seconds += decoding
+        extras.append(extra)
         if journal is not None:
             journal.append(_keys(chunk), time.perf_counter() - started,
                            logps=rows[-1].tolist(), lengths=lengths[-1].tolist(),
-                           answers=texts, decode_seconds=decoding)  # fmt: skip
+                           **extra)  # fmt: skip
     model.train(was_training)
-    return RankedAndAnswered(
-        np.concatenate(rows, axis=0), np.concatenate(lengths, axis=0), answers, decode_seconds
-    )
+    return np.concatenate(rows, axis=0), np.concatenate(lengths, axis=0), extras
 
 
 #: Screened ranking's margin in summed log-probability (nats, the units ranking compares): an
@@ -377,26 +407,6 @@ def answers_report(
         )
     )
     return out
-
-
-def _encode_candidates(
-    tokenizer, ds: Dataset, chunk: Sequence[PromptItem], max_prompt_tokens: int | None
-) -> tuple[list[list[int]], list[list[list[int]]]]:
-    """Token ids of each item's prompt and of its candidate titles (each ending in EOS)."""
-    return encode_pairs(
-        tokenizer,
-        [item.prompt for item in chunk],
-        [candidate_texts(ds, item.example) for item in chunk],
-        add_bos=False,
-        max_prompt_tokens=max_prompt_tokens,
-    )
-
-
-def _journalled_scores(done: Sequence[dict]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The ranking scores and token counts of journalled batches."""
-    rows = [np.array(entry["logps"], dtype=np.float64) for entry in done]
-    lengths = [np.array(entry["lengths"], dtype=np.int64) for entry in done]
-    return rows, lengths
 
 
 def _keys(chunk: Sequence[PromptItem]) -> list[str]:

@@ -609,14 +609,13 @@ def score_responses(
             raise ValueError(f"prompt {i} is empty; scoring needs at least one prompt token")
 
     width = max((len(responses) for responses in response_ids), default=0)
-    if keep_forwards is not None:
-        if mode != "packed":
-            raise ValueError("keep_forwards needs mode='packed'")
-        flat = _score_packed(model, prompt_ids, response_ids, width, pad_token_id,
-                             max_tokens_per_forward, keep_forwards)  # fmt: skip
+    args = (model, prompt_ids, response_ids, width, pad_token_id, max_tokens_per_forward)
+    if mode == "packed":
+        flat = _score_packed(*args, keep=keep_forwards)
+    elif keep_forwards is not None:
+        raise ValueError("keep_forwards needs mode='packed'")
     else:
-        scorer = _score_packed if mode == "packed" else _score_plain
-        flat = scorer(model, prompt_ids, response_ids, width, pad_token_id, max_tokens_per_forward)
+        flat = _score_plain(*args)
 
     device = flat.device
     b = len(prompt_ids)
