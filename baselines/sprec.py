@@ -35,7 +35,13 @@ from recbench.data.dataset import Dataset
 from recbench.errors import UserError
 from recbench.identity import digest
 from recbench.methods import register_method
-from recbench.pipeline import LLMMethod, LLMRun, read_reference, write_reference
+from recbench.pipeline import (
+    LLMMethod,
+    LLMRun,
+    discard_journal,
+    read_reference,
+    write_reference,
+)
 from recbench.scoring import score_responses
 from recbench.trainer import Stage
 
@@ -133,8 +139,10 @@ class SPRec(LLMMethod):
         path = where / "reference.safetensors"
         logps = read_reference(path, len(pairs), 2)
         if logps is None:
-            logps = self.llm.policy_logps(pairs, 1)
+            partial = self.llm.partial_journal(where / "reference.partial.jsonl")
+            logps = self.llm.policy_logps(pairs, 1, journal=partial)
             write_reference(path, logps)
+            discard_journal(partial)
         return logps
 
     def _sft_step(self, items: list[PromptItem]):

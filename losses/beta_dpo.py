@@ -72,6 +72,7 @@ class BetaDPOHParams:
     label="beta-DPO",
     family="pairwise",
     order=55,
+    compared_with=("dpo",),
     source=_SOURCE,
     summary="beta-DPO: DPO with a batch-adaptive beta on a Gaussian-filtered random subset",
     description="""
@@ -182,6 +183,7 @@ register_loss(
     label="beta-DPO (official)",
     family="pairwise",
     order=56,
+    compared_with=("beta_dpo",),
     source=_SOURCE,
     summary="beta-DPO as released: statistics also move in eval mode, int() subset size",
     description="""

@@ -37,6 +37,7 @@ class DMPOHParams:
     label="DMPO",
     family="listwise",
     order=100,
+    compared_with=("sdpo",),
     source=LossSource(
         _DMPO_PAPER,
         "xingyuHuxingyu/DynamicPO trainer/dynamicpo_trainer.py @e54f5e4 (filter_mode='DMPO')",
@@ -81,6 +82,7 @@ class DMPOCodeHParams:
     label="DMPO (released code)",
     family="listwise",
     order=101,
+    compared_with=("dmpo",),
     source=LossSource(_DMPO_PAPER, "BZX667/DMPO trainer.py L149-160 @fe6ecb5"),
     summary="DMPO as released: reference-free DPO pair per negative, averaged, plus ftx * SFT",
     description="""

@@ -87,6 +87,7 @@ class _DynamicPOBase(PreferenceLoss):
     label="DynamicPO (DMPO)",
     family="listwise",
     order=120,
+    compared_with=("dmpo",),
     source=LossSource(_PAPER, f"{_TRAINER} L201-253 (filter_mode='DynamicPO_DMPO')"),
     summary="DynamicPO-DMPO: DMPO over the boundary negatives, each with its own dynamic beta",
     description=_SELECTION
@@ -107,6 +108,7 @@ class DynamicDMPOLoss(_DynamicPOBase):
     label="DynamicPO (MPPO)",
     family="listwise",
     order=121,
+    compared_with=("mppo",),
     source=LossSource(_PAPER, f"{_EXPLORATORY} L124-146 (filter_mode='DynamicPO_MPPO')"),
     summary="DynamicPO-MPPO: MPPO's probability margin over the boundary negatives, dynamic beta",
     description=_SELECTION
@@ -129,6 +131,7 @@ class DynamicMPPOLoss(_DynamicPOBase):
     label="DynamicPO (S-DPO)",
     family="listwise",
     order=122,
+    compared_with=("sdpo",),
     source=LossSource(_PAPER, f"{_EXPLORATORY} L152-174 (filter_mode='DynamicPO_SDPO')"),
     summary="DynamicPO-S-DPO: S-DPO softmax over the boundary negatives, dynamic beta, + eps",
     description=_SELECTION

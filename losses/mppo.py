@@ -35,6 +35,7 @@ class MPPOHParams:
     label="MPPO",
     family="listwise",
     order=110,
+    compared_with=("sdpo",),
     source=MPPO_SOURCE,
     summary="MPPO: logistic loss on n * p(y+) - sum_j p(y-_j), p = exp(summed log-prob)",
     description="""

@@ -120,6 +120,7 @@ class _RecPOBase(PreferenceLoss):
     label="RecDPO",
     family="softmax",
     order=45,
+    compared_with=("sdpo",),
     source=LossSource(_PAPER, "HoytWen/RecPO trainer/rec_dpo_trainer.py @0594d54 (redpo_loss)"),
     summary="RecDPO: S-DPO over all negatives with a margin from chosen vs negative scores",
     description="""
@@ -140,6 +141,7 @@ class RecDPOLoss(_RecPOBase):
     label="RecPO",
     family="softmax",
     order=46,
+    compared_with=("sims_dpo",),
     source=LossSource(_PAPER, "HoytWen/RecPO trainer/rec_cpo_trainer.py @0594d54 (recpo_loss)"),
     summary="RecPO: reference-free, length-normalised RecDPO (SimPO-style), score margin",
     description="""

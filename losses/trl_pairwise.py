@@ -247,6 +247,7 @@ def _register(index: int, entry: _Entry) -> None:
         label=f"TRL {entry.loss_type}",
         family="trl",
         order=200 + index,
+        compared_with=("dpo",),  # each is a pairwise variant of DPO
         source=LossSource(entry.paper, f"{TRL_CODE} (loss_type='{entry.loss_type}')"),
         summary=f"TRL DPOTrainer loss_type='{entry.loss_type}' on (y+, y-_1)",
         description=f"""

@@ -325,6 +325,8 @@ def losses_command(
     typer.echo(spec.description.strip() + "\n")
     typer.echo(f"label: {spec.display}; family: {spec.family}")
     typer.echo(f"source: {spec.source}")
+    compared = ", ".join(["sft", *spec.compared_with])
+    typer.echo(f"paired tests by default (recbench compare): against {compared}")
     typer.echo(inputs(spec))
     typer.echo("needs: " + ", ".join(sorted(spec.requires)) + "\n")
     typer.echo("hyper-parameters (default; valid range; meaning):")
@@ -610,7 +612,9 @@ def compare_command(
             "--pair",
             metavar="A:B",
             help="Paired tests of method A against B (repeatable; replaces the default: every "
-            "method vs sft, napo vs sdpo, each NAPO ablation vs napo).",
+            "method vs sft, each loss vs the keys its registration compares it with (napo vs "
+            "sdpo, dmpo vs sdpo, beta_dpo vs dpo, each NAPO ablation vs napo; see `recbench "
+            "losses KEY`), and each --variant vs its method's own row).",
             show_default=False,
         ),
     ] = None,
@@ -620,8 +624,9 @@ def compare_command(
             "--variant",
             metavar="METHOD:KEY=VALUE[,KEY=VALUE]",
             help="Also show METHOD at these hyper-parameters (its others at their defaults) as "
-            "a row of its own, labelled METHOD[KEY=VALUE], in Table 2, the paired tests (vs sft; "
-            "--pair may name the label) and the per-method tables; repeatable. E.g. "
+            "a row of its own, labelled METHOD[KEY=VALUE], in Table 2, the paired tests (vs "
+            "sft and vs the method's own row; --pair may name the label) and the per-method "
+            "tables; repeatable. E.g. "
             "sims_dpo:n_neg=19 next to SimS-DPO's default 3 negatives.",
             show_default=False,
         ),

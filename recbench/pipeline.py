@@ -10,9 +10,11 @@ settings, and evaluated once, as the ``sft`` method, a prerequisite of every los
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -302,10 +304,18 @@ class LLMRun:
         with locks.exclusive_for_run(cache, "the reference log-probs", self.accelerator):
             logps = read_reference(cache, len(self.train_items), n_used + 1)
             if logps is None:
-                logps = self._compute_reference(n_used)
+                partial = self.partial_journal(_partial_path(cache))
+                logps = self.policy_logps(self.train_items, n_used, journal=partial)
                 if self.accelerator.is_main_process:
                     write_reference(cache, logps)
+                    discard_journal(partial)
         return logps
+
+    def partial_journal(self, path: Path) -> Journal | None:
+        """A journal for a long pass whose result is cached once complete (reference log-probs,
+        the policy's scores for ``self`` negatives): a killed pass continues from its last
+        finished batch.  None when several processes share the pass (each would append)."""
+        return Journal(path) if self.accelerator.num_processes == 1 else None
 
     def use_negatives(self, key: str) -> None:
         """Train against the negatives strategy ``key`` picks (``random``: as rendered).
@@ -318,10 +328,6 @@ class LLMRun:
         if key == negatives.DEFAULT:
             return
         examples = [it.example for it in self.train_items]
-        context = negatives.NegativeContext(
-            self.ds, self.config.seed, sasrec_scores=self.sasrec_scores,
-            policy_scores=self.policy_scores,
-        )  # fmt: skip
         ident = {"sft": self.sft_key, "weights": self.sft_weights, "strategy": key,
                  "n": self.settings.n_neg, "examples": [ex.key for ex in examples],
                  "aux": auxiliary.choice_for(self.ds, self.config)}  # fmt: skip
@@ -329,9 +335,15 @@ class LLMRun:
         with locks.exclusive_for_run(cache, "the chosen negatives", self.accelerator):
             picked = _read_negatives(cache, len(examples))
             if picked is None:
+                partial = self.partial_journal(_partial_path(cache))
+                context = negatives.NegativeContext(
+                    self.ds, self.config.seed, sasrec_scores=self.sasrec_scores,
+                    policy_scores=functools.partial(self.policy_scores, journal=partial),
+                )  # fmt: skip
                 picked = strategy().pick(context, examples, self.settings.n_neg)
                 if self.accelerator.is_main_process:
                     rundir.write_atomic(cache, json.dumps([list(p) for p in picked]))
+                    discard_journal(partial)
         self.train_items = [with_negatives(self.ds, it, p)
                             for it, p in zip(self.train_items, picked, strict=True)]  # fmt: skip
 
@@ -341,7 +353,7 @@ class LLMRun:
         model, _ = auxiliary.load_sasrec(self.ds, self.config)
         return candidate_scores(model, CandidateSet.from_examples(examples))
 
-    def policy_scores(self, examples: Sequence[Example]):
+    def policy_scores(self, examples: Sequence[Example], journal: Journal | None = None):
         """The summed log-probability of every candidate under the model as it is now."""
         s = self.settings
         items = [render(self.ds, ex, self.config.seed, history_items=s.history_items)
@@ -350,29 +362,37 @@ class LLMRun:
             values, _ = rank_candidates(
                 self.model, self.tokenizer, self.ds, items,
                 batch_size=max(1, s.batch_size // 2), max_prompt_tokens=s.max_prompt_tokens,
-                progress=self.progress,
+                progress=self.progress, journal=journal,
             )  # fmt: skip
         return values
 
-    def _compute_reference(self, n_used: int) -> torch.Tensor:
-        return self.policy_logps(self.train_items, n_used)
-
     @torch.no_grad()
-    def policy_logps(self, items: Sequence[PromptItem], n_used: int) -> torch.Tensor:
+    def policy_logps(
+        self, items: Sequence[PromptItem], n_used: int, journal: Journal | None = None
+    ) -> torch.Tensor:
         """Summed log-probs ``[len(items), 1 + n_used]`` of each item's chosen response and
-        first ``n_used`` rejected ones under the model as it is now (evaluation mode)."""
-        self.model.eval()
-        rows = []
+        first ``n_used`` rejected ones under the model as it is now (evaluation mode).
+
+        With a ``journal`` each finished batch is appended to it, and the batches it already
+        holds (same example keys, in order) are read back instead of scored again: float32
+        values round-trip exactly through JSON, so a continued pass equals an uninterrupted one.
+        """
         size = self.settings.batch_size
-        starts = range(0, len(items), size)
-        for start in tqdm(starts, desc="reference log-probs", disable=not self.progress):
-            chunk = items[start : start + size]
+        batches = [items[start : start + size] for start in range(0, len(items), size)]
+        keys = [[it.example.key for it in chunk] for chunk in batches]
+        done = journal.resume(keys) if journal is not None else []
+        rows = [torch.tensor(entry["logps"], dtype=torch.float32) for entry in done]
+        self.model.eval()
+        bar = tqdm(batches[len(done) :], desc="reference log-probs", disable=not self.progress,
+                   initial=len(done), total=len(batches))  # fmt: skip
+        for chunk in bar:
+            started = time.perf_counter()
             prompt_ids, response_ids = self.encode(chunk, n_used)
-            rows.append(
-                score_responses(self.model, prompt_ids, response_ids, pad_token_id=self.pad)
-                .logps.float()
-                .cpu()
-            )
+            scores = score_responses(self.model, prompt_ids, response_ids, pad_token_id=self.pad)
+            rows.append(scores.logps.float().cpu())
+            if journal is not None:
+                journal.append(keys[len(rows) - 1], time.perf_counter() - started,
+                               logps=rows[-1].tolist())  # fmt: skip
         self.model.train()
         return torch.cat(rows)
 
@@ -582,6 +602,17 @@ def read_reference(path: Path, rows: int, columns: int) -> torch.Tensor | None:
         warnings.warn(f"recomputing the cache {path}: unexpected shape or values", stacklevel=3)
         return None
     return logps
+
+
+def _partial_path(cache: Path) -> Path:
+    """Where the journal of the pass that fills ``cache`` lives until ``cache`` is written."""
+    return cache.with_name(cache.name.split(".")[0] + ".partial.jsonl")
+
+
+def discard_journal(journal: Journal | None) -> None:
+    """Remove a finished pass's journal: its complete result is cached now."""
+    if journal is not None:
+        journal.path.unlink(missing_ok=True)
 
 
 def write_reference(path: Path, logps: torch.Tensor) -> None:

@@ -79,7 +79,7 @@ def test_parse_variants_canonical_and_sorted():
     assert base_method("sims_dpo[n_neg=19]") == "sims_dpo" and base_method("sft") == "sft"
 
 
-def test_variant_is_a_row_of_its_own_and_is_paired_with_sft(store, tmp_path):
+def test_variant_is_a_row_of_its_own_paired_with_sft_and_with_its_method(store, tmp_path):
     out = tmp_path / "with"
     compare(store, out, plots_enabled=False, variant_texts=["sims_dpo:n_neg=19"])
     header = (out / "table2_main.md").read_text().splitlines()[0]
@@ -94,9 +94,14 @@ def test_variant_is_a_row_of_its_own_and_is_paired_with_sft(store, tmp_path):
     tests = _csv(out / "paired_tests.csv")
     generation = tests[(tests["mode"] == "generation")]
     pairs = list(zip(generation["method_a"], generation["method_b"], strict=True))
-    assert pairs == [("sims_dpo", "sft"), ("sims_dpo[n_neg=19]", "sft")]
-    nineteen = generation[generation["method_a"] == "sims_dpo[n_neg=19]"].iloc[0]
-    assert nineteen["seed_a_only"] == "8;8" and nineteen["seed_b_only"] == "2;2"
+    assert pairs == [("sims_dpo", "sft"), ("sims_dpo[n_neg=19]", "sft"),
+                     ("sims_dpo[n_neg=19]", "sims_dpo")]  # fmt: skip
+    nineteen = generation[generation["method_a"] == "sims_dpo[n_neg=19]"]
+    vs_sft = nineteen[nineteen["method_b"] == "sft"].iloc[0]
+    assert vs_sft["seed_a_only"] == "8;8" and vs_sft["seed_b_only"] == "2;2"
+    # 19 negatives alone hit 12..17 (6); 3 negatives alone hit 0 and 1 (2)
+    vs_three = nineteen[nineteen["method_b"] == "sims_dpo"].iloc[0]
+    assert vs_three["seed_a_only"] == "6;6" and vs_three["seed_b_only"] == "2;2"
     three = generation[generation["method_a"] == "sims_dpo"].iloc[0]
     assert three["seed_a_only"] == "2;2" and three["seed_b_only"] == "0;0"
 

@@ -402,6 +402,25 @@ def test_default_pairs_set_each_napo_ablation_against_napo():
     assert _default_pairs(["sft", "napo_no_ns"]) == [("napo_no_ns", "sft")]  # no napo run
 
 
+def test_default_pairs_set_the_field_losses_against_what_they_modify_and_variants_against_their_row():
+    methods = ["sft", "dpo", "sdpo", "dmpo", "beta_dpo", "dynamicpo_sdpo", "mppo",
+               "trl_hinge", "sdpo[negatives=hard]", "sdpo[negatives=self]", "sprec"]  # fmt: skip
+    pairs = _default_pairs(methods)
+    assert pairs[: len(methods) - 1] == [(m, "sft") for m in methods[1:]]
+    assert pairs[len(methods) - 1 :] == [
+        ("dmpo", "sdpo"),  # DMPO and DynamicPO-S-DPO, MPPO: listwise, as S-DPO
+        ("beta_dpo", "dpo"),  # beta-DPO: DPO with an adaptive beta
+        ("dynamicpo_sdpo", "sdpo"),
+        ("mppo", "sdpo"),
+        ("trl_hinge", "dpo"),  # TRL's loss types: pairwise variants of DPO
+        ("sdpo[negatives=hard]", "sdpo"),  # a strategy against S-DPO's own random negatives
+        ("sdpo[negatives=self]", "sdpo"),
+    ]
+    # without the row a pair needs, no pair
+    assert _default_pairs(["sft", "dmpo", "sdpo[negatives=hard]"]) == [
+        ("dmpo", "sft"), ("sdpo[negatives=hard]", "sft")]  # fmt: skip
+
+
 def test_pair_option_replaces_the_defaults(store, tmp_path, cli):
     out = tmp_path / "reports"
     result = cli(

@@ -58,6 +58,7 @@ from recbench.reports.significance import (
     user_clustered_p,
 )
 from recbench.reports.stats import Estimate
+from recbench.reports.variants import base_method
 
 
 def reference_method() -> str:
@@ -395,9 +396,11 @@ def _compare(
 
 
 def _default_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
-    """Each method with the reference (SFT), then each loss with the keys its registration
-    compares it with (NAPO with S-DPO, each NAPO ablation with NAPO: what Table 3 asks is
-    whether removing a part of NAPO costs HR@1, a paired question)."""
+    """Each method with the reference (SFT); then each loss with the keys its registration
+    compares it with (NAPO with S-DPO, DMPO with S-DPO, each NAPO ablation with NAPO: what
+    Table 3 asks is whether removing a part of NAPO costs HR@1, a paired question); then each
+    variant with its method's own row (``sdpo[negatives=hard]`` with ``sdpo``: what changing
+    that one setting does)."""
     from recbench import losses
 
     ref = reference_method()
@@ -409,8 +412,12 @@ def _default_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
     def compared(keys: list[str]) -> list[tuple[str, str]]:
         return [(m, b) for m in keys for b in losses.get_spec(m).compared_with if b in methods]
 
+    shown = [(m, base_method(m)) for m in methods if base_method(m) != m]
+    variants = [(m, base) for m, base in shown if base in methods]
     # the other losses' comparisons first, then the ablations' (Table 3's questions)
-    return pairs + compared([m for m in here if m not in ablations]) + compared(ablations)
+    return (
+        pairs + compared([m for m in here if m not in ablations]) + compared(ablations) + variants
+    )
 
 
 def _table(
