@@ -35,14 +35,9 @@ from recbench.data.dataset import Dataset
 from recbench.errors import UserError
 from recbench.identity import digest
 from recbench.methods import register_method
-from recbench.pipeline import (
-    LLMMethod,
-    LLMRun,
-    discard_journal,
-    read_reference,
-    write_reference,
-)
+from recbench.pipeline import LLMMethod, LLMRun
 from recbench.scoring import score_responses
+from recbench.stage_files import discard_journal, read_reference, write_reference
 from recbench.trainer import Stage
 
 METHOD = "sprec"

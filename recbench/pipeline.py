@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
-import shutil
 import time
 import warnings
 from collections.abc import Sequence
@@ -23,7 +21,17 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from recbench import auxiliary, identity, locks, losses, models, negatives, paths, rundir
+from recbench import (
+    auxiliary,
+    identity,
+    locks,
+    losses,
+    models,
+    negatives,
+    paths,
+    rundir,
+    stage_files,
+)
 from recbench.batches import EVAL_SEED, PromptItem, pick_examples, render, with_negatives
 from recbench.config import Profile, RunConfig
 from recbench.data import load_dataset
@@ -302,13 +310,13 @@ class LLMRun:
             identity["weights"] = self.sft_weights
         cache = paths.home() / "stages" / f"reference-{_digest(identity)}.safetensors"
         with locks.exclusive_for_run(cache, "the reference log-probs", self.accelerator):
-            logps = read_reference(cache, len(self.train_items), n_used + 1)
+            logps = stage_files.read_reference(cache, len(self.train_items), n_used + 1)
             if logps is None:
-                partial = self.partial_journal(_partial_path(cache))
+                partial = self.partial_journal(stage_files.partial_path(cache))
                 logps = self.policy_logps(self.train_items, n_used, journal=partial)
                 if self.accelerator.is_main_process:
-                    write_reference(cache, logps)
-                    discard_journal(partial)
+                    stage_files.write_reference(cache, logps)
+                    stage_files.discard_journal(partial)
         return logps
 
     def partial_journal(self, path: Path) -> Journal | None:
@@ -333,9 +341,9 @@ class LLMRun:
                  "aux": auxiliary.choice_for(self.ds, self.config)}  # fmt: skip
         cache = paths.home() / "stages" / f"negatives-{_digest(ident)}.json"
         with locks.exclusive_for_run(cache, "the chosen negatives", self.accelerator):
-            picked = _read_negatives(cache, len(examples))
+            picked = stage_files.read_negatives(cache, len(examples))
             if picked is None:
-                partial = self.partial_journal(_partial_path(cache))
+                partial = self.partial_journal(stage_files.partial_path(cache))
                 context = negatives.NegativeContext(
                     self.ds, self.config.seed, sasrec_scores=self.sasrec_scores,
                     policy_scores=functools.partial(self.policy_scores, journal=partial),
@@ -343,7 +351,7 @@ class LLMRun:
                 picked = strategy().pick(context, examples, self.settings.n_neg)
                 if self.accelerator.is_main_process:
                     rundir.write_atomic(cache, json.dumps([list(p) for p in picked]))
-                    discard_journal(partial)
+                    stage_files.discard_journal(partial)
         self.train_items = [with_negatives(self.ds, it, p)
                             for it, p in zip(self.train_items, picked, strict=True)]  # fmt: skip
 
@@ -403,7 +411,7 @@ class LLMRun:
         ratings = auxiliary.reads_ratings(loss_module)  # RecDPO/RecPO: s+ and s- from ratings
         reference = self.reference_logps(n_used) if loss_module.needs_reference else None
         if self.accelerator.is_main_process:
-            _check_started_from(self.run_dir / "preference", self.sft_weights)
+            stage_files.check_started_from(self.run_dir / "preference", self.sft_weights)
         self.accelerator.wait_for_everyone()
         stage = Stage(
             self.run_dir / "preference",
@@ -547,92 +555,6 @@ class LLMRun:
             facts.weights = self.sft_weights
         facts.timings.update(self.timings)
         facts.stage_peak_mb = max(facts.stage_peak_mb, self.stage_peak)
-
-
-STARTED_FROM = "sft_weights.txt"  # in a preference stage: the SFT stage it trains on
-
-
-def _check_started_from(stage_dir: Path, sft_weights: str | None) -> None:
-    """A preference stage continues only on the SFT stage it started from.
-
-    Its checkpoints hold an adapter trained from that stage; resumed after the stage was
-    trained again into other weights (another machine), the run would record the new stage
-    while holding the old one's descendant.  Refused with one line; nothing is deleted.  The
-    record is written atomically, so no kill damages it; a damaged one (a disk error) leaves
-    the lineage unknown, and the stage is discarded with a warning and trained again, as a
-    damaged checkpoint is.  A stage without the record (written before it existed) continues.
-    """
-    if sft_weights is None:
-        return
-    marker = stage_dir / STARTED_FROM
-    if marker.is_file():
-        started = marker.read_text(encoding="utf-8", errors="replace").strip()
-        if not re.fullmatch(r"[0-9a-f]{16}", started):  # damaged: its lineage is unknown
-            warnings.warn(
-                f"preference: discarding {stage_dir}, whose record of the SFT stage it "
-                "trains on is damaged; the stage is trained again from the start",
-                UserWarning,
-                stacklevel=3,
-            )
-            shutil.rmtree(stage_dir)
-        elif started != sft_weights:
-            raise rundir.RunDirectoryError(
-                f"{stage_dir} holds a preference stage trained from the SFT stage with weights "
-                f"{started}, but that stage now has weights {sft_weights} (trained again "
-                f"elsewhere?): continuing would mix two models; remove {stage_dir} to retrain it"
-            )
-        else:
-            return
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    rundir.write_atomic(marker, sft_weights + "\n")
-
-
-def read_reference(path: Path, rows: int, columns: int) -> torch.Tensor | None:
-    """The cached reference log-probs, or None when absent or damaged (then recomputed)."""
-    if not path.is_file():
-        return None
-    from safetensors.torch import load_file
-
-    try:
-        logps = load_file(str(path))["logps"]
-    except Exception as exc:  # noqa: BLE001 - any unreadable cache is recomputed
-        warnings.warn(f"recomputing the damaged cache {path} ({type(exc).__name__})", stacklevel=3)
-        return None
-    if tuple(logps.shape) != (rows, columns) or not torch.isfinite(logps).all():
-        warnings.warn(f"recomputing the cache {path}: unexpected shape or values", stacklevel=3)
-        return None
-    return logps
-
-
-def _partial_path(cache: Path) -> Path:
-    """Where the journal of the pass that fills ``cache`` lives until ``cache`` is written."""
-    return cache.with_name(cache.name.split(".")[0] + ".partial.jsonl")
-
-
-def discard_journal(journal: Journal | None) -> None:
-    """Remove a finished pass's journal: its complete result is cached now."""
-    if journal is not None:
-        journal.path.unlink(missing_ok=True)
-
-
-def write_reference(path: Path, logps: torch.Tensor) -> None:
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({"logps": logps.contiguous()}, str(tmp))
-    tmp.replace(path)
-
-
-def _read_negatives(path: Path, rows: int) -> list[tuple[int, ...]] | None:
-    """The cached pick, or None when absent or damaged (then picked again)."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(value, list) or len(value) != rows:
-        return None
-    return [tuple(int(i) for i in row) for row in value]
 
 
 def _is_scalar(value: object) -> bool:
