@@ -752,8 +752,9 @@ def sweep_command(
     dry_run: Annotated[
         bool,
         typer.Option(
-            help="List the points, which are done and which another sweep is running now, with a "
-            "time estimate for the rest; run nothing."
+            help="List the points, which are done, which another sweep is running now and what a "
+            "started one has kept (stages at their checkpoint step, evaluation batches scored), "
+            "with a time estimate for the rest; run nothing."
         ),
     ] = False,
     quiet: QuietOption = False,

@@ -82,7 +82,8 @@ class Profile:
     # (non-reentrant gradient checkpointing, recbench.trainer.set_gradient_checkpointing): the
     # same gradients (tests/test_memory.py), a fraction of a training step's memory, more time
     # per step.  It changes how the gradients are computed, not what is trained, so it is not
-    # part of the SFT stage's key (recbench.pipeline._sft_identity) nor of a loss run's id.
+    # part of the SFT stage's key (recbench.pipeline._sft_identity); a loss run's id holds
+    # every setting (Profile.identity_settings), this one too.
     gradient_checkpointing: bool = False
     # the dtype the frozen base weights are loaded in: "fp32", "bf16", or "auto" (bf16 when
     # the run trains in bf16).  In fp32, bf16 training keeps the weights in fp32 and casts a
@@ -97,6 +98,16 @@ class Profile:
     quantization: str = "none"
     # what a run of this profile can and cannot show, printed with its results
     caveat: str = ""
+
+    def identity_settings(self) -> dict[str, object]:
+        """The settings as a run's identity holds them: all but the descriptive ones, and a
+        setting of :data:`LATER_SETTINGS` only where it differs from the value it stands at there
+        (so every run recorded before that setting existed keeps its id)."""
+        out = {k: v for k, v in asdict(self).items() if k not in _DESCRIPTIVE}
+        for name, before in LATER_SETTINGS.items():
+            if out.get(name) == before:
+                del out[name]
+        return out
 
 
 PROFILES: dict[str, Profile] = {
@@ -412,6 +423,11 @@ class RunConfig:
 
 #: Profile fields that describe it and change nothing in a run (not settable with --set).
 _DESCRIPTIVE = frozenset({"name", "summary", "caveat"})
+#: Settings added after runs had been recorded, with the value that gives the behaviour from
+#: before each existed.  At that value a setting stays out of a run's identity, so adding it
+#: changed no run id (a sweep finds its recorded and half-trained runs again); set otherwise,
+#: it joins the identity.  A new setting that leaves the numbers as they were belongs here.
+LATER_SETTINGS: dict[str, object] = {"generation_from_ranking": False}
 #: Settings that must be positive integers (0 or a negative would crash or silently do nothing).
 _POSITIVE_INTS = frozenset(
     {

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from abc import ABC
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -134,9 +134,7 @@ class Method(ABC):
         (which the runner adds).  Default: every resolved setting and parameter; a method that
         reads fewer narrows it, so that runs differing only in what it ignores are one run."""
         del ds
-        settings = asdict(config.settings)
-        for descriptive in ("name", "summary", "caveat"):
-            settings.pop(descriptive, None)
+        settings = config.settings.identity_settings()
         return {"settings": settings, "params": dict(config.loss_params),
                 "seed": cls.recorded_seed(config), "checkpoint": config.checkpoint,
                 "aux_checkpoint": config.aux_checkpoint}  # fmt: skip

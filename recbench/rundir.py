@@ -100,3 +100,41 @@ def claim(run_dir: Path, run_id: str, identity: dict, explicit: bool) -> None:
     except OSError as exc:
         raise RunDirectoryError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
     write_atomic(marker, json.dumps({"run_id": run_id, **identity}, sort_keys=True, default=str))
+
+
+def progress(run_dir: Path) -> str | None:
+    """What a started run has kept in ``run_dir``, in a few words; None when nothing.
+
+    ``recbench sweep --dry-run`` shows it beside each point still to run, so hours of a long
+    study are visible before a sweep is restarted: a training stage (a folder holding
+    ``checkpoint/`` or ``final/``) is *done* or *at step N*; an evaluation mode has *K batches*
+    in its journal (the newest journal of the mode: an older one belongs to other weights).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return None
+    parts = []
+    for stage in sorted({p.parent for p in run_dir.rglob("*")
+                         if p.is_dir() and p.name in ("checkpoint", "final")}):  # fmt: skip
+        name = str(stage.relative_to(run_dir))
+        if (stage / "final" / "done.json").is_file():
+            parts.append(f"{name} done")
+        else:
+            parts.append(f"{name} at step {_checkpoint_step(stage / 'checkpoint')}")
+    newest: dict[str, Path] = {}
+    for journal in sorted((run_dir / "evaluation").glob("*.jsonl")):
+        mode = journal.name.split("-", 1)[0]
+        if mode not in newest or journal.stat().st_mtime > newest[mode].stat().st_mtime:
+            newest[mode] = journal
+    for mode, journal in sorted(newest.items()):
+        with open(journal, "rb") as handle:
+            batches = sum(1 for line in handle if line.endswith(b"\n"))
+        parts.append(f"{mode} {batches} batches scored")
+    return ", ".join(parts) or None
+
+
+def _checkpoint_step(checkpoint: Path) -> int:
+    try:
+        return int(json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0  # none yet, or a damaged one: the stage starts over

@@ -49,7 +49,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from recbench import locks, pipeline, results, runner, sweep_costs
+from recbench import locks, pipeline, results, rundir, runner, sweep_costs
 from recbench.config import (
     DEFAULT_LOSS,
     RunConfig,
@@ -356,6 +356,9 @@ def run_sweep(
             continue
         if book is not None:
             seconds, note = book.estimate(point.config)
+            kept = rundir.progress(runner.plan(point.config).run_dir)
+            if kept:
+                note = f"started, kept: {kept}; {note}"
             if running_elsewhere(store, point):
                 note = f"another sweep is running it now; {note}"
             stale = runner.recorded_on_other_data(records, runner.plan(point.config))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+from dataclasses import replace
 
 import pytest
 from conftest import assert_user_error
@@ -158,6 +159,28 @@ def test_the_identity_covers_what_changes_the_numbers(recbench_home):
     # a deterministic rule: every seed is one run
     pops = {runner.plan(RunConfig(baseline="pop", profile="smoke", seed=s)).run_id for s in (0, 1)}
     assert len(pops) == 1
+
+
+#: Run ids that recbench 289407c gave (the code the field study's runs started on), read from
+#: that version's ``runner.plan``.  A setting added since must leave them as they are
+#: (``config.LATER_SETTINGS``): a changed id makes a sweep start a half-trained run over and
+#: run a recorded one again.
+PINNED_IDS = {
+    ("dpo", None, "smoke", 0): "lastfm-dpo-90825bec852b",
+    ("napo", None, "study", 2): "lastfm-napo-1306b88c49c9",
+    (None, "sft", "study", 0): "lastfm-sft-86aefb105a0c",
+    (None, "zero_shot", "cpu", 0): "lastfm-zero_shot-beb32426430c",
+}
+
+
+@pytest.mark.parametrize(("point", "run_id"), PINNED_IDS.items(), ids=lambda v: str(v))
+def test_run_ids_stay_as_an_earlier_version_gave_them(recbench_home, point, run_id):
+    loss, baseline, profile, seed = point
+    config = RunConfig(loss=loss, baseline=baseline, dataset="lastfm", profile=profile, seed=seed)
+    assert runner.plan(config.validate()).run_id == run_id
+    # a later setting joins the identity when set away from its earlier behaviour
+    on = replace(config, overrides={"generation_from_ranking": True})
+    assert runner.plan(on.validate()).run_id != run_id
 
 
 # --------------------------------------------------------------------- earlier records

@@ -182,6 +182,33 @@ def test_dry_run_lists_points_and_runs_nothing(tmp_path, fake_run):
     )
 
 
+def test_dry_run_says_what_a_started_point_has_kept(tmp_path, fake_run):
+    """A killed point's run directory: its preference stage at a checkpoint, a done stage, and
+    evaluation journals (the newest of a mode counts; a torn last line is no batch)."""
+    import json
+    import os
+
+    point = expand(spec(tmp_path))[1]
+    run_dir = runner.plan(point.config).run_dir
+    (run_dir / "preference" / "checkpoint").mkdir(parents=True)
+    (run_dir / "preference" / "checkpoint" / "state.json").write_text(json.dumps({"step": 40}))
+    (run_dir / "iteration-0" / "sft" / "final").mkdir(parents=True)
+    (run_dir / "iteration-0" / "sft" / "final" / "done.json").write_text("{}")
+    journals = run_dir / "evaluation"
+    journals.mkdir()
+    (journals / "ranking-old.jsonl").write_text('{"keys": []}\n' * 9)
+    (journals / "ranking-new.jsonl").write_text('{"keys": []}\n' * 3 + '{"ke')
+    os.utime(journals / "ranking-old.jsonl", (1_000_000, 1_000_000))  # other weights, earlier
+    lines: list[str] = []
+    run_sweep(spec(tmp_path), dry_run=True, report=lines.append)
+    assert lines[1] == (
+        "[2/8] lastfm napo seed=0 n_neg=1 rho=0.3: to run (started, kept: iteration-0/sft done, "
+        "preference at step 40, ranking 3 batches scored; "
+        "no estimate: no run like it on this hardware in the store)"
+    )
+    assert "started" not in lines[2]  # nothing kept for the others
+
+
 def test_cli_sweep_builds_the_grid(tmp_path, fake_run):
     calls, failing = fake_run
     store = tmp_path / "results.jsonl"
