@@ -626,8 +626,9 @@ def compare_command(
             help="Also show METHOD at these hyper-parameters (its others at their defaults) as "
             "a row of its own, labelled METHOD[KEY=VALUE], in Table 2, the paired tests (vs "
             "sft and vs the method's own row; --pair may name the label) and the per-method "
-            "tables; repeatable. E.g. "
-            "sims_dpo:n_neg=19 next to SimS-DPO's default 3 negatives.",
+            "tables; repeatable. E.g. sims_dpo:n_neg=19 next to SimS-DPO's default 3 "
+            "negatives. A loss's runs on a --negatives strategy other than random are shown "
+            "so without this option (sdpo[negatives=hard]).",
             show_default=False,
         ),
     ] = None,

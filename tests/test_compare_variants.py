@@ -31,7 +31,7 @@ DEFAULTS = {"beta": 1.0, "gamma": 0.0, "ln": False}  # sims_dpo's registered hyp
 
 def _add(store: Path, method: str, family: str, seed: int, hits: set[int], hparams: dict) -> None:
     run = {
-        "run_id": f"{method}-{hparams.get('n_neg', 0)}-{seed}",
+        "run_id": f"{method}-{hparams.get('n_neg', 0)}-{hparams.get('negatives')}-{seed}",
         "time": "2026-01-01T00:00:00+0000",
         "dataset": "lastfm",
         "method": method,
@@ -171,3 +171,47 @@ def test_variant_mistake_on_the_command_line_is_one_line(store, tmp_path, cli):
         "compare", "--results", str(store), "--out", str(tmp_path / "r"), "--variant", "x:n=1"
     )
     assert_user_error(result, "--variant x:n=1", "no runs of method 'x'")
+
+
+HARD = set(range(3, 15))  # SFT's 10 less 0..2 (3 only in SFT), and 10..14 (5 only here)
+
+
+@pytest.fixture()
+def strategy_store(tmp_path: Path) -> Path:
+    """SFT, S-DPO on its default random negatives, S-DPO on ``hard`` negatives (sdpo has
+    sims_dpo's hyper-parameters, ``DEFAULTS``), two seeds each."""
+    path = tmp_path / "strategies.jsonl"
+    for seed in (0, 1):
+        _add(path, "sft", "llm_baseline", seed, SFT, {})
+        _add(path, "sdpo", "loss", seed, SIMS3, {**DEFAULTS, "n_neg": 3, "negatives": "random"})
+        _add(path, "sdpo", "loss", seed, HARD, {**DEFAULTS, "n_neg": 3, "negatives": "hard"})
+    return path
+
+
+@pytest.mark.parametrize("asked", [False, True])
+def test_a_negatives_strategy_is_a_row_of_its_own_without_being_asked_for(
+    strategy_store, tmp_path, asked
+):
+    out = tmp_path / "r"
+    given = ["sdpo:negatives=hard"] if asked else []
+    compare(strategy_store, out, plots_enabled=False, variant_texts=given)
+    header = (out / "table2_main.md").read_text().splitlines()[0]
+    assert ("--variant" in header) == asked  # the store alone regenerates the automatic one
+
+    table = _csv(out / "table2_main.csv")
+    assert list(table["method"]) == ["sft", "sdpo", "sdpo[negatives=hard]"]
+    hr = dict(zip(table["method"], table["hr1_mean"].astype(float), strict=True))
+    assert hr["sdpo"] == pytest.approx(12 / N, abs=1e-9)
+    assert hr["sdpo[negatives=hard]"] == pytest.approx(12 / N, abs=1e-9)
+
+    tests = _csv(out / "paired_tests.csv")
+    generation = tests[tests["mode"] == "generation"]
+    pairs = list(zip(generation["method_a"], generation["method_b"], strict=True))
+    assert pairs == [("sdpo", "sft"), ("sdpo[negatives=hard]", "sft"),
+                     ("sdpo[negatives=hard]", "sdpo")]  # fmt: skip
+    hard = generation[generation["method_a"] == "sdpo[negatives=hard]"]
+    vs_random = hard[hard["method_b"] == "sdpo"].iloc[0]
+    # hard alone hits 12..14 (3); random alone hits 0..2 (3)
+    assert vs_random["seed_a_only"] == "3;3" and vs_random["seed_b_only"] == "3;3"
+    vs_sft = hard[hard["method_b"] == "sft"].iloc[0]
+    assert vs_sft["seed_a_only"] == "5;5" and vs_sft["seed_b_only"] == "3;3"

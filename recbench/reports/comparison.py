@@ -169,7 +169,9 @@ def compare(
     ``pairs`` (``"A:B"`` strings) replace the default paired comparisons (every method vs sft,
     napo vs sdpo, NAPO's ablations vs napo); a method they name must have runs in the filtered
     store.  ``variant_texts`` (``"METHOD:KEY=VALUE,..."``) add configurations as rows of their
-    own (:mod:`~recbench.reports.variants`); ``--pair`` may name them by label.
+    own (:mod:`~recbench.reports.variants`); ``--pair`` may name them by label.  Loss runs on
+    another negatives strategy than the default are such rows without being asked for
+    (``sdpo[negatives=hard]``, :func:`~recbench.reports.variants.strategy_variants`).
     """
     chosen_formats = parse_formats(formats)
     chosen_pairs = paired.parse_pairs(pairs)
@@ -178,7 +180,10 @@ def compare(
     results.check_store_path(results_path, writing=False)  # a folder or device: say so
     store = Path(results_path) if results_path is not None else results.default_store()
     runs = load_runs(store, Filters(datasets=datasets, model=model, profile=profile))
-    paired.check_pairs(chosen_pairs, variants.add_variants(runs, shown)["method"])
+    variants.add_variants(runs, shown)  # the user's variants: each must name runs
+    automatic = variants.strategy_variants(runs, shown)  # not on the command line: from the store
+    labels = variants.add_variants(runs, (*shown, *automatic), strict=False)["method"]
+    paired.check_pairs(chosen_pairs, labels)
     command = command_line(
         results_path,
         out,
@@ -209,7 +214,7 @@ def compare(
             report,
             reader,
             chosen_pairs,
-            shown,
+            (*shown, *automatic),
         )
     return report
 

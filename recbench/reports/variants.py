@@ -20,7 +20,12 @@ import pandas as pd
 
 from recbench.errors import UserError
 from recbench.registry import did_you_mean
-from recbench.reports.runs import compatible, hparams_key, registry_defaults
+from recbench.reports.runs import (
+    DEFAULT_NEGATIVES,
+    compatible,
+    hparams_key,
+    registry_defaults,
+)
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,22 @@ def add_variants(
     return pd.concat([runs.drop(index=moved), *added], ignore_index=True)
 
 
+def strategy_variants(runs: pd.DataFrame, given: Sequence[Variant] = ()) -> tuple[Variant, ...]:
+    """A variant ``METHOD[negatives=STRATEGY]`` for each loss run on a strategy other than the
+    default, so negatives show as rows of their own, paired with the loss's own row, without
+    an option (``given``: the user's variants, which one of these would repeat).  What
+    :func:`add_variants` does with them is decided run by run, never an error: a strategy run
+    at other hyper-parameters than the loss's defaults matches none and is not shown."""
+    found = set()
+    if not runs.empty:
+        for method, family, hparams in zip(runs["method"], runs["family"], runs["hparams"],
+                                           strict=True):  # fmt: skip
+            strategy = hparams.get("negatives", DEFAULT_NEGATIVES)
+            if family == "loss" and strategy != DEFAULT_NEGATIVES:
+                found.add(Variant(method, (("negatives", strategy),)))
+    return tuple(sorted(found - set(given), key=lambda v: v.label))
+
+
 def _shown_only_as_variant(
     group: pd.DataFrame, chosen: pd.DataFrame, defaults: Mapping[str, object] | None
 ) -> list[object]:
@@ -166,4 +187,4 @@ def _shown_only_as_variant(
     return moved
 
 
-__all__ = ["Variant", "add_variants", "base_method", "parse_variants"]
+__all__ = ["Variant", "add_variants", "base_method", "parse_variants", "strategy_variants"]
