@@ -94,33 +94,37 @@ def table(root: Path = ROOT) -> str:
     return "\n".join(lines)
 
 
-def _block(text: str) -> tuple[int, int]:
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise SystemExit(f"error: the page has no block between {BEGIN!r} and {END!r}")
-    return start, end + len(END)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def page_block_main(
+    argv: list[str] | None, doc: str, begin: str, end: str, block: Callable[[], str], what: str
+) -> int:
+    """``--write PAGE`` puts ``block()`` between the page's markers; ``--check PAGE`` exits 1
+    when the page's copy differs, naming ``what`` and the command that repairs it (the
+    ``--write`` of the script whose ``doc`` this is)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--write", type=Path, metavar="PAGE", help="replace the block in it")
     action.add_argument("--check", type=Path, metavar="PAGE", help="exit 1 if it is stale")
     args = parser.parse_args(argv)
-    readme = args.write or args.check
-    text = readme.read_text()
-    start, end = _block(text)
-    fresh = text[:start] + table() + text[end:]
+    page = args.write or args.check
+    text = page.read_text()
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        raise SystemExit(f"error: the page has no block between {begin!r} and {end!r}")
+    fresh = text[:start] + block() + text[stop + len(end) :]
     if args.write:
-        readme.write_text(fresh)
+        page.write_text(fresh)
         return 0
     if fresh != text:
-        print(
-            f"{readme}: its table of the study's paired tests is stale; "
-            f"run python benchmarks/study_readme_table.py --write {readme}"
-        )
+        script = next(line.split()[1] for line in doc.splitlines() if "--write" in line)
+        print(f"{page}: {what} is stale; run python {script} --write {page}")
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return page_block_main(
+        argv, __doc__, BEGIN, END, table, "its table of the study's paired tests"
+    )
 
 
 if __name__ == "__main__":

@@ -52,10 +52,10 @@ def audit_dataset(name: str, seed: int = 0) -> dict:
 
 
 def import_dataset(name: str, train: Path, val: Path, test: Path, item_names: Path, **kwargs):
-    from recbench.data.importer import import_dataset as _import
+    from recbench.data.importer import import_with_stats
 
-    spec = _import(name, {"train": train, "val": val, "test": test}, item_names, **kwargs)
-    return load_dataset(spec.name).stats()
+    files = {"train": train, "val": val, "test": test}
+    return import_with_stats(name, files, item_names, **kwargs)[1]
 
 
 def keep_example_users(

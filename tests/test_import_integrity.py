@@ -121,6 +121,31 @@ def test_racing_imports_leave_one_sound_dataset(recbench_home, two):
         assert hidden_entries(recbench_home) == [], round_
 
 
+def test_the_import_reports_its_own_counts_when_another_replaces_it_at_once(
+    recbench_home, tmp_path, monkeypatch
+):
+    """The race the test above can lose: an import's summary read by name after its lock is
+    released can meet the next import's files.  Here that next import lands right after this
+    one releases its lock, before it reports: it still reports what it imported."""
+    from recbench import api
+
+    mine, theirs = write_dataset(tmp_path / "mine", seed=1, users=40), write_dataset(
+        tmp_path / "theirs", seed=2, users=80)  # fmt: skip
+    forget, landed = catalog.forget, []
+
+    def released_then_replaced(name: str) -> None:  # runs once this import's lock is released
+        forget(name)
+        if not landed:
+            landed.append(True)
+            import_in_process(theirs, overwrite=True)
+
+    monkeypatch.setattr(catalog, "forget", released_then_replaced)
+    info = api.import_dataset("ds", mine["train"], mine["val"], mine["test"], mine["names"])
+    assert info["splits"]["train"]["rows"] == len(mine["train"].read_text().splitlines()) == 320
+    catalog.forget("ds")
+    assert load_dataset("ds").item_names[0] == "Item 0 of 2"  # the other import is what stayed
+
+
 # --------------------------------------------------------------------------- atomic writes
 def test_a_failed_swap_keeps_the_old_dataset(recbench_home, two, monkeypatch):
     a, b = two

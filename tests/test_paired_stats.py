@@ -415,10 +415,13 @@ def test_default_pairs_set_the_field_losses_against_what_they_modify_and_variant
         ("trl_hinge", "dpo"),  # TRL's loss types: pairwise variants of DPO
         ("sdpo[negatives=hard]", "sdpo"),  # a strategy against S-DPO's own random negatives
         ("sdpo[negatives=self]", "sdpo"),
+        ("sdpo[negatives=hard]", "sdpo[negatives=self]"),  # and the strategies with each other
     ]
-    # without the row a pair needs, no pair
-    assert _default_pairs(["sft", "dmpo", "sdpo[negatives=hard]"]) == [
-        ("dmpo", "sft"), ("sdpo[negatives=hard]", "sft")]  # fmt: skip
+    # without the row a pair needs, no pair; variants of other methods are not siblings
+    assert _default_pairs(["sft", "dmpo", "sdpo[negatives=hard]", "sims_dpo[n_neg=19]"]) == [
+        ("dmpo", "sft"), ("sdpo[negatives=hard]", "sft"), ("sims_dpo[n_neg=19]", "sft")]  # fmt: skip
+    assert _default_pairs(["sdpo[negatives=hard]", "sdpo[negatives=self]"]) == [
+        ("sdpo[negatives=hard]", "sdpo[negatives=self]")]  # fmt: skip
 
 
 def test_pair_option_replaces_the_defaults(store, tmp_path, cli):

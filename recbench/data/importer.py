@@ -47,7 +47,7 @@ from filelock import FileLock, Timeout
 
 from recbench import locks, paths
 from recbench.data import catalog
-from recbench.data.dataset import SPLITS, DatasetSpec, SplitSpec, load_spec
+from recbench.data.dataset import SPLITS, Dataset, DatasetSpec, SplitSpec, load_spec
 from recbench.data.prompts import DOMAINS
 from recbench.data.rows import MIN_LEN_SEQ, SplitRows, read_named_items, read_rows, sha256_of
 from recbench.errors import DataError, UnknownNameError, UserError
@@ -109,7 +109,13 @@ def _write_jsonl(rows: SplitRows, path: Path) -> None:
             out.write(json.dumps(record) + "\n")
 
 
-def import_dataset(
+def import_dataset(name: str, files: dict[str, Path], item_names: Path, **options) -> DatasetSpec:
+    """Validate and register a dataset; returns its description (``options``: those of
+    :func:`import_with_stats`)."""
+    return import_with_stats(name, files, item_names, **options)[0]
+
+
+def import_with_stats(
     name: str,
     files: dict[str, Path],
     item_names: Path,
@@ -119,8 +125,13 @@ def import_dataset(
     overwrite: bool = False,
     description: str = "",
     allow_duplicate_names: bool = False,
-) -> DatasetSpec:
-    """Validate and register a dataset; returns its description."""
+) -> tuple[DatasetSpec, dict]:
+    """:func:`import_dataset`, and the counts of what it imported (``recbench data info``'s).
+
+    The counts are read from the staged copy before it is installed: read by name afterwards,
+    once the name's lock is released, they could come from a concurrent import of the same
+    name that replaced this one in between (and fail its checksums halfway).
+    """
     paths.safe_name(name, "dataset name")
     if name in catalog.builtin_names():
         raise UserError(f"'{name}' is a built-in dataset; choose another name")
@@ -149,8 +160,9 @@ def import_dataset(
             raise UserError(f"dataset '{name}' already exists; pass --overwrite to replace it")
         with staging_dir(target, "importing") as staging:
             spec = _write_staging(staging, name, files, splits, names, domain, description)
+            stats = Dataset(spec, staging, builtin=False).stats()
             install(staging, target)
-    return spec
+    return spec, stats
 
 
 # ------------------------------------------------------------------ atomic, exclusive writes

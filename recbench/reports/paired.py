@@ -400,7 +400,7 @@ def _default_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
     compares it with (NAPO with S-DPO, DMPO with S-DPO, each NAPO ablation with NAPO: what
     Table 3 asks is whether removing a part of NAPO costs HR@1, a paired question); then each
     variant with its method's own row (``sdpo[negatives=hard]`` with ``sdpo``: what changing
-    that one setting does)."""
+    that one setting does); then the variants of one method with each other."""
     from recbench import losses
 
     ref = reference_method()
@@ -414,10 +414,13 @@ def _default_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
 
     shown = [(m, base_method(m)) for m in methods if base_method(m) != m]
     variants = [(m, base) for m, base in shown if base in methods]
+    # variants of one method with each other (hard with self negatives): runs of one seed that
+    # share a stage even where the method's own row started from another training of it
+    siblings = [(m, n) for i, (m, base) in enumerate(shown) for n, other in shown[i + 1 :]
+                if other == base]  # fmt: skip
     # the other losses' comparisons first, then the ablations' (Table 3's questions)
-    return (
-        pairs + compared([m for m in here if m not in ablations]) + compared(ablations) + variants
-    )
+    losses_pairs = compared([m for m in here if m not in ablations]) + compared(ablations)
+    return pairs + losses_pairs + variants + siblings
 
 
 def _table(
