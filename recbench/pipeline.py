@@ -33,7 +33,7 @@ from recbench import (
     stage_files,
 )
 from recbench.batches import EVAL_SEED, PromptItem, pick_examples, render, with_negatives
-from recbench.config import Profile, RunConfig
+from recbench.config import LATER_SETTINGS, Profile, RunConfig
 from recbench.data import load_dataset
 from recbench.data.dataset import Dataset, Example
 from recbench.errors import UserError
@@ -147,17 +147,16 @@ def sft_stage_built(config: RunConfig) -> bool:
 #: The settings that decide which examples a run is scored on and how.
 EVALUATION_FIELDS = (
     "eval_split", "eval_rows", "eval_examples", "generation", "max_new_tokens",
-    "max_prompt_tokens", "history_items", "eval_precision",
+    "max_prompt_tokens", "history_items", "eval_precision", "generation_from_ranking",
 )  # fmt: skip
 
 
 def evaluation_identity(settings: Profile) -> dict:
-    """The evaluation settings of a run's identity.  ``generation_from_ranking`` is there only
-    when on, so runs from before it existed keep their ids."""
+    """The evaluation settings of a run's identity.  A setting of
+    :data:`~recbench.config.LATER_SETTINGS` among them is there only when set otherwise than
+    its earlier value, so runs from before it existed keep their ids."""
     out = {k: getattr(settings, k) for k in EVALUATION_FIELDS}
-    if settings.generation_from_ranking:
-        out["generation_from_ranking"] = True
-    return out
+    return {k: v for k, v in out.items() if k not in LATER_SETTINGS or v != LATER_SETTINGS[k]}
 
 
 class LLMRun:

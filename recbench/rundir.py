@@ -120,7 +120,7 @@ def progress(run_dir: Path) -> str | None:
         if (stage / "final" / "done.json").is_file():
             parts.append(f"{name} done")
         else:
-            parts.append(f"{name} at step {_checkpoint_step(stage / 'checkpoint')}")
+            parts.append(f"{name} at step {checkpoint_step(stage / 'checkpoint') or 0}")
     newest: dict[str, Path] = {}
     for journal in sorted((run_dir / "evaluation").glob("*.jsonl")):
         mode = journal.name.split("-", 1)[0]
@@ -133,8 +133,13 @@ def progress(run_dir: Path) -> str | None:
     return ", ".join(parts) or None
 
 
-def _checkpoint_step(checkpoint: Path) -> int:
+def checkpoint_step(checkpoint: Path) -> int | None:
+    """The step a stage's resumable ``checkpoint`` folder holds; None when there is none.
+
+    A damaged one counts as step 0: the stage starts over.  The trainer asks the same question
+    before it continues a stage, and ``sweep --dry-run`` asks it without building the trainer.
+    """
     try:
         return int(json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))["step"])
     except (OSError, ValueError, KeyError, TypeError):
-        return 0  # none yet, or a damaged one: the stage starts over
+        return 0 if checkpoint.is_dir() else None

@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 from recbench.errors import UserError
 from recbench.models import quiet_library_warnings
 from recbench.output import tracker_init_kwargs
+from recbench.rundir import checkpoint_step
 
 StepFn = Callable[[list], tuple[torch.Tensor, dict[str, float]]]
 logger = logging.getLogger(__name__)
@@ -248,10 +249,7 @@ class Stage:
 
     def interrupted_step(self) -> int | None:
         """The step of the stage's resumable checkpoint, or None when it has none."""
-        try:
-            return int(json.loads((self.dir / "checkpoint" / "state.json").read_text())["step"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None if not (self.dir / "checkpoint").is_dir() else 0
+        return checkpoint_step(self.dir / "checkpoint")
 
     def _order(self, n_items: int, epoch: int) -> list[int]:
         order = list(range(n_items))
