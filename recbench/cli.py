@@ -423,6 +423,17 @@ NegativesListOption = Annotated[
 ResultsOption = Annotated[
     Path | None, typer.Option(help="Results store (JSON Lines) to check and append records to.")
 ]
+FromThisStageOption = Annotated[
+    bool,
+    typer.Option(
+        "--from-this-stage",
+        help="Train from the SFT stage built in $RECBENCH_HOME even where the results store "
+        "records this run trained from another training of that stage (other weights: a stage "
+        "trained again on another CPU); the run is then trained again and recorded beside the "
+        "other as RUN_ID-wWEIGHTS, so that it pairs with the other runs from this stage. Only "
+        "for methods trained from the SFT stage (the losses, sft, sprec, llara).",
+    ),
+]
 
 
 #: How a command is watched (one :class:`recbench.output.Output`); none changes a result.
@@ -506,6 +517,7 @@ def run_command(
             "beside the earlier ones; reports take the latest)."
         ),
     ] = False,
+    from_this_stage: FromThisStageOption = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the full summary as JSON.")
     ] = False,
@@ -547,6 +559,7 @@ def run_command(
         results=results,
         resume=resume,
         rerun=rerun,
+        from_this_stage=from_this_stage,
     )
     summary = api.run(config, output)
     if as_json:
@@ -734,6 +747,7 @@ def sweep_command(
     set_: SetOption = None,
     aux_checkpoint: AuxCheckpointOption = None,
     results: ResultsOption = None,
+    from_this_stage: FromThisStageOption = False,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -794,6 +808,7 @@ def sweep_command(
             checkpoint=checkpoint,
             aux_checkpoint=aux_checkpoint,
             results=results,
+            from_this_stage=from_this_stage,
         )
         outcome = api.sweep(options.to_spec(), dry_run=dry_run, report=report, output=output)
     counts = ", ".join(f"{outcome.count(s)} {s}" for s in ("done", "todo", "ran", "failed"))

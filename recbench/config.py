@@ -315,6 +315,9 @@ class RunConfig:
     results: Path | None = None
     resume: bool | str = False  # True: continue an interrupted run (--resume); "auto": if any
     rerun: bool = False  # run again although the store records this run (--rerun)
+    #: --from-this-stage: where the store records this run trained from another training of
+    #: its SFT stage, train it again from the stage built here (recorded as ID-wWEIGHTS)
+    from_this_stage: bool = False
 
     def __post_init__(self) -> None:
         # ``loss`` defaults to napo for a run that names nothing; a baseline run has no loss

@@ -26,11 +26,14 @@ from pathlib import Path
 import torch
 
 
+def _hash_named(digest, named: Iterable[tuple[str, torch.Tensor]]) -> None:
+    for name, tensor in sorted(named, key=lambda pair: pair[0]):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
+
+
 def _hash_trainable(digest, model: torch.nn.Module) -> None:
-    for name, param in sorted(model.named_parameters(), key=lambda pair: pair[0]):
-        if param.requires_grad:
-            digest.update(name.encode())
-            digest.update(param.detach().cpu().contiguous().float().numpy().tobytes())
+    _hash_named(digest, ((n, p) for n, p in model.named_parameters() if p.requires_grad))
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -41,6 +44,17 @@ def weights_digest(model: torch.nn.Module) -> str:
     """
     digest = hashlib.sha256()
     _hash_trainable(digest, model)
+    return digest.hexdigest()[:16]
+
+
+def saved_weights_digest(path: Path) -> str:
+    """:func:`weights_digest` of the model that the trainable state saved at ``path`` (a
+    stage's ``adapter.safetensors``) loads into, read from the file alone: a planner learns
+    which stage is built here without loading a model."""
+    from safetensors.torch import load_file
+
+    digest = hashlib.sha256()
+    _hash_named(digest, load_file(str(path)).items())
     return digest.hexdigest()[:16]
 
 

@@ -626,8 +626,17 @@ def sft_prerequisite(config: RunConfig) -> RunConfig:
     """The ``sft`` run a loss run of ``config`` trains from (recorded once, before it)."""
     from dataclasses import replace
 
-    return replace(config, loss=None, baseline="sft", loss_params={}, resume="auto",
-                   rerun=False, output_dir=None, negatives=negatives.DEFAULT)  # fmt: skip
+    return replace(
+        config,
+        loss=None,
+        baseline="sft",
+        loss_params={},
+        resume="auto",
+        rerun=False,
+        output_dir=None,
+        negatives=negatives.DEFAULT,
+        from_this_stage=False,  # it finds its own retrained id (runner._prerequisite_id)
+    )
 
 
 class LossMethod(LLMMethod):

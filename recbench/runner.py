@@ -20,11 +20,22 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from recbench import identity, losses, models, negatives, paths, pipeline, plugins, results, rundir
+from recbench import (
+    identity,
+    journal,
+    losses,
+    models,
+    negatives,
+    paths,
+    pipeline,
+    plugins,
+    results,
+    rundir,
+)
 from recbench.batches import EVAL_SEED
 from recbench.batches import evaluation_examples as _protocol_examples
 from recbench.config import RunConfig
@@ -81,6 +92,11 @@ def check_inputs(config: RunConfig) -> MethodClass:
             f"--negatives {config.negatives}: negatives are picked for preference losses; "
             f"{method.name} trains none"
         )
+    if config.from_this_stage and method.needs != "stages":
+        raise UserError(
+            f"--from-this-stage: {method.name} is not trained from the SFT stage; the option "
+            "is for the losses and the LLM methods that start from it"
+        )
     method.check(config)
     models.check_name(config.model)
     results.check_store_path(config.results or results.default_store())
@@ -113,6 +129,14 @@ class RunPlan:
     run_id: str
     store: Path
     run_dir: Path
+    #: ``--from-this-stage``: the weights digest of the SFT stage built here, which the run
+    #: must start from (None: not asked, or the stage is not built yet)
+    stage_weights: str | None = None
+    #: ``--from-this-stage`` before the stage is built: which id the run takes is decided
+    #: once its SFT stage exists (:func:`execute` plans again after the prerequisites)
+    awaits_stage: bool = False
+    #: the id this run is a retraining of (``run_id`` is then ``BASE-wWEIGHTS``)
+    base_id: str | None = None
 
 
 def identity_of(config: RunConfig, method: MethodClass, ds: Dataset) -> dict[str, Any]:
@@ -142,7 +166,32 @@ def plan(config: RunConfig, method: MethodClass | None = None) -> RunPlan:
     store = Path(config.results) if config.results else results.default_store()
     default_dir = paths.home() / "runs" / run_id
     run_dir = Path(config.output_dir).expanduser() if config.output_dir else default_dir
-    return RunPlan(config, method, ds, ident, run_id, store, run_dir)
+    run = RunPlan(config, method, ds, ident, run_id, store, run_dir)
+    return _on_this_stage(run) if config.from_this_stage else run
+
+
+def _on_this_stage(run: RunPlan) -> RunPlan:
+    """``--from-this-stage``: the run trained from the SFT stage built in $RECBENCH_HOME.
+
+    A stage trained again on other hardware is another model (:mod:`recbench.journal`); runs
+    trained from it pair only with runs trained from it.  Where the store records this run
+    trained from another training of the stage (other weights, or none recorded), the run is
+    trained again from the stage here and recorded beside it under
+    :func:`identity.retrained_id`, in a directory of its own: the other run's adapter and
+    caches belong to the other stage.  Where the store records it from this very stage, or
+    not at all, the run is the usual one.  Before the stage is built its weights are unknown:
+    the plan waits for them (:attr:`RunPlan.awaits_stage`).
+    """
+    final = pipeline.sft_stage_dir(run.config) / "final"
+    if not (final / "done.json").is_file():
+        return replace(run, awaits_stage=True)
+    weights = journal.saved_weights_digest(final / "adapter.safetensors")
+    held = {_weights_of(r) for r in is_recorded(results.read_records(run.store), run)}
+    if not held or weights in held:
+        return replace(run, stage_weights=weights)
+    own = identity.retrained_id(run.run_id, weights)
+    run_dir = run.run_dir if run.config.output_dir else paths.home() / "runs" / own
+    return replace(run, run_id=own, run_dir=run_dir, stage_weights=weights, base_id=run.run_id)
 
 
 # ------------------------------------------------------------------ already recorded?
@@ -154,11 +203,14 @@ def is_recorded(records: Iterable[Mapping[str, Any]], run: RunPlan) -> list[Reco
     dataset, method, model, profile, seed, the data files' sha256, the settings and the
     hyper-parameters they recorded (:func:`_matches_earlier_record`).
     """
+    if run.awaits_stage:  # which run this is waits for its SFT stage: none is recorded yet
+        return []
     found = []
+    earlier = run.base_id is None  # an earlier record names no stage: never a retraining
     for raw in records:
         record = raw if isinstance(raw, Record) else Record.from_json(raw)
         if record.run_id == run.run_id or (
-            record.version < RECORD_VERSION and _matches_earlier_record(record, run)
+            earlier and record.version < RECORD_VERSION and _matches_earlier_record(record, run)
         ):
             found.append(record)
     return found
@@ -261,6 +313,8 @@ def execute(
         before = _run(plan(prerequisite), output, prerequisite=True)
         if "evaluation" in before:
             summary["sft_eval"] = before["evaluation"]
+    if main.awaits_stage:  # its SFT stage is built now: which run is this?
+        main = plan(config, method)
     summary.update(_run(main, output))
     keep_example_users(summary.get("results"), config)
     return summary
@@ -321,6 +375,12 @@ def _work(run: RunPlan, method: Method, state, prerequisite: bool) -> dict[str, 
     """Prepare, score, generate; then the metrics, records and the one append."""
     load = results.LoadMeter()
     method.prepare()
+    if run.stage_weights is not None and method.facts.weights not in (None, run.stage_weights):
+        raise UserError(
+            f"the SFT stage changed after {run.run_id} was planned (weights "
+            f"{run.stage_weights}, now {method.facts.weights}: trained again meanwhile?); "
+            "run the command again"
+        )
     run_id = run.run_id
     if prerequisite:  # built now: is this very model's evaluation recorded?
         run_id = _prerequisite_id(run, method.facts.weights)

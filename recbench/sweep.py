@@ -147,7 +147,10 @@ class SweepPoint:
     def describe(self) -> str:
         settings = " ".join(f"{k}={v}" for k, v in self.swept.items())
         c = self.config
-        return f"{c.dataset} {c.method} seed={c.seed}" + (f" {settings}" if settings else "")
+        stage = " from-this-stage" if c.from_this_stage else ""
+        return (
+            f"{c.dataset} {c.method} seed={c.seed}" + (f" {settings}" if settings else "") + stage
+        )
 
 
 def expand(spec: SweepSpec, check: bool = True) -> list[SweepPoint]:
@@ -413,6 +416,7 @@ class SweepOptions:
     overrides: Mapping[str, ParamValue] = field(default_factory=dict)  # --set
     aux_checkpoint: str | None = None
     results: Path | None = None
+    from_this_stage: bool = False
 
     @classmethod
     def from_command_line(
@@ -470,6 +474,7 @@ class SweepOptions:
             aux_checkpoint=self.aux_checkpoint,
             overrides=dict(self.overrides),
             results=self.results,
+            from_this_stage=self.from_this_stage,
         )
         return SweepSpec(base, axes)
 
@@ -524,6 +529,12 @@ def _integer(value: object, where: str, key: str) -> int:
     return value
 
 
+def _boolean(value: object, where: str, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(where, key, "true or false", value)
+    return value
+
+
 def _table(value: object, where: str, key: str) -> dict[str, object]:
     """A TOML table with its keys spelled as ``--set`` and ``--param`` spell them."""
     if not isinstance(value, dict):
@@ -569,6 +580,7 @@ GRID_KEYS: dict[str, tuple[str, Callable[[object, str, str], object]]] = {
     "set": ("overrides", _settings),
     "aux_checkpoint": ("aux_checkpoint", _text),
     "results": ("results", _text),
+    "from_this_stage": ("from_this_stage", _boolean),
 }
 #: The tables whose keys merge (a grid's ``set`` adds to the defaults' ``set``); any other key
 #: of a grid replaces the defaults' value.

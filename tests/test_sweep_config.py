@@ -110,6 +110,18 @@ def test_a_dry_run_lists_the_same_points_grid_by_grid(tmp_path, recbench_home):
     assert not Path(store).exists()
 
 
+def test_from_this_stage_in_a_file_plans_what_the_option_plans(tmp_path, planned):
+    store = str(tmp_path / "results.jsonl")
+    invoke("sweep", "--profile", "smoke", "--results", store, "--loss", "sdpo", "--seed", "0,2",
+           "--from-this-stage")  # fmt: skip
+    path = write(tmp_path, f'[[grid]]\nprofile = "smoke"\nresults = "{store}"\nloss = "sdpo"\n'
+                 "seed = [0, 2]\nfrom_this_stage = true\n")  # fmt: skip
+    invoke("sweep", "--config", str(path))
+    assert planned[0] == planned[1]
+    assert [p.config.from_this_stage for p in planned[1]] == [True, True]
+    assert planned[1][0].describe() == "lastfm sdpo seed=0 from-this-stage"
+
+
 def test_grid_seed_and_dataset_pick_a_share_of_the_file(tmp_path, planned):
     path = two_grids(tmp_path)
     invoke("sweep", "--config", str(path), "--grid", "napo-curve", "--seed", "1")
@@ -146,6 +158,21 @@ def test_results_are_relative_to_the_file(tmp_path, planned):
         ('[[grid]]\nloss = "dpo"', ("--set", "lora_r=8"), ("--set cannot be combined",)),
         ('[[grid]]\nloss = "dpo"', ("--grid", "nope"), ("--grid nope", "no such grid")),
         ('[[grid]]\nloss = "dpo"', ("--seed", "5"), ("no grid has the selected",)),
+        (
+            '[[grid]]\nloss = "dpo"\nfrom_this_stage = "yes"',
+            (),
+            ("'from_this_stage' must be true",),
+        ),
+        (
+            '[[grid]]\nbaseline = "pop"\nprofile = "smoke"\nfrom_this_stage = true',
+            (),
+            ("grid 1", "pop is not trained from the SFT stage"),
+        ),
+        (
+            '[[grid]]\nloss = "dpo"',
+            ("--from-this-stage",),
+            ("--from-this-stage cannot be combined",),
+        ),
     ],
 )
 def test_a_broken_file_is_one_line_and_exit_2(cli, tmp_path, text, args, needles):
