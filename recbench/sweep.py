@@ -359,12 +359,18 @@ def run_sweep(
             continue
         if book is not None:
             seconds, note = book.estimate(point.config)
-            kept = rundir.progress(runner.plan(point.config).run_dir)
+            planned = runner.plan(point.config)
+            kept = rundir.progress(planned.run_dir)
             if kept:
                 note = f"started, kept: {kept}; {note}"
+            if planned.awaits_stage and runner.is_recorded(
+                records, replace(planned, awaits_stage=False)
+            ):
+                note = (f"{note}; the store has this run: whether it is from the stage this "
+                        "point trains from is known once that stage is built here")  # fmt: skip
             if running_elsewhere(store, point):
                 note = f"another sweep is running it now; {note}"
-            stale = runner.recorded_on_other_data(records, runner.plan(point.config))
+            stale = runner.recorded_on_other_data(records, planned)
             if stale:  # the store has it, on other split files: those numbers do not count
                 note = f"recorded on other data only ({stale[0]}); {note}"
             outcomes[index] = Outcome(point, "todo", note, seconds=seconds)

@@ -19,6 +19,7 @@ from conftest import assert_user_error
 
 from recbench import api, journal, paths, pipeline, runner
 from recbench.config import RunConfig
+from recbench.sweep import SweepSpec
 
 #: a weights digest no stage of these tests has: the runs "trained on another machine"
 ELSEWHERE = "0123456789abcdef"
@@ -102,6 +103,9 @@ def test_a_run_recorded_from_another_stage_is_trained_again_from_this_one(
     # record under the other stage's id
     monkeypatch.setenv("RECBENCH_HOME", str(tmp_path / "another-home"))
     assert runner.plan(here).awaits_stage
+    lines: list[str] = []  # a dry run says the store's run may be the one
+    api.sweep(SweepSpec(here), dry_run=True, report=lines.append)
+    assert any("to run" in line and "whether it is from the stage" in line for line in lines)
     assert api.run(here) == {"run_id": own, "skipped": "already recorded"}
     assert sorted(_runs(store)) == sorted(runs)
 
