@@ -308,7 +308,10 @@ def execute(
     # before any prerequisite runs: the SFT stage it would continue is the state to resume
     _check_resume(config, main, rundir.holds_run_state(main.run_dir))
     summary: dict[str, Any] = {}
-    for prerequisite in method.prerequisites(config):
+    prerequisites = method.prerequisites(config)
+    if main.awaits_stage and not prerequisites:  # which run this is needs the stage: build it
+        prerequisites = [pipeline.sft_prerequisite(config)]
+    for prerequisite in prerequisites:
         log.info("%s first: the %s run it starts from", main.run_id, prerequisite.method)
         before = _run(plan(prerequisite), output, prerequisite=True)
         if "evaluation" in before:

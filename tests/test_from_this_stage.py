@@ -110,6 +110,25 @@ def test_a_run_recorded_from_another_stage_is_trained_again_from_this_one(
     assert sorted(_runs(store)) == sorted(runs)
 
 
+@pytest.mark.model
+def test_a_method_without_prerequisites_builds_the_stage_before_its_id_is_decided(
+    tiny_llm, recbench_home, tmp_path, monkeypatch
+):
+    """``sft`` itself (as SPRec and LLaRA) has no prerequisite run that would build the stage
+    first: its id must still be decided from the stage, not from the store alone."""
+    store = tmp_path / "r.jsonl"
+    sft = _config(tiny_llm, store, loss=None, baseline="sft")
+    base_id = api.run(sft)["run_id"]
+    (weights_here,) = {w for _, w in _runs(store).values()}
+    _as_if_trained_elsewhere(store)
+
+    monkeypatch.setenv("RECBENCH_HOME", str(tmp_path / "another-home"))  # no stage built
+    api.run(replace(sft, from_this_stage=True))
+    runs = _runs(store)
+    own = f"{base_id}-w{weights_here[:8]}"
+    assert runs == {base_id: ("sft", ELSEWHERE), own: ("sft", weights_here)}
+
+
 def test_the_option_is_refused_for_a_method_without_the_stage(cli):
     result = cli("run", "--baseline", "pop", "--dataset", "lastfm", "--profile", "smoke",
                  "--from-this-stage", timeout=120)  # fmt: skip
