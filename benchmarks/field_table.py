@@ -4,7 +4,7 @@ One row per method of ``benchmarks/experiments/field_study.toml`` (a loss, a los
 strategy as ``sdpo[negatives=hard]``, a baseline), in the file's order: its seeds, HR@1 in
 generation with its 95% interval, ValidRatio, HR@1 in ranking, and its default paired tests
 (against SFT, and against the loss it modifies or the loss on random negatives): the difference
-in generation / ranking and the verdict.  A method with no recorded run says so, so the table
+in generation / ranking, the difference each test could detect, and the verdict.  A method with no recorded run says so, so the table
 shows how far the study has run.  Everything comes from ``reports/movielens-study/table2_main.csv``
 and ``paired_tests.csv``; ``--check`` (tests/test_field_table.py) fails when the page's copy
 differs from them.
@@ -28,7 +28,7 @@ BEGIN = "<!-- study-field-table: begin (python benchmarks/field_table.py --write
 END = "<!-- study-field-table: end -->"
 HEADER = (
     "| method | seeds | HR@1 generation [95%] | ValidRatio | HR@1 ranking | paired tests: "
-    "A − B in generation / ranking, verdict |\n|---|---|---|---|---|---|"
+    "A − B in generation / ranking (detectable), verdict |\n|---|---|---|---|---|---|"
 )
 
 
@@ -60,12 +60,18 @@ def _tests(tests: pd.DataFrame, method: str) -> str:
     parts = []
     for other in dict.fromkeys(mine["method_b"]):
         pair = mine[mine["method_b"] == other].set_index("mode")
+        modes = ("generation", "ranking")
         diffs = " / ".join(
-            _signed(pair.loc[mode, "diff_mean"]) if mode in pair.index else "–"
-            for mode in ("generation", "ranking")
+            _signed(pair.loc[mode, "diff_mean"]) if mode in pair.index else "–" for mode in modes
+        )
+        detectable = " / ".join(
+            f"{pair.loc[mode, 'detectable_diff']:.3f}"
+            if mode in pair.index and pd.notna(pair.loc[mode, "detectable_diff"])
+            else "–"
+            for mode in modes
         )
         verdicts = list(dict.fromkeys(pair["verdict"]))
-        parts.append(f"− {other}: {diffs}, {' / '.join(verdicts)}")
+        parts.append(f"− {other}: {diffs} (detectable {detectable}), {' / '.join(verdicts)}")
     return "; ".join(parts) or "–"
 
 
@@ -95,7 +101,10 @@ def table(root: Path = ROOT) -> str:
     note = (
         f"From {source}. Intervals: Student's t over seeds, or with one seed the Wilson interval "
         "over the 1,000 test examples; verdicts as in the paired tests below (Holm over every "
-        "comparison of the study's mode)."
+        "comparison of the study's mode). Detectable: the difference one seed's test would "
+        "separate with 80% power at the strictest Holm level; about twice the usual where the "
+        "two runs started from two trainings of the seed's SFT stage (`paired_tests.md` notes "
+        "those seeds)."
     )
     return "\n".join([BEGIN, HEADER, *rows, "", note, END])
 

@@ -42,23 +42,19 @@ def _table2(**changes: object) -> pd.DataFrame:
 
 
 def _tests() -> pd.DataFrame:
-    rows = [("generation", "sft", 0.003, "not separated at this power"),
-            ("ranking", "sft", 0.004, "not separated at this power"),
-            ("generation", "sdpo", -0.011, "not separated at this power"),
-            ("ranking", "sdpo", -0.0094, "separated")]  # fmt: skip
-    return pd.DataFrame(
-        [
-            {"mode": m, "method_a": "dmpo", "method_b": b, "diff_mean": d, "verdict": v}
-            for m, b, d, v in rows
-        ]
-    )
+    rows = [("generation", "sft", 0.003, 0.03218, "not separated at this power"),
+            ("ranking", "sft", 0.004, 0.0302, "not separated at this power"),
+            ("generation", "sdpo", -0.011, 0.06869, "not separated at this power"),
+            ("ranking", "sdpo", -0.0094, float("nan"), "separated")]  # fmt: skip
+    columns = ("mode", "method_b", "diff_mean", "detectable_diff", "verdict")
+    return pd.DataFrame([{"method_a": "dmpo", **dict(zip(columns, r, strict=True))} for r in rows])
 
 
 def test_a_row_shows_the_runs_numbers_and_each_comparison_in_both_modes() -> None:
     assert field_table.row("dmpo", _table2(), _tests()) == (
         "| dmpo | 1 | 0.362 [0.333, 0.392] | 0.972 | 0.370 [0.341, 0.400] | "
-        "− sft: +0.003 / +0.004, not separated at this power; "
-        "− sdpo: −0.011 / −0.009, not separated at this power / separated |"
+        "− sft: +0.003 / +0.004 (detectable 0.032 / 0.030), not separated at this power; "
+        "− sdpo: −0.011 / −0.009 (detectable 0.069 / –), not separated at this power / separated |"
     )
 
 
