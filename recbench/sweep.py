@@ -329,6 +329,7 @@ def run_sweep(
     dry_run: bool = False,
     report: Callable[[str], None] | None = None,
     output: Output | None = None,
+    sft_charged: set[tuple[str, str, object]] | None = None,
 ) -> SweepResult:
     """Run every point of the grid not yet in the store through :func:`recbench.api.run`.
 
@@ -348,7 +349,8 @@ def run_sweep(
     records = results.read_records(store)
     book = None
     if dry_run:
-        book = sweep_costs.CostBook(records, results.hardware(), pipeline.sft_stage_built)
+        book = sweep_costs.CostBook(records, results.hardware(), pipeline.sft_stage_built,
+                                   set() if sft_charged is None else sft_charged)  # fmt: skip
     for index, point in enumerate(points, 1):
         label = f"[{index}/{total}] {point.describe()}"
         if not dry_run:
@@ -736,8 +738,10 @@ def run_experiment(
     say = report or (lambda _line: None)
     planned = plan(grids)
     outcomes: list[Outcome] = []
+    charged: set[tuple[str, str, object]] = set()  # a dry run charges a seed's SFT run once
     for index, (grid, spec, points) in enumerate(planned, 1):
         count = f"{len(points)} point" + ("" if len(points) == 1 else "s")
         say(f"grid {index}/{len(planned)} '{grid.name}': {count} -> {spec.store}")
-        outcomes += run_sweep(spec, dry_run=dry_run, report=say, output=output).outcomes
+        ran = run_sweep(spec, dry_run=dry_run, report=say, output=output, sft_charged=charged)
+        outcomes += ran.outcomes
     return SweepResult(outcomes)

@@ -100,7 +100,9 @@ class CostBook:
     hardware: Mapping[str, object]
     #: whether a loss point's SFT stage is built here (sweep: :func:`~.pipeline.sft_stage_built`)
     stage_built: Callable[[RunConfig], bool]
-    _charged_sft: set[tuple[str, str, object]] = field(default_factory=set, init=False)
+    #: the seeds whose SFT run is charged already: shared by the books of one experiment's
+    #: grids, since a stage trained for one grid serves the next
+    charged_sft: set[tuple[str, str, object]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._sft_runs = {
@@ -129,7 +131,7 @@ class CostBook:
         """One SFT run's seconds, when this loss point's seed has no sft run yet or its stage
         is not built here (else 0)."""
         key = (config.dataset, config.profile, config.seed)
-        if config.loss is None or key in self._charged_sft:
+        if config.loss is None or key in self.charged_sft:
             return 0.0
         if key in self._sft_runs and self.stage_built(config):
             return 0.0
@@ -140,7 +142,7 @@ class CostBook:
         ]
         if not seconds:
             return None
-        self._charged_sft.add(key)
+        self.charged_sft.add(key)
         return statistics.median(seconds)
 
     def estimate(self, config: RunConfig) -> tuple[float | None, str]:

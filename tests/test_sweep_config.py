@@ -31,7 +31,7 @@ def planned(monkeypatch, recbench_home) -> list[list[sweeps.SweepPoint]]:
     """Each sweep the CLI starts, as its expanded points; nothing runs and nothing is stored."""
     seen: list[list[sweeps.SweepPoint]] = []
 
-    def fake_run_sweep(spec: sweeps.SweepSpec, dry_run: bool = False, report=None, output=None):
+    def fake_run_sweep(spec: sweeps.SweepSpec, dry_run=False, report=None, output=None, **_):
         seen.append(sweeps.expand(spec))
         return sweeps.SweepResult()
 

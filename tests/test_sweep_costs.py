@@ -9,7 +9,7 @@ import pytest
 from recbench import results
 from recbench.config import RunConfig
 from recbench.pipeline import sft_stage_dir
-from recbench.sweep import SweepSpec, run_sweep
+from recbench.sweep import SweepSpec, load_experiment, run_experiment, run_sweep
 from recbench.sweep_costs import CostBook, duration, run_costs, summary
 
 HERE = {"cpu_model": "Xeon", "cpu_count": 2, "torch_threads": 2, "cpu_bf16": True}
@@ -132,4 +132,27 @@ def test_dry_run_prints_each_estimate(tmp_path: Path, recbench_home, records, mo
     assert lines[1].endswith("(about 80 min, as 2 recorded runs of other losses with n_neg 3 "
                              "+ the seed's SFT run)")  # fmt: skip
     # 2100 s + (2100 s + 2700 s) = 6900 s
+    assert outcome.estimate() == "to run: about 1.9 h by the store's cost records on this hardware"
+
+
+def test_an_experiments_grids_charge_a_seeds_sft_run_once(
+    tmp_path: Path, recbench_home, records, monkeypatch
+):
+    """Two grids of one seed (the field study's losses and negatives): the seed's SFT stage is
+    trained for the first and serves the second, so only the first pays for it."""
+    store = tmp_path / "results.jsonl"
+    results.append_records(records, store)
+    monkeypatch.setattr(results, "hardware", lambda: dict(HERE))
+    experiment = tmp_path / "two.toml"
+    experiment.write_text(
+        f'[defaults]\ndataset = "lastfm"\nprofile = "study"\nresults = "{store}"\nseed = 1\n'
+        '[[grid]]\nname = "losses"\nloss = "napo"\n[[grid]]\nname = "negatives"\n'
+        'loss = "sdpo"\nnegatives = "hard"\n'
+    )
+    lines: list[str] = []
+    outcome = run_experiment(load_experiment(experiment), dry_run=True, report=lines.append)
+    points = [line for line in lines if line.startswith("[")]
+    assert points[0].endswith("+ the seed's SFT run)")  # napo: 2100 s + 2700 s
+    assert points[1].endswith("(about 35 min, as 2 recorded runs of sdpo n_neg 3)")
+    # 4800 s + 2100 s = 6900 s; charging the SFT run again would make it 9600 s (2.7 h)
     assert outcome.estimate() == "to run: about 1.9 h by the store's cost records on this hardware"
