@@ -17,6 +17,7 @@ retrained model or other settings never read another evaluation's results.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -50,11 +51,22 @@ def weights_digest(model: torch.nn.Module) -> str:
 def saved_weights_digest(path: Path) -> str:
     """:func:`weights_digest` of the model that the trainable state saved at ``path`` (a
     stage's ``adapter.safetensors``) loads into, read from the file alone: a planner learns
-    which stage is built here without loading a model."""
+    which stage is built here without loading a model.
+
+    Hashing the 20 MB file takes a fraction of a second, and a sweep plans every point, so
+    the digest is kept per file version (path, size and modification time): a stage trained
+    again in place is hashed again.
+    """
+    stat = path.stat()
+    return _file_digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     from safetensors.torch import load_file
 
     digest = hashlib.sha256()
-    _hash_named(digest, load_file(str(path)).items())
+    _hash_named(digest, load_file(path).items())
     return digest.hexdigest()[:16]
 
 

@@ -157,8 +157,16 @@ def identity_of(config: RunConfig, method: MethodClass, ds: Dataset) -> dict[str
     return out
 
 
-def plan(config: RunConfig, method: MethodClass | None = None) -> RunPlan:
-    """The run's identity, id, store and directory, decided in a second, without a model."""
+def plan(
+    config: RunConfig,
+    method: MethodClass | None = None,
+    records: Iterable[Mapping[str, Any]] | None = None,
+) -> RunPlan:
+    """The run's identity, id, store and directory, decided in a second, without a model.
+
+    ``records`` are the store's records where the caller has read them already (a sweep
+    plans every point against one reading); only ``--from-this-stage`` consults them.
+    """
     method = method or resolve(config)
     ds = load_dataset(config.dataset)
     ident = identity_of(config, method, ds)
@@ -167,31 +175,44 @@ def plan(config: RunConfig, method: MethodClass | None = None) -> RunPlan:
     default_dir = paths.home() / "runs" / run_id
     run_dir = Path(config.output_dir).expanduser() if config.output_dir else default_dir
     run = RunPlan(config, method, ds, ident, run_id, store, run_dir)
-    return _on_this_stage(run) if config.from_this_stage else run
+    return _on_this_stage(run, records) if config.from_this_stage else run
 
 
-def _on_this_stage(run: RunPlan) -> RunPlan:
+def _on_this_stage(run: RunPlan, records: Iterable[Mapping[str, Any]] | None) -> RunPlan:
     """``--from-this-stage``: the run trained from the SFT stage built in $RECBENCH_HOME.
 
     A stage trained again on other hardware is another model (:mod:`recbench.journal`); runs
-    trained from it pair only with runs trained from it.  Where the store records this run
-    trained from another training of the stage (other weights, or none recorded), the run is
-    trained again from the stage here and recorded beside it under
-    :func:`identity.retrained_id`, in a directory of its own: the other run's adapter and
-    caches belong to the other stage.  Where the store records it from this very stage, or
-    not at all, the run is the usual one.  Before the stage is built its weights are unknown:
-    the plan waits for them (:attr:`RunPlan.awaits_stage`).
+    trained from it pair only with runs trained from it.  Which id the run from this stage
+    has is :func:`_id_from_weights`'s rule; a retrained id gets a directory of its own (the
+    other run's adapter and caches belong to the other stage).  Before the stage is built
+    its weights are unknown: the plan waits for them (:attr:`RunPlan.awaits_stage`).
     """
     final = pipeline.sft_stage_dir(run.config) / "final"
     if not (final / "done.json").is_file():
         return replace(run, awaits_stage=True)
     weights = journal.saved_weights_digest(final / "adapter.safetensors")
-    held = {_weights_of(r) for r in is_recorded(results.read_records(run.store), run)}
-    if not held or weights in held:
+    if records is None:
+        records = results.read_records(run.store)
+    own = _id_from_weights(is_recorded(records, run), run, weights)
+    if own == run.run_id:
         return replace(run, stage_weights=weights)
-    own = identity.retrained_id(run.run_id, weights)
     run_dir = run.run_dir if run.config.output_dir else paths.home() / "runs" / own
     return replace(run, run_id=own, run_dir=run_dir, stage_weights=weights, base_id=run.run_id)
+
+
+def _id_from_weights(recorded: list[Record], run: RunPlan, weights: str) -> str:
+    """The id of ``run`` trained from the stage whose weights digest is ``weights``: the
+    one lineage rule, for ``--from-this-stage`` and for a prerequisite's evaluation.
+
+    Its own id when the store records it from these weights (among others, if the same run
+    was recorded more than once) or does not record it at all; otherwise, when the store
+    records it only from other weights or from none recorded (a stage trained again on
+    other hardware, a record older than weight digests), :func:`identity.retrained_id`.
+    """
+    held = {_weights_of(r) for r in recorded}
+    if not recorded or weights in held:
+        return run.run_id
+    return identity.retrained_id(run.run_id, weights)
 
 
 # ------------------------------------------------------------------ already recorded?
@@ -411,23 +432,22 @@ def _work(run: RunPlan, method: Method, state, prerequisite: bool) -> dict[str, 
 def _prerequisite_id(run: RunPlan, weights: str | None) -> str | None:
     """The id a prerequisite's evaluation is recorded under, or None when it is recorded.
 
-    Its own id when the store holds no record of it or one of the same weights; when the
-    record is of another model (a stage trained again elsewhere, or recorded without a
-    weights digest), this model is evaluated again under :func:`identity.retrained_id`, with
-    a warning, so that every run is paired with the very model it started from.
+    :func:`_id_from_weights` decides the id.  When it is a retrained id (the store's record
+    is of another model), this model is evaluated again under it, with a warning, so that
+    every run is paired with the very model it started from.
     """
     import warnings
 
-    recorded = is_recorded(results.read_records(run.store), run)
-    held = {_weights_of(r) for r in recorded}
-    if not recorded or held == {weights}:
+    records = results.read_records(run.store)
+    recorded = is_recorded(records, run)
+    if weights is None:  # a model without a digest: nothing to tell it apart by
         return None if recorded else run.run_id
-    if weights is None:
+    own = _id_from_weights(recorded, run, weights)
+    if own == run.run_id:
+        return None if recorded else run.run_id
+    if any(r.run_id == own for r in records):
         return None
-    own = identity.retrained_id(run.run_id, weights)
-    if any(r.run_id == own for r in results.read_records(run.store)):
-        return None
-    theirs = ", ".join(sorted(str(w or "not recorded") for w in held))
+    theirs = ", ".join(sorted({str(_weights_of(r) or "not recorded") for r in recorded}))
     warnings.warn(
         f"the {run.method.name} model of seed {run.config.seed} (weights {weights}) is not the "
         f"one evaluated as {run.run_id} in {run.store} (weights {theirs}; trained again on "

@@ -213,7 +213,8 @@ def expand(spec: SweepSpec, check: bool = True) -> list[SweepPoint]:
 def is_done(point: SweepPoint, records: Iterable[Mapping[str, object]]) -> bool:
     """Whether the store already holds a run of this point: the runner's one rule
     (:func:`recbench.runner.is_recorded`), so a sweep and ``recbench run`` always agree."""
-    return bool(runner.is_recorded(records, runner.plan(point.config)))
+    records = list(records)
+    return bool(runner.is_recorded(records, runner.plan(point.config, records=records)))
 
 
 @dataclass
@@ -355,13 +356,13 @@ def run_sweep(
         label = f"[{index}/{total}] {point.describe()}"
         if not dry_run:
             records = results.read_records(store)  # another sweep may have run it meanwhile
-        if is_done(point, records):
+        planned = runner.plan(point.config, records=records)
+        if runner.is_recorded(records, planned):  # is_done's rule, on the plan made once
             outcomes[index] = Outcome(point, "done", "already in the results store")
             say(f"{label}: done (already in the results store)")
             continue
         if book is not None:
             seconds, note = book.estimate(point.config)
-            planned = runner.plan(point.config)
             kept = rundir.progress(planned.run_dir)
             if kept:
                 note = f"started, kept: {kept}; {note}"

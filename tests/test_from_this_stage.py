@@ -52,6 +52,10 @@ def _as_if_trained_elsewhere(store: Path) -> None:
     store.write_text("\n".join(lines) + "\n")
 
 
+def _store_must_not_be_read(*_args, **_kwargs):
+    raise AssertionError("plan read the store although its caller passed the records")
+
+
 @pytest.mark.model
 def test_a_run_recorded_from_another_stage_is_trained_again_from_this_one(
     tiny_llm, recbench_home, tmp_path, monkeypatch
@@ -84,8 +88,14 @@ def test_a_run_recorded_from_another_stage_is_trained_again_from_this_one(
     # without the option the store's run counts, whatever stage it came from
     assert api.run(replace(here, from_this_stage=False))["skipped"] == "already recorded"
 
-    again = api.run(here)
     own = f"{base_id}-w{weights_here[:8]}"
+    # the planner decides from the records its caller passes (a sweep reads the store once)
+    # and reads the store only when given none
+    with monkeypatch.context() as patched:
+        patched.setattr(runner.results, "read_records", _store_must_not_be_read)
+        assert runner.plan(here, records=[]).run_id == base_id  # nothing recorded: usual run
+    assert runner.plan(here).run_id == own
+    again = api.run(here)
     assert again["run_id"] == own and "skipped" not in again
     assert "ranking" in again["evaluation"]
     runs = _runs(store)
