@@ -40,6 +40,7 @@ CASES = {
     "trl_sigmoid_norm": ("sigmoid_norm", {}),
 }
 BATCH_COUPLED = {"trl_aot", "trl_aot_unpaired"}
+RANDOM_BATCHES = [(0, 1.0, 4.0), (1, 0.1, 30.0), (2, 2.5, 8.0)]  # (seed, beta, scale)
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -145,7 +146,7 @@ def test_every_trl_key_is_checked() -> None:
     assert trl.__version__ == "1.16.0"
 
 
-@pytest.mark.parametrize(("seed", "beta", "scale"), [(0, 1.0, 4.0), (1, 0.1, 30.0), (2, 2.5, 8.0)])
+@pytest.mark.parametrize(("seed", "beta", "scale"), RANDOM_BATCHES)
 @pytest.mark.parametrize("key", sorted(CASES))
 def test_matches_trl_dpo_trainer(key: str, seed: int, beta: float, scale: float) -> None:
     """Random log-probs in [-scale, 0]: ours equals TRL's within float64 rounding."""
@@ -160,17 +161,28 @@ def test_matches_trl_dpo_trainer(key: str, seed: int, beta: float, scale: float)
 FIXTURES = json.loads((Path(__file__).parent / "data" / "field_loss_vectors.json").read_text())
 
 
-@pytest.mark.parametrize("fixture", ["FA", "FC", "FD"])  # FB's 2000-nat gaps: TRL discopop NaN
+def fixture_pairs(fixture: str) -> dict[str, torch.Tensor]:
+    """A public fixture's first negatives as one pair per example."""
+    inputs = FIXTURES[fixture]["inputs"]
+
+    def first(name: str, dtype=torch.float64) -> torch.Tensor:
+        return torch.tensor([row[0] for row in inputs[name]], dtype=dtype)
+
+    return {
+        "chosen": torch.tensor(inputs["lp_pos"], dtype=torch.float64),
+        "rejected": first("lp_neg"),
+        "ref_chosen": torch.tensor(inputs["ref_pos"], dtype=torch.float64),
+        "ref_rejected": first("ref_neg"),
+        "len_chosen": torch.tensor(inputs["len_pos"]),
+        "len_rejected": first("len_neg", torch.int64),
+    }
+
+
+FIXTURE_NAMES = ["FA", "FC", "FD"]  # FB's 2000-nat gaps: TRL's discopop gives NaN
+
+
+@pytest.mark.parametrize("fixture", FIXTURE_NAMES)
 @pytest.mark.parametrize("key", sorted(CASES))
 def test_matches_trl_on_the_field_fixtures(key: str, fixture: str) -> None:
     """The public fixtures' first negatives, beta 1: within float64 rounding of TRL."""
-    inputs = FIXTURES[fixture]["inputs"]
-    data = {
-        "chosen": torch.tensor(inputs["lp_pos"], dtype=torch.float64),
-        "rejected": torch.tensor([row[0] for row in inputs["lp_neg"]], dtype=torch.float64),
-        "ref_chosen": torch.tensor(inputs["ref_pos"], dtype=torch.float64),
-        "ref_rejected": torch.tensor([row[0] for row in inputs["ref_neg"]], dtype=torch.float64),
-        "len_chosen": torch.tensor(inputs["len_pos"]),
-        "len_rejected": torch.tensor([row[0] for row in inputs["len_neg"]]),
-    }
-    assert max_abs_diff(key, data, 1.0) <= 1e-12
+    assert max_abs_diff(key, fixture_pairs(fixture), 1.0) <= 1e-12
