@@ -58,6 +58,7 @@ def _add_run(
     profile: str = "cpu",
     stage: str | None = None,
     time: str = "2026-01-01T00:00:00+0000",
+    train: str | None = None,
 ) -> None:
     run = {
         "run_id": f"{method}-{profile}-{seed}" + (f"-{stage}" if stage else ""),
@@ -69,7 +70,10 @@ def _add_run(
         "seed": seed,
         "profile": profile,
         "hparams": {},
-        "settings": {"sft_weights": stage} if stage else {},
+        "settings": {
+            **({"sft_weights": stage} if stage else {}),
+            **({"dataset_files": {"train": train}} if train else {}),
+        },
         "hardware": HARDWARE,
         "versions": VERSIONS,
     }
@@ -567,6 +571,31 @@ def test_sft_stages_table_sets_one_seeds_two_stages_side_by_side(tmp_path):
     assert generation["first_stage"] == "(not recorded)" and generation["second_stage"] == "b2"
     ranking = row(frame, mode="ranking")  # the same ranking hits: nothing changed
     assert float(ranking["changed_share"]) == 0.0 and float(ranking["p"]) == 1.0
+
+
+def test_sft_stages_table_says_which_train_split_each_training_read(tmp_path):
+    """A stage trained again on a rebuilt train split draws other SFT examples: the row
+    must say so, not pass the difference off as the hardware's."""
+    store = tmp_path / "rebuilt.jsonl"
+    old, new = "dd8d3ca6" + "0" * 56, "f740be24" + "1" * 56
+    _add_run(store, "sft", "llm_baseline", 0, SFT_GEN, SFT_RANK)  # states no train file
+    _add_run(store, "sft", "llm_baseline", 0, SFT_GEN, SFT_RANK, stage="b2", time=LATER,
+             train=new)  # fmt: skip
+    _add_run(store, "sft", "llm_baseline", 1, SFT_GEN, SFT_RANK, stage="c1", train=old)
+    _add_run(store, "sft", "llm_baseline", 1, SFT_GEN, SFT_RANK, stage="c2", time=LATER,
+             train=new)  # fmt: skip
+    _add_run(store, "sft", "llm_baseline", 2, SFT_GEN, SFT_RANK, stage="d1", train=new)
+    _add_run(store, "sft", "llm_baseline", 2, SFT_GEN, SFT_RANK, stage="d2", time=LATER,
+             train=new)  # fmt: skip
+    out = tmp_path / "reports"
+    compare(store, out, plots_enabled=False)
+    text = (out / "sft_stages.md").read_text()
+    lines = [line for line in text.splitlines() if line.startswith("| lastfm | ")]
+    by_seed = {line.split(" | ")[1]: line for line in lines if "| generation |" in line}
+    assert "| not recorded → f740be24 |" in by_seed["0"]
+    assert "| dd8d3ca6 → f740be24 |" in by_seed["1"]
+    assert "| same (f740be24) |" in by_seed["2"]
+    assert "measures data and hardware together" in text
 
 
 def test_vs_sft_sets_a_loss_against_the_sft_seeds_it_has(tmp_path):

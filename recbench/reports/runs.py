@@ -38,6 +38,7 @@ RUN_COLUMNS = (
     "outcomes",  # mode -> the record's reference to its per-example outcomes (paired tests)
     "sft_stage",  # digest of the SFT stage the run's model started from ("" when not recorded)
     "split_sha256",  # sha256 of the split file the run was scored on ("" when not recorded)
+    "train_sha256",  # sha256 of the train split file it was trained on ("" when not recorded)
 )
 #: Evaluation modes whose records may point to per-example outcomes.
 OUTCOME_MODES = ("ranking", "generation")
@@ -206,6 +207,7 @@ def _to_runs(records: list[dict]) -> pd.DataFrame:
                 "outcomes": {},
                 "sft_stage": _sft_stage(record),
                 "split_sha256": "",
+                "train_sha256": _dataset_file(record, "train"),
             }
         if record.get("mode") in OUTCOME_MODES and not row["split_sha256"]:
             row["split_sha256"] = _split_sha256(record)
@@ -236,9 +238,14 @@ POINT = ("dataset", "method", "model", "profile", "hkey", "seed")
 
 
 def _split_sha256(record: dict) -> str:
+    return _dataset_file(record, str(record.get("split")))
+
+
+def _dataset_file(record: dict, split: str) -> str:
+    """The sha256 of ``split``'s file as the record states it ("" when it states none)."""
     settings = record.get("settings")
     files = settings.get("dataset_files") if isinstance(settings, dict) else None
-    sha = files.get(str(record.get("split"))) if isinstance(files, dict) else None
+    sha = files.get(split) if isinstance(files, dict) else None
     return str(sha) if sha else ""
 
 

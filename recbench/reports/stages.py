@@ -1,12 +1,17 @@
 """The SFT stages table: one seed's SFT stage trained twice, on two machines, compared.
 
 The stage cache stays on the machine that built it, so a study continued elsewhere trains a
-seed's SFT stage again: same data, order, initialisation and settings, other bf16 kernels.  The
+seed's SFT stage again: same settings, order and initialisation, other bf16 kernels.  The
 pipeline evaluates such a stage anew (its weights differ) and compare keeps both evaluations
 (:mod:`~recbench.reports.runs`).  Set side by side on the same test examples they measure what
 the hardware alone does to one training run: how many examples change from hit to miss, and
 whether HR@1 moves by more than chance (exact McNemar).  A study that mixes machines across
 seeds carries this in its seed-to-seed spread; this table shows how large it is.
+
+Only where both trainings read the same train split.  A dataset rebuilt in between (a fixed
+split rule) is another file, and the seeded draw of SFT examples from another file is mostly
+other examples: such a row measures the data and the hardware together.  Each row says which
+train split each record states, so the table cannot pass one off as the other.
 """
 
 from __future__ import annotations
@@ -23,9 +28,14 @@ from recbench.reports.tables import Table, ordered_datasets
 MODES = ("generation", "ranking")
 NOTES = [
     (
-        "each row: the SFT stage of one seed, trained twice with the same data, order, "
-        "initialisation and settings on two machines (a stage cache does not travel), each "
-        "evaluated on the same test examples; first = the earlier evaluation"
+        "each row: the SFT stage of one seed, trained twice with the same settings, order and "
+        "initialisation on two machines (a stage cache does not travel), each evaluated on the "
+        "same test examples; first = the earlier evaluation"
+    ),
+    (
+        "train split: the sha256 of the training file each record states; where the two "
+        "differ, the seeded SFT examples differ too and the row measures data and hardware "
+        "together; not recorded: a record written before records named their files"
     ),
     (
         "changed: share of examples hit by one stage only; first only / second only: their "
@@ -60,6 +70,8 @@ def _rows(dataset: str, seed: int, runs: pd.DataFrame, reader: paired.OutcomeRea
                     "second_machine": later["machine"],
                     "first_stage": first["sft_stage"] or "(not recorded)",
                     "second_stage": later["sft_stage"],
+                    "first_train": first["train_sha256"],
+                    "second_train": later["train_sha256"],
                     "examples": n,
                     "first_hr1": sum(a.values()) / n,
                     "second_hr1": sum(b.values()) / n,
@@ -80,12 +92,20 @@ def _display(row: dict) -> dict:
         "mode": row["mode"],
         "first (machine)": row["first_machine"],
         "second (machine)": row["second_machine"],
+        "train split": _train_split(row["first_train"], row["second_train"]),
         "HR@1 first, second": f"{row['first_hr1']:.4f}, {row['second_hr1']:.4f}",
         "second - first": f"{row['difference']:+.4f}",
         "changed": f"{100 * row['changed_share']:.1f}%",
         "first only / second only": f"{row['first_only']}/{row['second_only']}",
         "McNemar p": f"{row['p']:.4f}" if row["p"] >= 1e-4 else f"{row['p']:.1e}",
     }
+
+
+def _train_split(first: str, second: str) -> str:
+    """``same (f740be24)``, ``dd8d3ca6 -> f740be24``, or ``not recorded -> f740be24``."""
+    if first and first == second:
+        return f"same ({first[:8]})"
+    return f"{first[:8] or 'not recorded'} → {second[:8] or 'not recorded'}"
 
 
 def sft_stages_table(refs: References, reader: paired.OutcomeReader) -> Table | str:
