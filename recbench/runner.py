@@ -448,11 +448,13 @@ def _prerequisite_id(run: RunPlan, weights: str | None) -> str | None:
     if any(r.run_id == own for r in records):
         return None
     theirs = ", ".join(sorted({str(_weights_of(r) or "not recorded") for r in recorded}))
+    # a record from before records named their data files may have read another build
+    unnamed = any(not r.run_settings.dataset_files for r in recorded)
+    why = "other hardware, or data that record does not name" if unnamed else "other hardware"
     warnings.warn(
         f"the {run.method.name} model of seed {run.config.seed} (weights {weights}) is not the "
         f"one evaluated as {run.run_id} in {run.store} (weights {theirs}; trained again on "
-        f"other hardware?): evaluating it as {own}, which the runs trained from it are paired "
-        "with",
+        f"{why}?): evaluating it as {own}, which the runs trained from it are paired with",
         stacklevel=2,
     )
     return own
