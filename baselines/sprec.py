@@ -17,6 +17,11 @@ from that iteration's DPO epoch, and the run records how many were: the released
 such pairs, whose chosen and rejected responses are the same text and so carry no gradient.
 Each iteration's answers, stages and reference log-probs are kept in the run directory, so an
 interrupted run resumes at the iteration (and step) it reached.
+
+Its control, ``recbench run --baseline sprec_sft``: the same iterations' SFT epochs, on the same
+fresh prompts, without the answers and the DPO epochs.  Each iteration adds an SFT epoch on
+``train_examples`` prompts the SFT stage mostly never saw, and where SFT is short of data that
+alone moves HR@1; ``sprec - sprec_sft`` (a default paired test) is what self-play adds.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -76,6 +81,9 @@ def self_play_pairs(
 class SPRec(LLMMethod):
     name, order, needs = METHOD, 5, "stages"
     summary = "self-play: the model's own greedy answers as DPO negatives, SFT and DPO per round"
+    compared_with = ("sprec_sft",)
+    #: False: only each iteration's SFT epoch (the control, :class:`SPRecSFT`)
+    self_play: ClassVar[bool] = True
 
     @classmethod
     def check(cls, config: RunConfig) -> None:
@@ -85,13 +93,16 @@ class SPRec(LLMMethod):
         llm, config = self.llm, self.run.config
         self.facts.summary["sft"] = llm.sft()
         loss = losses.get_loss("dpo", beta=BETA)
+        iterations = _iterations(config.loss_params)
         dropped, seconds = [], 0.0
-        for iteration in range(_iterations(config.loss_params)):
+        for iteration in range(iterations):
             where = self.run.run_dir / f"iteration-{iteration}"
             items = [render(llm.ds, ex, config.seed, history_items=llm.settings.history_items)
                      for ex in iteration_examples(config, llm.ds, iteration)]  # fmt: skip
-            pairs, equal = self_play_pairs(items, self._answers(items, where))
-            dropped.append(equal)
+            pairs: list[PromptItem] = []
+            if self.self_play:  # the answers of the model as the iteration starts
+                pairs, equal = self_play_pairs(items, self._answers(items, where))
+                dropped.append(equal)
             s = llm.settings
             sft = Stage(where / "sft", llm.stage_settings("sft", 1, s.sft_learning_rate),
                         llm.accelerator)  # fmt: skip
@@ -107,8 +118,11 @@ class SPRec(LLMMethod):
                                   progress=self.run.progress)  # fmt: skip
                 seconds += summary["seconds"]
         self.facts.timings["self_play_seconds"] = seconds
-        self.facts.hparams = {"iterations": len(dropped), "beta": BETA}
-        self.facts.settings["answers_equal_to_target"] = dropped
+        if not self.self_play:
+            self.facts.hparams = {"iterations": iterations}
+        else:
+            self.facts.hparams = {"iterations": iterations, "beta": BETA}
+            self.facts.settings["answers_equal_to_target"] = dropped
         if any(dropped):
             self.facts.summary["note"] = (
                 f"sprec: {sum(dropped)} answers equal to their target were dropped from the DPO "
@@ -165,3 +179,13 @@ class SPRec(LLMMethod):
             return out.loss, {}
 
         return step
+
+
+@register_method
+class SPRecSFT(SPRec):
+    """SPRec's control: its iterations' SFT epochs alone, on the same prompts (same seeds)."""
+
+    name, order = "sprec_sft", 6
+    summary = "SPRec's control: the SFT epochs of its iterations, on the same prompts, no DPO"
+    compared_with = ()
+    self_play = False

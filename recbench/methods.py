@@ -114,6 +114,9 @@ class Method(ABC):
     #: The method every other one is compared with by default (the SFT stage): the reports'
     #: paired tests and "vs SFT" columns ask the registry which one it is.
     reference: ClassVar[bool] = False
+    #: Methods its runs are also paired with by default (a control or ablation of it, as a
+    #: loss's ``compared_with``): what the method adds over that control is a paired question.
+    compared_with: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, run: RunContext) -> None:
         self.run = run
@@ -203,6 +206,12 @@ def method_names() -> list[str]:
 def reference_name() -> str | None:
     """The registered method marked :attr:`Method.reference`, if any."""
     return next((n for n in method_names() if METHODS.get(n).reference), None)
+
+
+def compared_with(name: str) -> tuple[str, ...]:
+    """The registered method's own default comparisons; () for a name that is no method."""
+    plugins.load_plugins()
+    return METHODS.get(name).compared_with if name in METHODS else ()
 
 
 def check_checkpoint(config: RunConfig, method: MethodClass) -> None:

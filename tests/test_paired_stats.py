@@ -428,6 +428,14 @@ def test_default_pairs_set_the_field_losses_against_what_they_modify_and_variant
         ("sdpo[negatives=hard]", "sdpo[negatives=self]")]  # fmt: skip
 
 
+def test_default_pairs_set_a_method_against_the_control_its_registration_names():
+    # SPRec's registration names its SFT-only control: what self-play adds is a paired question
+    assert _default_pairs(["sft", "sprec", "sprec_sft"]) == [
+        ("sprec", "sft"), ("sprec_sft", "sft"), ("sprec", "sprec_sft")]  # fmt: skip
+    assert _default_pairs(["sft", "sprec"]) == [("sprec", "sft")]  # no control run, no pair
+    assert _default_pairs(["sprec_sft", "sprec"]) == [("sprec", "sprec_sft")]
+
+
 def test_pair_option_replaces_the_defaults(store, tmp_path, cli):
     out = tmp_path / "reports"
     result = cli(

@@ -67,3 +67,32 @@ def test_sprec_runs_records_and_resumes_at_iteration_boundaries(tiny_llm, recben
     again = runner.execute(RunConfig(**{**config.__dict__, "rerun": True}), progress=False)
     assert again["evaluation"] == summary["evaluation"]
     assert {p: p.read_text() for p in run_dir.glob("iteration-*/*/metrics.jsonl")} == steps
+
+
+@pytest.mark.model
+def test_sprec_sft_trains_the_same_sft_epochs_without_self_play(tiny_llm, recbench_home, tmp_path):
+    """The control starts from the same SFT stage and trains each iteration's SFT epoch on the
+    same prompts, so its first iteration's SFT losses are SPRec's (before any DPO epoch has
+    moved the model apart); it writes no answers and trains no DPO epoch."""
+    store = tmp_path / "r.jsonl"
+    runs = {}
+    for method in ("sprec", "sprec_sft"):
+        config = RunConfig(baseline=method, profile="smoke", model=str(tiny_llm), results=store)
+        runner.execute(config, progress=False)
+        runs[method] = runner.plan(config).run_dir
+    control = runs["sprec_sft"]
+    records = [r for r in results.read_records(store) if r["method"] == "sprec_sft"]
+    assert records and all(r["hparams"] == {"iterations": 2} for r in records)
+    assert "answers_equal_to_target" not in records[0]["settings"]
+    assert not list(control.glob("iteration-*/answers.json"))
+    assert not list(control.glob("iteration-*/dpo"))
+    assert all((control / f"iteration-{i}" / "sft" / "final" / "done.json").is_file()
+               for i in (0, 1))  # fmt: skip
+
+    def losses(run_dir):
+        lines = (run_dir / "iteration-0" / "sft" / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(line)["loss"] for line in lines if '"loss"' in line]
+
+    ours, theirs = losses(control), losses(runs["sprec"])
+    assert len(ours) == len(theirs) > 0
+    assert ours == pytest.approx(theirs, abs=1e-6)

@@ -52,7 +52,7 @@ def test_the_sft_interval_over_seeds_is_table_2s() -> None:
 
 
 WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven"}
-REFERENCE_ROWS = {"sdpo", "dpo"}  # the field table's rows of the losses the field modifies
+REFERENCE_ROWS = {"sdpo", "dpo", "sprec_sft"}  # the losses the field modifies; SPRec's control
 
 
 def _signed(text: str) -> float:

@@ -398,10 +398,12 @@ def _compare(
 def _default_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
     """Each method with the reference (SFT); then each loss with the keys its registration
     compares it with (NAPO with S-DPO, DMPO with S-DPO, each NAPO ablation with NAPO: what
-    Table 3 asks is whether removing a part of NAPO costs HR@1, a paired question); then each
-    variant with its method's own row (``sdpo[negatives=hard]`` with ``sdpo``: what changing
-    that one setting does); then the variants of one method with each other."""
+    Table 3 asks is whether removing a part of NAPO costs HR@1, a paired question), and each
+    other method with the controls its registration names (SPRec with its SFT-only control);
+    then each variant with its method's own row (``sdpo[negatives=hard]`` with ``sdpo``: what
+    changing that one setting does); then the variants of one method with each other."""
     from recbench import losses
+    from recbench.methods import compared_with
 
     ref = reference_method()
     pairs = [(m, ref) for m in methods if m != ref] if ref in methods else []
@@ -420,7 +422,8 @@ def _default_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
                 if other == base]  # fmt: skip
     # the other losses' comparisons first, then the ablations' (Table 3's questions)
     losses_pairs = compared([m for m in here if m not in ablations]) + compared(ablations)
-    return pairs + losses_pairs + variants + siblings
+    controls = [(m, b) for m in methods if m not in known for b in compared_with(m) if b in methods]
+    return pairs + losses_pairs + controls + variants + siblings
 
 
 def _table(
