@@ -210,11 +210,17 @@ def expand(spec: SweepSpec, check: bool = True) -> list[SweepPoint]:
     return points
 
 
-def is_done(point: SweepPoint, records: Iterable[Mapping[str, object]]) -> bool:
+def is_done(
+    point: SweepPoint,
+    records: Iterable[Mapping[str, object]],
+    planned: runner.RunPlan | None = None,
+) -> bool:
     """Whether the store already holds a run of this point: the runner's one rule
-    (:func:`recbench.runner.is_recorded`), so a sweep and ``recbench run`` always agree."""
+    (:func:`recbench.runner.is_recorded`), so a sweep and ``recbench run`` always agree.
+    ``planned``: the point's plan against these same records, where the caller has made it."""
     records = list(records)
-    return bool(runner.is_recorded(records, runner.plan(point.config, records=records)))
+    planned = planned or runner.plan(point.config, records=records)
+    return bool(runner.is_recorded(records, planned))
 
 
 @dataclass
@@ -357,7 +363,7 @@ def run_sweep(
         if not dry_run:
             records = results.read_records(store)  # another sweep may have run it meanwhile
         planned = runner.plan(point.config, records=records)
-        if runner.is_recorded(records, planned):  # is_done's rule, on the plan made once
+        if is_done(point, records, planned):
             outcomes[index] = Outcome(point, "done", "already in the results store")
             say(f"{label}: done (already in the results store)")
             continue

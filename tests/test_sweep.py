@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from recbench import losses, results, runner
+from recbench import sweep as sweep_module
 from recbench.cli import app
 from recbench.config import RunConfig
 from recbench.errors import UserError
@@ -115,6 +116,28 @@ def test_stored_points_are_matched_on_every_identity_field(tmp_path, recbench_ho
     assert not is_done(point, results.read_records(store))
     store_run(store, point.config)
     assert is_done(point, results.read_records(store))
+
+
+def test_a_dry_run_plans_each_point_once_and_is_done_takes_that_plan(
+    tmp_path, recbench_home, monkeypatch
+):
+    """The sweep asks is_done with the plan it made (no second plan per point), and is_done
+    answers from the plan it is given."""
+    store = tmp_path / "results.jsonl"
+    points = expand(spec(tmp_path, seeds=(0, 1), n_negs=(7,), params={"rho": [0.3]}))
+    store_run(store, points[0].config)
+    planned = []
+    real_plan = sweep_module.runner.plan
+    monkeypatch.setattr(sweep_module.runner, "plan",
+                        lambda *a, **k: planned.append(a) or real_plan(*a, **k))  # fmt: skip
+    result = run_sweep(spec(tmp_path, seeds=(0, 1), n_negs=(7,), params={"rho": [0.3]}),
+                       dry_run=True)  # fmt: skip
+    assert [o.status for o in result.outcomes] == ["done", "todo"]
+    assert len(planned) == 2
+    records = results.read_records(store)
+    done_plan = real_plan(points[0].config, records=records)
+    assert is_done(points[1], records, planned=done_plan)  # the given plan decides
+    assert not is_done(points[1], records)
 
 
 def test_a_run_recorded_without_a_seed_is_done_for_every_seed(tmp_path, recbench_home):
