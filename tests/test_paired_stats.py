@@ -538,6 +538,29 @@ def test_table2_keeps_the_sft_run_the_seeds_runs_started_from_when_a_later_one_a
     assert float(row(later, method="sft")["hr1_mean"]) == pytest.approx(5 / N, abs=1e-9)
 
 
+def test_a_method_that_names_its_sft_stage_compares_with_that_stage_like_a_loss(tmp_path):
+    """SPRec is a method, not a loss, but it trains from the seed's SFT stage and records it:
+    its "vs SFT", Figure 3 and paired tests use that stage's evaluation, not the SFT row."""
+    store = tmp_path / "two-stages.jsonl"
+    for method, family in (("sft", "llm_baseline"), ("sdpo", "loss"), ("dpo", "loss")):
+        _add_run(store, method, family, 0, SFT_GEN, SFT_RANK, stage="a1")  # the table's stage
+    _add_run(store, "sft", "llm_baseline", 0, set(range(5)), SFT_RANK, stage="b2", time=LATER)
+    sprec = set(range(5)) | {20, 21, 22}  # 8 hits: 3 more than its own stage, 2 fewer than a1's
+    _add_run(store, "sprec", "llm_baseline", 0, sprec, SFT_RANK, stage="b2", time=LATER)
+    out = tmp_path / "reports"
+    compare(store, out, plots_enabled=False)
+    main = read_csv(out / "table2_main.csv")
+    assert float(row(main, method="sft")["hr1_mean"]) == pytest.approx(10 / N, abs=1e-9)
+    # 100 (8 - 5) / 5 against its own stage; against the SFT row it would read -20
+    assert float(row(main, method="sprec")["rel_sft_pct"]) == pytest.approx(60.0, abs=1e-9)
+    figure = row(read_csv(out / "fig3ab_relative_to_sft.csv"), method="sprec")
+    assert float(figure["rel_hr1_pct"]) == pytest.approx(60.0, abs=1e-9)
+    tests = read_csv(out / "paired_tests.csv")
+    paired = row(tests, mode="generation", method_a="sprec", method_b="sft")
+    # only sprec hits 20..22; against the a1 stage SFT alone would hit 5..9
+    assert (paired["seed_a_only"], paired["seed_b_only"]) == ("3", "0")
+
+
 T975_1 = 12.70620474  # Student t, 1 degree of freedom, 97.5% (printed tables)
 
 

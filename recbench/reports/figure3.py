@@ -10,7 +10,7 @@ import math
 
 import pandas as pd
 
-from recbench.reports.runs import References, matching_stage
+from recbench.reports.runs import References, matching_stage, trained_from_stage
 from recbench.reports.stats import Estimate, estimate, relative_percent
 from recbench.reports.tables import (
     INTERVAL_NOTE,
@@ -98,7 +98,8 @@ def relative_to_sft_table(refs: References) -> Table | str:
             "generation mode; popularity bias E[LogPop(rec) - mean LogPop(history)] over valid "
             "outputs (docs/data.md); HR@1 vs SFT = 100 (HR - HR_SFT) / HR_SFT, "
             "bias vs SFT = 100 (E - E_SFT) / |E_SFT| (lower: less popularity-biased); relative "
-            "numbers compare the means over seeds, for a loss with the SFT runs it started from "
+            "numbers compare the means over seeds, for a loss (or SPRec: any method trained from the "
+            "SFT stage) with the SFT runs it started from "
             "(its seeds' stages: SFT columns show their mean); [low, high]: 95% t interval over the seeds "
             "both have of each seed's relative difference to that seed's SFT (they share its "
             "SFT stage), none with fewer than two such seeds"
@@ -124,17 +125,18 @@ def _vs_sft(
     sft: Estimate | None,
     metric: str,
 ) -> float:
-    """Figure 3's relative change of a generation metric: a loss against the SFT runs it
-    started from, any other method against SFT's mean (bias over |bias|, docs/data.md)."""
+    """Figure 3's relative change of a generation metric: a method trained from the seeds' SFT
+    stages (:func:`~.runs.trained_from_stage`) against the SFT runs it started from, any other
+    method against SFT's mean (bias over |bias|, docs/data.md)."""
     absolute = metric == "pop_bias"
-    if group["family"].iloc[0] == "loss":
+    if trained_from_stage(group):
         return relative_to_own_sft(group, stages, f"generation:{metric}", absolute)
     return relative_percent(mean_of(ours), mean_of(sft), absolute)
 
 
 def _sft_mean(group: pd.DataFrame, stages: pd.DataFrame, sft: Estimate | None, metric: str):
     """The SFT value Figure 3 sets a method against (see :func:`_vs_sft`)."""
-    if group["family"].iloc[0] == "loss":
+    if trained_from_stage(group):
         return own_sft_means(group, stages, f"generation:{metric}")[1]
     return mean_of(sft)
 

@@ -48,7 +48,7 @@ from recbench.errors import UserError
 from recbench.outcomes import ExampleUsers, Outcomes
 from recbench.registry import did_you_mean
 from recbench.reports import tables
-from recbench.reports.runs import table_order
+from recbench.reports.runs import table_order, trained_from_stage
 from recbench.reports.significance import (
     ALPHA,
     design_effect,
@@ -469,8 +469,10 @@ def _table(
         out.notes.append(f"{dataset} ({mode}): no per-example outcomes for {', '.join(without)}")
     profile = str(here["profile"].iloc[0]) if len(here) else ""
     user_of = _users_of_examples(here, dataset, hits, reader, out.notes)
-    # the methods trained from a seed's SFT stage: the losses, and the stage's own evaluation
-    from_stage = set(here.loc[here["family"] == "loss", "method"]) | {reference_method()}
+    # the methods trained from a seed's SFT stage (the losses, SPRec), and the stage's own
+    # evaluation
+    from_stage = {m for m, group in here.groupby("method") if trained_from_stage(group)}
+    from_stage.add(reference_method())
     comparisons = []
     for a, b in pairs or _default_pairs(list(seeds)):
         if a not in seeds or b not in seeds:

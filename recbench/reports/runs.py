@@ -275,6 +275,16 @@ def table_order(frame: pd.DataFrame) -> pd.DataFrame:
     return ordered.iloc[order]
 
 
+def trained_from_stage(group: pd.DataFrame) -> bool:
+    """Whether a method's runs were trained from their seed's SFT stage, so that each compares
+    with that stage's own evaluation rather than with the SFT row: a loss (its older runs name
+    no stage), or any method whose runs name the stage they started from (SPRec, its control)."""
+    if group.empty:
+        return False
+    named = "sft_stage" in group.columns and (group["sft_stage"].astype(str) != "").any()
+    return group["family"].iloc[0] == "loss" or bool(named)
+
+
 def latest_per_point(frame: pd.DataFrame) -> pd.DataFrame:
     """One run per point, the one tables prefer (:func:`table_order`): in a study without
     retrained stages, the latest.  Paired tests pair every loss run with the evaluation of its

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from recbench import methods as method_registry
-from recbench.reports.runs import References, matching_stage
+from recbench.reports.runs import References, matching_stage, trained_from_stage
 from recbench.reports.stats import Estimate, estimate, relative_percent
 from recbench.reports.variants import base_method
 
@@ -230,9 +230,10 @@ def main_table(refs: References, paired: PairedMarks | None = None) -> Table | s
         notes.append(paired.note)
     notes.append(
         "vs best: relative HR@1 change over the best baseline (rule, sequential or LLM) of the dataset; "
-        "vs SFT: over the SFT model, 100 (HR - HR_ref) / HR_ref; for a loss, HR_ref is the "
-        "mean of the SFT runs it started from (same seeds, same stages), so an SFT seed "
-        "without the loss does not enter its comparison"
+        "vs SFT: over the SFT model, 100 (HR - HR_ref) / HR_ref; for a loss, or another "
+        "method trained from the SFT stage (SPRec), HR_ref is the mean of the SFT runs it "
+        "started from (same seeds, same stages), so an SFT seed without the method does not "
+        "enter its comparison"
     )
     for dataset in datasets:
         if dataset in best:
@@ -330,7 +331,7 @@ def _main_tidy_row(
     column = headline_column(group)
     hr1 = stat(group, column)
     best_name, best_value = best.get(dataset, ("", math.nan))
-    if group["family"].iloc[0] == "loss":
+    if trained_from_stage(group):
         rel_sft = relative_to_own_sft(group, stages[stages["dataset"] == dataset], column)
     else:
         rel_sft = relative_percent(mean_of(hr1), sft.get(dataset))
