@@ -561,6 +561,43 @@ def test_a_method_that_names_its_sft_stage_compares_with_that_stage_like_a_loss(
     assert (paired["seed_a_only"], paired["seed_b_only"]) == ("3", "0")
 
 
+def test_table2_names_the_stage_its_sft_row_shows_when_a_seed_has_two(tmp_path):
+    """The SFT row follows the stage most of the seed's runs started from; the note says which,
+    with the counts, and flips with them (a later study adding runs on a retrained stage)."""
+    store = tmp_path / "two-stages.jsonl"
+    for method in ("sft", "sdpo", "dpo"):
+        _add_run(store, method, "llm_baseline" if method == "sft" else "loss", 0, SFT_GEN,
+                 SFT_RANK, stage="aaaaaaaa1")  # fmt: skip
+    _add_run(store, "sft", "llm_baseline", 0, set(range(5)), SFT_RANK, stage="bbbbbbbb2",
+             time=LATER)  # fmt: skip
+    _add_run(store, "napo", "loss", 0, SFT_GEN, SFT_RANK, stage="bbbbbbbb2", time=LATER)
+    out = tmp_path / "reports"
+    compare(store, out, plots_enabled=False)
+    text = (out / "table2_main.md").read_text()
+    assert (
+        "SFT on lastfm, seed 0: its stage was trained twice (sft_stages); the SFT row shows "
+        "stage aaaaaaaa, which 3 of the seed's runs started from; stage bbbbbbbb (2 runs) "
+        "compares only with the runs trained from it"
+    ) in text
+    assert float(row(read_csv(out / "table2_main.csv"), method="sft")["hr1_mean"]) == (
+        pytest.approx(10 / N, abs=1e-9)
+    )
+    for method in ("simpo", "sims_dpo"):  # two more runs on the second stage: it is shown
+        _add_run(store, method, "loss", 0, SFT_GEN, SFT_RANK, stage="bbbbbbbb2", time=LATER)
+    compare(store, out, plots_enabled=False)
+    assert (
+        "the SFT row shows stage bbbbbbbb, which 4 of the seed's runs"
+        in (out / "table2_main.md").read_text()
+    )
+    assert float(row(read_csv(out / "table2_main.csv"), method="sft")["hr1_mean"]) == (
+        pytest.approx(5 / N, abs=1e-9)
+    )
+    single = tmp_path / "one-stage.jsonl"
+    _add_run(single, "sft", "llm_baseline", 0, SFT_GEN, SFT_RANK, stage="aaaaaaaa1")
+    compare(single, tmp_path / "single", plots_enabled=False)
+    assert "trained twice" not in (tmp_path / "single" / "table2_main.md").read_text()
+
+
 T975_1 = 12.70620474  # Student t, 1 degree of freedom, 97.5% (printed tables)
 
 

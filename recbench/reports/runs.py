@@ -266,13 +266,18 @@ def table_order(frame: pd.DataFrame) -> pd.DataFrame:
     swap the SFT row under the earlier study's losses (ties: the latest).
     """
     ordered = chronological(frame)
-    seed = [c for c in POINT if c not in ("method", "hkey")]
-    sharing = ordered.groupby([*seed, "sft_stage"], dropna=False)["run_id"].transform("size")
-    # runs that name no stage (baselines without an LLM, records from before stages had a
-    # digest) share nothing that can be counted
-    sharing = sharing.where(ordered["sft_stage"].astype(str) != "", 0)
-    order = sharing.reset_index(drop=True).sort_values(kind="stable").index
+    order = stage_sharing(ordered).reset_index(drop=True).sort_values(kind="stable").index
     return ordered.iloc[order]
+
+
+def stage_sharing(frame: pd.DataFrame) -> pd.Series:
+    """Per run of ``frame``: how many of its seed's runs (every method) started from its SFT
+    stage; 0 for a run that names none (baselines without an LLM, records from before stages
+    had a digest), which shares nothing that can be counted.  :func:`table_order` prefers the
+    most shared stage, and Table 2's note names it with these counts."""
+    seed = [c for c in POINT if c not in ("method", "hkey")]
+    sharing = frame.groupby([*seed, "sft_stage"], dropna=False)["run_id"].transform("size")
+    return sharing.where(frame["sft_stage"].astype(str) != "", 0)
 
 
 def trained_from_stage(group: pd.DataFrame) -> bool:

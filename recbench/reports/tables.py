@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from recbench import methods as method_registry
-from recbench.reports.runs import References, matching_stage, trained_from_stage
+from recbench.reports.runs import References, matching_stage, stage_sharing, trained_from_stage
 from recbench.reports.stats import Estimate, estimate, relative_percent
 from recbench.reports.variants import base_method
 
@@ -240,6 +240,7 @@ def main_table(refs: References, paired: PairedMarks | None = None) -> Table | s
             notes.append(
                 f"best baseline on {dataset}: {best[dataset][0]} (HR@1 {best[dataset][1]:.4f})"
             )
+    notes += _sft_row_stage_notes(refs)
     notes += _below_popularity_notes(runs, datasets, sft)
     notes += _earlier_movielens_build_notes(runs)
     notes += reference_notes(refs, zip(runs["dataset"], runs["method"], strict=True))
@@ -269,6 +270,33 @@ def _references_per_dataset(
             if method == "sft":
                 sft[dataset] = mean_of(stat(group, headline_column(group)))
     return best, sft
+
+
+def _sft_row_stage_notes(refs: References) -> list[str]:
+    """A note per seed whose SFT stage was trained twice (``sft_stages``): which evaluation the
+    SFT row shows and how many of the seed's runs started from each, so a reader sees that the
+    row follows the runs (:func:`~.runs.table_order`) and is not a choice made by hand."""
+    instances = refs.instances.assign(sharing=stage_sharing(refs.instances))
+    sft = instances[(instances["method"] == "sft") & (instances["sft_stage"].astype(str) != "")]
+    shown = refs.runs[refs.runs["method"] == "sft"]
+    notes = []
+    for (dataset, seed), group in sft.groupby(["dataset", "seed"], sort=True):
+        counts = group.drop_duplicates("sft_stage").set_index("sft_stage")["sharing"]
+        row = shown[(shown["dataset"] == dataset) & (shown["seed"] == seed)]
+        if len(counts) < 2 or row.empty or row["sft_stage"].iloc[0] not in counts.index:
+            continue
+        chosen = str(row["sft_stage"].iloc[0])
+        others = "; ".join(
+            f"stage {stage[:8]} ({int(n)} run{'' if int(n) == 1 else 's'}) compares only "
+            "with the runs trained from it"
+            for stage, n in counts.drop(chosen).sort_values(ascending=False).items()
+        )
+        notes.append(
+            f"SFT on {dataset}, seed {seed}: its stage was trained twice (sft_stages); the SFT "
+            f"row shows stage {chosen[:8]}, which {int(counts[chosen])} of the seed's runs "
+            f"started from; {others}"
+        )
+    return notes
 
 
 def _below_popularity_notes(
