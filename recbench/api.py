@@ -73,6 +73,11 @@ def keep_example_users(
         raise UserError(f"no results store at {store}")
     if split not in SPLITS:
         raise UserError(f"unknown split '{split}'; choose from {', '.join(SPLITS)}")
+    scored = {(r.get("dataset"), r.get("split")) for r in store_io.read_records(store)}
+    if (name, split) not in scored:
+        held = ", ".join(sorted(f"{d} {s}" for d, s in scored if d and s)) or "no readable run"
+        raise UserError(f"the store {store} holds no run scored on {name}'s {split} split "
+                        f"(it has: {held}); name the dataset and split its runs used")  # fmt: skip
     users = load_dataset(name).example_users(split)
     try:
         written = store_io.write_example_users(store, users)

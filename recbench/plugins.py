@@ -144,7 +144,7 @@ def _load_module(name: str, module: str, origin: str, run: Callable[[], object])
 def _load_file(value: str, origin: str) -> Plugin:
     path = Path(value).expanduser().resolve()
     if not path.is_file():
-        raise PluginError(f"plugin {value}: no such file ({path})")
+        raise PluginError(f"plugin {value}{_named_in(origin)}: no such file ({path})")
     key = str(path)
     if key in _LOADED:
         return _LOADED[key]
@@ -180,7 +180,14 @@ def _import_as(plugin: Plugin, run: Callable[[], object], module: str) -> None:
         if isinstance(exc, PluginError):
             raise
         reason = _one_line(f"{type(exc).__name__}: {exc}")
-        raise PluginError(f"{plugin.describe()}: cannot import it ({reason})") from exc
+        named = _named_in(plugin.origin)
+        raise PluginError(f"{plugin.describe()}{named}: cannot import it ({reason})") from exc
+
+
+def _named_in(origin: str) -> str:
+    """Where a failing plugin was named, when the user may not remember having named it (an
+    environment variable set long ago); ``--plugin`` is on the command line they just typed."""
+    return f" (named in ${ENV_VAR})" if origin == ENV_VAR else ""
 
 
 # ---------------------------------------------------------------------------------- helpers

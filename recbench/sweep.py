@@ -67,8 +67,14 @@ ParamValue = float | int | str | bool
 NAMED_PARAMS = ("rho", "alpha", "beta", "gamma")
 
 
-def parse_list(text: str | None, what: str, cast: Callable[[str], object] = parse_value) -> list:
-    """A comma-separated option value as a list without duplicates (order kept)."""
+def parse_list(
+    text: str | None,
+    what: str,
+    cast: Callable[[str], object] = parse_value,
+    example: str | None = None,
+) -> list:
+    """A comma-separated option value as a list without duplicates (order kept); ``example``
+    is what the error for an empty value suggests (by default one fitting ``cast``)."""
     if text is None:
         return []
     values = []
@@ -82,7 +88,10 @@ def parse_list(text: str | None, what: str, cast: Callable[[str], object] = pars
         if value not in values:
             values.append(value)
     if not values:
-        raise UserError(f"--{what} needs at least one value, e.g. --{what} 1,3,7")
+        if example is None:
+            values_like = {int: "0,1,2", str: "NAME1,NAME2"}.get(cast, "1,3,7")
+            example = f"--{what} {values_like}"
+        raise UserError(f"--{what} needs at least one value, e.g. {example}")
     return values
 
 
@@ -90,7 +99,7 @@ def parse_param_lists(items: Iterable[str], option: str = "--param") -> dict[str
     """``["beta=0.5,1", "ln=true"]`` -> {"beta": [0.5, 1], "ln": [True]} (values as ``--set``)."""
     out: dict[str, list[ParamValue]] = {}
     for key, raw in split_assignments(items, option).items():
-        out[key] = parse_list(raw, f"{option.lstrip('-')} {key}")
+        out[key] = parse_list(raw, f"{option.lstrip('-')} {key}", example=f"{option} {key}=1,3,7")
     return out
 
 
@@ -176,14 +185,20 @@ def expand(spec: SweepSpec, check: bool = True) -> list[SweepPoint]:
     points = []
     checked: set[str] = set()
     loss_grid = list(itertools.product(strategies, n_negs, *(axes[k] for k in names)))
+    # in a grid with losses, the negatives, n_neg and hyper-parameter axes are the losses': a
+    # baseline beside them is one point, not one per value.  In a grid of baselines alone they
+    # can only be meant for the baselines, which take them or refuse them as `recbench run`
+    # does (sprec takes --param iterations; a rule refuses --negatives): never silently dropped.
+    axes_apply = {
+        kind: kind == "loss" or all(k == "baseline" for k, _ in methods) for kind, _ in methods
+    }
     grid = (
         (seed, dataset, kind, method, strategy, n_neg, values)
         for seed, dataset, (kind, method) in itertools.product(seeds, datasets, methods)
-        # a baseline has no negatives or loss hyper-parameters: one point, not one per value
-        for strategy, n_neg, *values in (loss_grid if kind == "loss" else [(None, None)])
+        for strategy, n_neg, *values in (loss_grid if axes_apply[kind] else [(None, None)])
     )
     for seed, dataset, kind, method, strategy, n_neg, values in grid:
-        chosen = dict(zip(names, values, strict=True)) if kind == "loss" else {}
+        chosen = dict(zip(names, values, strict=True)) if axes_apply[kind] else {}
         params = {**spec.base.loss_params, **chosen}
         config = replace(
             spec.base,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import assert_user_error
 
 from recbench import results
 from recbench.errors import UserError
@@ -610,6 +611,24 @@ def test_cli_compare_and_its_one_line_errors(cli, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "table2_main.md" in result.stdout
     assert "skipped table3_ablations" in result.stdout
+
+
+def test_compare_out_where_a_report_file_is_a_directory_is_a_one_line_error(cli, tmp_path):
+    """The permission check before writing cannot see every unwritable place (a report's name
+    taken by a directory; root on a read-only pseudo file system): writing says so in one line."""
+    store = write_store(tmp_path / "store.jsonl")
+    (tmp_path / "r" / "README.md").mkdir(parents=True)
+    result = cli("compare", "--results", str(store), "--out", str(tmp_path / "r"), "--no-plots")
+    assert_user_error(result, f"cannot write the report to {tmp_path / 'r' / 'README.md'}: Is a")
+
+
+def test_a_store_whose_every_line_is_damaged_is_not_called_empty(cli, tmp_path):
+    store = tmp_path / "damaged.jsonl"
+    store.write_text("not json\n")
+    result = cli("compare", "--results", str(store), "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"the results store {store} holds no readable record" in result.stderr
+    assert "skipped 1 damaged line" in result.stderr  # the warning says which
 
 
 def test_table2_warns_where_sft_does_not_beat_the_popularity_rule(tmp_path):

@@ -166,6 +166,16 @@ def test_plugin_that_fails_to_import(cli, tmp_path, code, needle):
     )
 
 
+def test_a_failing_plugin_from_the_environment_says_where_it_was_named(cli, monkeypatch, tmp_path):
+    """A user who typed no --plugin must learn that $RECBENCH_PLUGINS named the plugin."""
+    monkeypatch.setenv("RECBENCH_PLUGINS", str(tmp_path / "gone.py"))
+    assert_user_error(cli("losses"), "plugin", "gone.py (named in $RECBENCH_PLUGINS): no such file")
+    monkeypatch.setenv("RECBENCH_PLUGINS", "recbench_no_such_plugin")
+    assert_user_error(
+        cli("losses"), "plugin recbench_no_such_plugin (named in $RECBENCH_PLUGINS): cannot import"
+    )
+
+
 @pytest.mark.parametrize("command", ["run", "sweep", "compare", "losses"])
 def test_every_command_takes_plugin(cli, recbench_home, tmp_path, command):
     assert_user_error(

@@ -268,6 +268,9 @@ def test_param_lists_parse_types():
         (("--dataset", "lastfn"), "did you mean 'lastfm'"),
         (("--param", "rho=1.5"), "rho"),
         (("--param", "bogus=1"), "bogus"),
+        (("--param", "beta="), "e.g. --param beta=1,3,7"),
+        (("--loss", ","), "e.g. --loss NAME1,NAME2"),
+        (("--seed", ","), "e.g. --seed 0,1,2"),
     ],
 )
 def test_sweep_input_mistakes_are_one_line_errors(cli, tmp_path, args, needle):
@@ -276,6 +279,27 @@ def test_sweep_input_mistakes_are_one_line_errors(cli, tmp_path, args, needle):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
     assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_a_grid_of_baselines_alone_gives_them_its_axes_or_refuses_them(tmp_path, recbench_home):
+    """Beside losses, a baseline is one point whatever the loss axes; without losses the axes
+    can only be meant for the baselines: sprec takes --param iterations, a rule refuses
+    --negatives, as `recbench run` does (before, both were dropped without a word)."""
+    base = RunConfig(profile="smoke", results=tmp_path / "results.jsonl")
+    points = expand(SweepSpec(base, {"baseline": ["sprec"], "iterations": [1, 2]}))
+    assert [(p.config.baseline, p.config.loss_params) for p in points] == [
+        ("sprec", {"iterations": 1}),
+        ("sprec", {"iterations": 2}),
+    ]
+    with pytest.raises(UserError, match="negatives are picked for preference losses"):
+        expand(SweepSpec(base, {"baseline": ["pop"], "negatives": ["hard"]}))
+    with pytest.raises(UserError, match="sasrec takes no --param"):
+        expand(SweepSpec(base, {"baseline": ["sasrec"], "beta": [1.0]}))
+    mixed = expand(SweepSpec(base, {"loss": ["dpo"], "baseline": ["pop"], "negatives": ["hard"]}))
+    assert [(p.config.method, p.config.negatives) for p in mixed] == [
+        ("dpo", "hard"),
+        ("pop", base.negatives),
+    ]
 
 
 def test_a_sweep_is_a_base_run_and_the_axes_it_varies(tmp_path, recbench_home):

@@ -168,3 +168,6 @@ def test_runs_keep_the_users_map_and_the_command_fills_older_stores(cli, tmp_pat
     assert_user_error(missing, "no results store at")
     bad = cli("data", "users", "lastfm", "--results", str(store), "--split", "tset")
     assert_user_error(bad, "unknown split 'tset'")
+    other = cli("data", "users", "movielens", "--results", str(store))
+    assert_user_error(other, "holds no run scored on movielens's test split", "lastfm test")
+    assert not results.users_path(store, "movielens", "test").exists()

@@ -18,6 +18,7 @@ whose SFT stage was trained on two machines gets ``sft_stages`` (:mod:`~recbench
 
 from __future__ import annotations
 
+import errno
 import re
 import shlex
 from collections.abc import Callable, Iterable, Sequence
@@ -204,19 +205,33 @@ def compare(
             directory = directory / f"{_slug(setting_profile)}-{_slug(setting_model)}"
         subset = runs_of_setting(runs, setting_model, setting_profile)
         prefix = "" if len(settings) == 1 else f"{directory.name}/"
-        _write_setting(
-            subset,
-            directory,
-            prefix,
-            command,
-            chosen_formats,
-            plots_enabled,
-            report,
-            reader,
-            chosen_pairs,
-            (*shown, *automatic),
-        )
+        try:
+            _write_setting(
+                subset,
+                directory,
+                prefix,
+                command,
+                chosen_formats,
+                plots_enabled,
+                report,
+                reader,
+                chosen_pairs,
+                (*shown, *automatic),
+            )
+        except OSError as exc:
+            if exc.errno not in UNWRITABLE:
+                raise  # a full disk keeps the CLI's own message; anything else is a bug
+            where = exc.filename or directory
+            raise UserError(f"cannot write the report to {where}: {exc.strerror}") from None
     return report
+
+
+#: Errors that say the report's place cannot be written (a path a user chose), not a bug:
+#: the permission check before writing cannot see all of them (root passes ``os.access`` on a
+#: read-only pseudo file system; a file's name may already be taken by a directory).
+UNWRITABLE = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR}
+)
 
 
 def _write_setting(

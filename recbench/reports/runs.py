@@ -120,9 +120,10 @@ def load_runs(store: Path, filters: Filters) -> pd.DataFrame:
     """
     records = results.read_records(store)
     if not records:
+        damaged = store.is_file() and store.stat().st_size > 0
+        state = "holds no readable record" if damaged else "is empty or missing"
         raise UserError(
-            f"the results store {store} is empty or missing; "
-            "fill it with `recbench run` or `recbench sweep`"
+            f"the results store {store} {state}; fill it with `recbench run` or `recbench sweep`"
         )
     _check_values("dataset", filters.datasets, (r.get("dataset") for r in records))
     if filters.model is not None:
