@@ -727,8 +727,23 @@ def select(
         if options.seed and options.dataset:
             chosen.append(replace(grid, options=options))
     if not chosen:
-        raise UserError(f"{path}: no grid has the selected grids, seeds and datasets")
+        raise UserError(f"{path}: no grid has the selected grids, seeds and datasets"
+                        + _absent(grids, names, seeds, datasets))  # fmt: skip
     return chosen
+
+
+def _absent(
+    grids: Sequence[Grid], names: Sequence[str], seeds: Sequence[int], datasets: Sequence[str]
+) -> str:
+    """Which selected seed or dataset no grid (of the named ones) has, with what they have: a
+    typo or an out-of-range seed is named, not left to a reader to find."""
+    named = [grid for grid in grids if not names or grid.name in names]
+    for what, wanted, attribute in (("--seed", seeds, "seed"), ("--dataset", datasets, "dataset")):
+        held = sorted({value for grid in named for value in getattr(grid.options, attribute)})
+        missing = [value for value in wanted if value not in held]
+        if missing and len(missing) == len(wanted):
+            return f" ({what} {missing[0]}: the grids have {', '.join(map(str, held))})"
+    return ""
 
 
 def plan(

@@ -157,7 +157,16 @@ def test_results_are_relative_to_the_file(tmp_path, planned):
         ('[[grid]]\nloss = "dpo"', ("--profile", "smoke"), ("--profile cannot be combined",)),
         ('[[grid]]\nloss = "dpo"', ("--set", "lora_r=8"), ("--set cannot be combined",)),
         ('[[grid]]\nloss = "dpo"', ("--grid", "nope"), ("--grid nope", "no such grid")),
-        ('[[grid]]\nloss = "dpo"', ("--seed", "5"), ("no grid has the selected",)),
+        (
+            '[[grid]]\nloss = "dpo"',
+            ("--seed", "5"),
+            ("no grid has the selected", "--seed 5: the grids have 0"),
+        ),
+        (
+            "[[grid]]\nseed = [0, 1]",
+            ("--dataset", "steam"),
+            ("--dataset steam: the grids have lastfm",),
+        ),
         (
             '[[grid]]\nloss = "dpo"\nfrom_this_stage = "yes"',
             (),
