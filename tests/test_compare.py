@@ -622,15 +622,6 @@ def test_compare_out_where_a_report_file_is_a_directory_is_a_one_line_error(cli,
     assert_user_error(result, f"cannot write the report to {tmp_path / 'r' / 'README.md'}: Is a")
 
 
-def test_a_store_whose_every_line_is_damaged_is_not_called_empty(cli, tmp_path):
-    store = tmp_path / "damaged.jsonl"
-    store.write_text("not json\n")
-    result = cli("compare", "--results", str(store), "--out", str(tmp_path / "r"))
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"the results store {store} holds no readable record" in result.stderr
-    assert "skipped 1 damaged line" in result.stderr  # the warning says which
-
-
 def test_table2_warns_where_sft_does_not_beat_the_popularity_rule(tmp_path):
     store = tmp_path / "pop.jsonl"
     for dataset, sft_hr1 in (("lastfm", 0.10), ("steam", 0.40)):

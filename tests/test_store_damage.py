@@ -220,7 +220,8 @@ def test_cli_compare_skips_damage_with_one_warning_and_the_same_tables(reference
     assert {p.name: p.read_bytes() for p in sorted(out.iterdir())} == reference["tables"]
 
 
-def test_a_store_with_only_damage_is_reported_as_empty(cli, tmp_path):
+def test_a_store_with_only_damage_says_it_holds_no_readable_record(cli, tmp_path):
+    """Not "empty or missing": the file is there and has lines, none of them a record."""
     store = tmp_path / "results.jsonl"
     store.write_bytes(b'\x00\x01junk\n[1]\n{"torn')
     result = cli("compare", "--results", str(store), "--out", str(tmp_path / "out"))
@@ -228,7 +229,7 @@ def test_a_store_with_only_damage_is_reported_as_empty(cli, tmp_path):
     lines = stderr_lines(result)
     assert len(lines) == 2, result.stderr
     assert lines[0].startswith(f"warning: {store}: skipped 3 damaged lines (1, 2, 3)")
-    assert lines[1].startswith("error: the results store") and "empty" in lines[1]
+    assert lines[1].startswith(f"error: the results store {store} holds no readable record")
     assert store.read_bytes() == b'\x00\x01junk\n[1]\n{"torn'
 
 
