@@ -189,16 +189,17 @@ def expand(spec: SweepSpec, check: bool = True) -> list[SweepPoint]:
     # baseline beside them is one point, not one per value.  In a grid of baselines alone they
     # can only be meant for the baselines, which take them or refuse them as `recbench run`
     # does (sprec takes --param iterations; a rule refuses --negatives): never silently dropped.
-    axes_apply = {
-        kind: kind == "loss" or all(k == "baseline" for k, _ in methods) for kind, _ in methods
-    }
+    baselines_alone = all(kind == "baseline" for kind, _ in methods)
     grid = (
         (seed, dataset, kind, method, strategy, n_neg, values)
         for seed, dataset, (kind, method) in itertools.product(seeds, datasets, methods)
-        for strategy, n_neg, *values in (loss_grid if axes_apply[kind] else [(None, None)])
+        for strategy, n_neg, *values in (
+            loss_grid if kind == "loss" or baselines_alone else [(None, None)]
+        )
     )
     for seed, dataset, kind, method, strategy, n_neg, values in grid:
-        chosen = dict(zip(names, values, strict=True)) if axes_apply[kind] else {}
+        # no values where the axes are not this method's: then nothing is chosen
+        chosen = dict(zip(names, values, strict=False))
         params = {**spec.base.loss_params, **chosen}
         config = replace(
             spec.base,
