@@ -1,6 +1,6 @@
 """Every run's cost records, one row per run: what Table 5 averages over seeds.
 
-The per-run cost ranges of docs/study.md (SFT and preference seconds, evaluation seconds, peak
+The per-run cost ranges of docs/study.md (SFT, preference and self-play seconds, evaluation seconds, peak
 memory, CPU use) are read from here, straight from a committed store:
 
     python benchmarks/run_costs.py reports/results/movielens-study.jsonl
@@ -20,6 +20,7 @@ from recbench.results import load_frame
 COLUMNS = {
     "sft_seconds": "SFT (s)",
     "preference_seconds": "preference (s)",
+    "self_play_seconds": "self-play (s)",  # SPRec's iterations (their SFT and DPO epochs)
     "eval_ranking_seconds": "ranking (s)",
     "eval_generation_seconds": "generation (s)",
     "peak_memory_mb": "peak (MB)",

@@ -34,10 +34,14 @@ def test_one_row_per_run_with_each_cost_metric(tmp_path):
     _add(store, "napo", 1, {"preference_seconds": 605.2, "peak_memory_mb": 11000.0})
     _add(store, "napo", 0, {"preference_seconds": 615.8, "sft_seconds": 1097.9})
     _add(store, "dpo", 0, {"preference_seconds": 598.0, "cpu_utilisation": 0.97})
+    _add(store, "sprec", 0, {"self_play_seconds": 7508.2, "sft_seconds": 7708.1})
     table = run_costs.run_costs(store)
     assert list(zip(table["method"], table["seed"], strict=True)) == [
-        ("dpo", 0), ("napo", 0), ("napo", 1)
+        ("dpo", 0), ("napo", 0), ("napo", 1), ("sprec", 0)
     ]  # fmt: skip
+    sprec = table[table["method"] == "sprec"].iloc[0]
+    assert sprec["self-play (s)"] == pytest.approx(7508.2, abs=1e-9)  # SPRec's training
+    assert math.isnan(sprec["preference (s)"])
     napo1 = table[(table["method"] == "napo") & (table["seed"] == 1)].iloc[0]
     assert napo1["preference (s)"] == pytest.approx(605.2, abs=1e-9)
     assert napo1["peak (MB)"] == pytest.approx(11000.0, abs=1e-9)
